@@ -1,0 +1,397 @@
+//! The desktop app: tabs over the shared domain core. Long work runs on worker threads
+//! that report over channels and wake the UI with `request_repaint`.
+
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+
+use eframe::egui;
+
+use crate::catalog::{Catalog, CatalogCounts};
+use crate::eras::EraSchemes;
+use crate::paths::DataDir;
+use crate::version;
+
+/// The app's tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Tab {
+    /// Harvest posters from TMDB.
+    Harvest,
+    /// Browse the catalog.
+    Gallery,
+    /// Compare eras side by side.
+    Compare,
+    /// Train the era classifier.
+    Train,
+    /// Classify a poster.
+    Classify,
+    /// About Movie Eras.
+    About,
+}
+
+impl Tab {
+    /// All tabs in display order.
+    pub const ALL: [Self; 6] = [
+        Self::Harvest,
+        Self::Gallery,
+        Self::Compare,
+        Self::Train,
+        Self::Classify,
+        Self::About,
+    ];
+
+    /// The tab's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Harvest => "Harvest",
+            Self::Gallery => "Gallery",
+            Self::Compare => "Compare",
+            Self::Train => "Train",
+            Self::Classify => "Classify",
+            Self::About => "About",
+        }
+    }
+}
+
+/// Settings remembered between runs (eframe persistence).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The open tab.
+    pub tab: Tab,
+    /// The era scheme used across tabs.
+    pub scheme: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            tab: Tab::Gallery,
+            scheme: "hollywood".into(),
+        }
+    }
+}
+
+/// Per-era count for the catalog summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EraCount {
+    /// Era name.
+    pub era: String,
+    /// Year range label.
+    pub range: String,
+    /// Movies with a good poster in that era.
+    pub posters: u64,
+}
+
+/// What the summary worker reports.
+#[derive(Debug, Clone)]
+pub struct CatalogSummary {
+    /// Status counts.
+    pub counts: CatalogCounts,
+    /// Counts per era of the chosen scheme.
+    pub per_era: Vec<EraCount>,
+    /// The scheme the counts are for.
+    pub scheme: String,
+}
+
+enum Loading<T> {
+    Idle,
+    Running(Receiver<Result<T, String>>),
+    Done(Result<T, String>),
+}
+
+/// Key under which [`Settings`] are stored.
+const SETTINGS_KEY: &str = "movie-eras-settings";
+
+/// The Movie Eras window.
+pub struct MovieErasApp {
+    settings: Settings,
+    data_dir: DataDir,
+    schemes: EraSchemes,
+    summary: Loading<CatalogSummary>,
+}
+
+impl MovieErasApp {
+    /// Creates the app with the given settings.
+    pub fn new(data_dir: DataDir, schemes: EraSchemes, settings: Settings) -> Self {
+        Self {
+            settings,
+            data_dir,
+            schemes,
+            summary: Loading::Idle,
+        }
+    }
+
+    /// Creates the app from eframe's creation context, restoring saved settings.
+    pub fn from_creation_context(
+        cc: &eframe::CreationContext<'_>,
+        data_dir: DataDir,
+        schemes: EraSchemes,
+    ) -> Self {
+        let settings: Settings = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, SETTINGS_KEY))
+            .unwrap_or_default();
+        Self::new(data_dir, schemes, settings)
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn refresh_summary(&mut self, ctx: &egui::Context) {
+        let (tx, rx) = mpsc::channel();
+        let path = self.data_dir.catalog_path();
+        let scheme = self.schemes.get(&self.settings.scheme).cloned();
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            let result = (|| {
+                let scheme = scheme.map_err(|e| e.to_string())?;
+                let catalog = Catalog::open(&path).map_err(|e| e.to_string())?;
+                let counts = catalog.counts().map_err(|e| e.to_string())?;
+                let mut per_era: Vec<EraCount> = scheme
+                    .eras
+                    .iter()
+                    .map(|e| EraCount {
+                        era: e.name.clone(),
+                        range: e.range_label(),
+                        posters: 0,
+                    })
+                    .collect();
+                for (year, n) in catalog
+                    .movies_per_year(i32::MIN, i32::MAX)
+                    .map_err(|e| e.to_string())?
+                {
+                    per_era[scheme.era_index(year)].posters += n;
+                }
+                Ok(CatalogSummary {
+                    counts,
+                    per_era,
+                    scheme: scheme.name,
+                })
+            })();
+            let _ = tx.send(result);
+            ctx.request_repaint();
+        });
+        self.summary = Loading::Running(rx);
+    }
+
+    fn poll(&mut self) {
+        if let Loading::Running(rx) = &self.summary {
+            match rx.try_recv() {
+                Ok(r) => self.summary = Loading::Done(r),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => {
+                    self.summary = Loading::Done(Err("the catalog worker stopped".into()));
+                }
+            }
+        }
+    }
+
+    /// Draws the whole window into `ui` (used by eframe and by UI tests).
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        self.poll();
+        if matches!(self.summary, Loading::Idle) {
+            self.refresh_summary(ui.ctx());
+        }
+        egui::Panel::top("tabs").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("Movie Eras");
+                ui.separator();
+                for tab in Tab::ALL {
+                    ui.selectable_value(&mut self.settings.tab, tab, tab.label());
+                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    let before = self.settings.scheme.clone();
+                    egui::ComboBox::from_label("Era scheme")
+                        .selected_text(
+                            self.schemes
+                                .get(&self.settings.scheme)
+                                .map_or("?", |s| s.label.as_str()),
+                        )
+                        .show_ui(ui, |ui| {
+                            for s in self.schemes.iter() {
+                                ui.selectable_value(
+                                    &mut self.settings.scheme,
+                                    s.name.clone(),
+                                    &s.label,
+                                );
+                            }
+                        });
+                    if before != self.settings.scheme {
+                        self.summary = Loading::Idle;
+                    }
+                });
+            });
+        });
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(format!("Data: {}", self.data_dir.root().display()));
+                ui.separator();
+                match &self.summary {
+                    Loading::Done(Ok(s)) => {
+                        ui.label(format!(
+                            "{} movies · {} posters ok · {} failed · {} pending",
+                            s.counts.movies, s.counts.ok, s.counts.failed, s.counts.pending
+                        ));
+                    }
+                    Loading::Done(Err(e)) => {
+                        ui.colored_label(
+                            ui.visuals().error_fg_color,
+                            format!("Catalog error: {e}"),
+                        );
+                    }
+                    _ => {
+                        ui.spinner();
+                        ui.label("Reading catalog…");
+                    }
+                }
+            });
+        });
+        egui::CentralPanel::default().show(ui, |ui| match self.settings.tab {
+            Tab::About => self.about_ui(ui),
+            Tab::Gallery => self.catalog_summary_ui(ui),
+            Tab::Harvest => coming_ui(
+                ui,
+                "Harvest",
+                "Fetch movie metadata and posters from TMDB by release year, through the API \
+                 (with a key) or the website (without one). Until then, add posters with \
+                 `movie-eras import <DIR> --labels <CSV>`.",
+            ),
+            Tab::Compare => coming_ui(
+                ui,
+                "Compare",
+                "Side-by-side poster grids for chosen decades or eras, with average posters, \
+                 palettes and per-era colour statistics over the years.",
+            ),
+            Tab::Train => coming_ui(
+                ui,
+                "Train",
+                "Train the era classifier with Burn on the GPU (or the CPU), with live curves \
+                 and a confusion matrix.",
+            ),
+            Tab::Classify => coming_ui(
+                ui,
+                "Classify",
+                "Drop a poster here to see its predicted era, the probabilities and an \
+                 estimated year, with saliency overlays.",
+            ),
+        });
+    }
+
+    fn catalog_summary_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Catalog");
+        ui.label("The poster grid with filters is coming; this is what the catalog holds now.");
+        ui.add_space(8.0);
+        if ui.button("Refresh").clicked() {
+            self.refresh_summary(ui.ctx());
+        }
+        match &self.summary {
+            Loading::Done(Ok(s)) => {
+                let scheme_label = self.schemes.get(&s.scheme).map_or("", |x| x.label.as_str());
+                ui.label(format!("Movies per era ({scheme_label}):"));
+                egui::Grid::new("per_era")
+                    .striped(true)
+                    .num_columns(3)
+                    .show(ui, |ui| {
+                        ui.strong("Era");
+                        ui.strong("Years");
+                        ui.strong("Movies");
+                        ui.end_row();
+                        for e in &s.per_era {
+                            ui.label(&e.era);
+                            ui.label(&e.range);
+                            ui.label(e.posters.to_string());
+                            ui.end_row();
+                        }
+                    });
+                if s.counts.movies == 0 {
+                    ui.add_space(8.0);
+                    ui.label(
+                        "The catalog is empty. Import posters with \
+                         `movie-eras import <DIR> --labels <CSV>`.",
+                    );
+                }
+            }
+            Loading::Done(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            _ => {
+                ui.spinner();
+            }
+        }
+    }
+
+    fn about_ui(&self, ui: &mut egui::Ui) {
+        ui.heading("About Movie Eras");
+        ui.label(
+            "Does a movie poster show its era? Harvest posters, explore them by era, \
+                  and let a model guess a poster's era and year.",
+        );
+        ui.add_space(8.0);
+        egui::Grid::new("about").num_columns(2).show(ui, |ui| {
+            ui.label("Version");
+            ui.label(version::long_version());
+            ui.end_row();
+            ui.label("Data directory");
+            ui.label(self.data_dir.root().display().to_string());
+            ui.end_row();
+            ui.label("Catalog");
+            ui.label(self.data_dir.catalog_path().display().to_string());
+            ui.end_row();
+        });
+        ui.add_space(12.0);
+        ui.group(|ui| {
+            ui.strong("Data source");
+            ui.label(version::TMDB_ATTRIBUTION);
+            ui.hyperlink_to("The Movie Database (TMDB)", "https://www.themoviedb.org/");
+        });
+        ui.add_space(8.0);
+        ui.label("Built with egui, eframe, rusqlite and image. Licensed MIT OR Apache-2.0.");
+    }
+}
+
+fn coming_ui(ui: &mut egui::Ui, title: &str, what: &str) {
+    ui.heading(title);
+    ui.add_space(6.0);
+    ui.label(format!("Coming soon: {what}"));
+}
+
+impl eframe::App for MovieErasApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, SETTINGS_KEY, &self.settings);
+    }
+}
+
+/// Opens the main window and runs until it is closed.
+pub fn run_gui(data_dir: DataDir, schemes: EraSchemes) -> eframe::Result {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("Movie Eras")
+        .with_app_id("movie-eras")
+        .with_inner_size([1200.0, 800.0])
+        .with_min_inner_size([640.0, 420.0])
+        .with_drag_and_drop(true);
+    if let Some((rgba, width, height)) = version::icon_rgba() {
+        viewport = viewport.with_icon(egui::IconData {
+            rgba,
+            width,
+            height,
+        });
+    }
+    let options = eframe::NativeOptions {
+        viewport,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "movie-eras",
+        options,
+        Box::new(move |cc| {
+            Ok(Box::new(MovieErasApp::from_creation_context(
+                cc, data_dir, schemes,
+            )))
+        }),
+    )
+}

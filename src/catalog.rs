@@ -1,0 +1,1072 @@
+//! The SQLite catalog: movies, posters, thumbnails, colour statistics, harvest jobs and
+//! training runs. Every multi-row write runs in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::imaging::{ColourStats, HUE_BINS};
+
+/// Catalog errors.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// SQLite failed.
+    #[error("catalog {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The directory for the catalog could not be created.
+    #[error("cannot create catalog directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database was written by a newer version of the app.
+    #[error(
+        "catalog {path} has schema version {found}, newer than this app supports ({supported}); upgrade Movie Eras"
+    )]
+    TooNew {
+        /// The database file.
+        path: String,
+        /// Version found.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+}
+
+type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: base schema.
+    r"
+    CREATE TABLE movies (
+        id INTEGER PRIMARY KEY,
+        source_key TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        tmdb_id INTEGER,
+        title TEXT NOT NULL DEFAULT '',
+        year INTEGER,
+        release_date TEXT,
+        popularity REAL,
+        vote_average REAL,
+        vote_count INTEGER,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now'))
+    );
+    CREATE TABLE genres (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL
+    );
+    CREATE TABLE movie_genres (
+        movie_id INTEGER NOT NULL REFERENCES movies(id) ON DELETE CASCADE,
+        genre_id INTEGER NOT NULL REFERENCES genres(id),
+        PRIMARY KEY (movie_id, genre_id)
+    );
+    CREATE TABLE posters (
+        id INTEGER PRIMARY KEY,
+        movie_id INTEGER NOT NULL UNIQUE REFERENCES movies(id) ON DELETE CASCADE,
+        remote_path TEXT,
+        file TEXT,
+        sha256 TEXT,
+        bytes INTEGER,
+        width INTEGER,
+        height INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'ok', 'failed')),
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now'))
+    );
+    CREATE TABLE poster_stats (
+        poster_id INTEGER PRIMARY KEY REFERENCES posters(id) ON DELETE CASCADE,
+        brightness REAL NOT NULL,
+        dark_share REAL NOT NULL,
+        saturation REAL NOT NULL,
+        colourfulness REAL NOT NULL,
+        hue_hist TEXT NOT NULL
+    );
+    CREATE TABLE thumbnails (
+        poster_id INTEGER PRIMARY KEY REFERENCES posters(id) ON DELETE CASCADE,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        jpeg BLOB NOT NULL
+    );
+    CREATE TABLE harvest_jobs (
+        id INTEGER PRIMARY KEY,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')),
+        finished_at TEXT,
+        ok INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE training_runs (
+        id INTEGER PRIMARY KEY,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL,
+        model_dir TEXT,
+        metrics TEXT,
+        started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')),
+        finished_at TEXT
+    );
+    ",
+    // 2: indexes for the gallery filters and for harvest resume; chromatic share.
+    r"
+    CREATE INDEX movies_year ON movies(year);
+    CREATE UNIQUE INDEX movies_tmdb ON movies(tmdb_id) WHERE tmdb_id IS NOT NULL;
+    CREATE INDEX posters_status ON posters(status);
+    ALTER TABLE poster_stats ADD COLUMN chromatic_share REAL NOT NULL DEFAULT 0;
+    CREATE TABLE harvest_pages (
+        query_key TEXT NOT NULL,
+        page INTEGER NOT NULL,
+        total_pages INTEGER NOT NULL,
+        fetched_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')),
+        PRIMARY KEY (query_key, page)
+    );
+    ",
+];
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// State of a poster in the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PosterStatus {
+    /// Known but not yet downloaded.
+    Pending,
+    /// Downloaded, decoded and measured.
+    Ok,
+    /// Given up on, with a reason.
+    Failed,
+}
+
+impl PosterStatus {
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "ok" => Self::Ok,
+            "failed" => Self::Failed,
+            _ => Self::Pending,
+        }
+    }
+}
+
+/// A poster's outcome, as stored.
+#[derive(Debug, Clone)]
+pub struct PosterRecord {
+    /// TMDB poster path (e.g. `/abc.jpg`), when harvested.
+    pub remote_path: Option<String>,
+    /// Local file (absolute, or relative to the data dir).
+    pub file: Option<String>,
+    /// SHA-256 of the file.
+    pub sha256: Option<String>,
+    /// File size.
+    pub bytes: Option<u64>,
+    /// Pixel width.
+    pub width: Option<u32>,
+    /// Pixel height.
+    pub height: Option<u32>,
+    /// Outcome.
+    pub status: PosterStatus,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Colour statistics of an `ok` poster.
+    pub stats: Option<ColourStats>,
+    /// JPEG thumbnail with its size.
+    pub thumbnail: Option<(Vec<u8>, u32, u32)>,
+}
+
+impl PosterRecord {
+    /// A failed poster with a reason.
+    pub fn failed(file: Option<String>, reason: String) -> Self {
+        Self {
+            remote_path: None,
+            file,
+            sha256: None,
+            bytes: None,
+            width: None,
+            height: None,
+            status: PosterStatus::Failed,
+            reason: Some(reason),
+            stats: None,
+            thumbnail: None,
+        }
+    }
+}
+
+/// A movie to add, with its poster.
+#[derive(Debug, Clone)]
+pub struct NewMovie {
+    /// Unique identity used to make imports and harvests idempotent
+    /// (`import:<file>` or `tmdb:<id>`).
+    pub source_key: String,
+    /// Where it came from (`import`, `tmdb-api`, `tmdb-site`).
+    pub source: String,
+    /// TMDB id, if known.
+    pub tmdb_id: Option<i64>,
+    /// Title.
+    pub title: String,
+    /// Release year.
+    pub year: Option<i32>,
+    /// Release date (ISO).
+    pub release_date: Option<String>,
+    /// TMDB genres (id, name).
+    pub genres: Vec<(i64, String)>,
+    /// TMDB popularity.
+    pub popularity: Option<f64>,
+    /// TMDB vote average.
+    pub vote_average: Option<f64>,
+    /// TMDB vote count.
+    pub vote_count: Option<i64>,
+    /// The poster.
+    pub poster: PosterRecord,
+}
+
+/// One row of the export / the in-memory view of the catalog.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MovieRow {
+    /// Catalog id.
+    pub id: i64,
+    /// TMDB id.
+    pub tmdb_id: Option<i64>,
+    /// Title.
+    pub title: String,
+    /// Release year.
+    pub year: Option<i32>,
+    /// Genre names, comma separated.
+    pub genres: String,
+    /// TMDB popularity.
+    pub popularity: Option<f64>,
+    /// Poster id.
+    pub poster_id: Option<i64>,
+    /// Poster file.
+    pub poster_file: Option<String>,
+    /// Poster SHA-256.
+    pub poster_sha256: Option<String>,
+    /// Poster status.
+    pub status: Option<PosterStatus>,
+    /// Failure reason.
+    pub reason: Option<String>,
+    /// Colour statistics.
+    pub stats: Option<ColourStats>,
+}
+
+/// Counts by poster status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CatalogCounts {
+    /// Movies.
+    pub movies: u64,
+    /// Posters downloaded/imported fine.
+    pub ok: u64,
+    /// Posters that failed.
+    pub failed: u64,
+    /// Posters not fetched yet.
+    pub pending: u64,
+}
+
+/// The catalog database.
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").field("path", &self.path).finish()
+    }
+}
+
+impl Catalog {
+    /// Opens (creating and migrating as needed) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| CatalogError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| CatalogError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::init(conn, path.to_path_buf(), SCHEMA_VERSION)
+    }
+
+    /// An in-memory catalog (tests, previews).
+    pub fn open_in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory().map_err(|source| CatalogError::Sqlite {
+            path: ":memory:".into(),
+            source,
+        })?;
+        Self::init(conn, PathBuf::from(":memory:"), SCHEMA_VERSION)
+    }
+
+    /// Opens `path` migrating only up to `version` (for migration tests).
+    #[doc(hidden)]
+    pub fn open_at_version(path: &Path, version: i64) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|source| CatalogError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::init(conn, path.to_path_buf(), version)
+    }
+
+    fn init(conn: Connection, path: PathBuf, target: i64) -> Result<Self> {
+        let mut cat = Self { conn, path };
+        cat.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| cat.err(e))?;
+        if cat.path.as_os_str() != ":memory:" {
+            cat.conn
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(|e| cat.err(e))?;
+        }
+        cat.conn
+            .execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .map_err(|e| cat.err(e))?;
+        cat.migrate(target)?;
+        Ok(cat)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> CatalogError {
+        CatalogError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self, target: i64) -> Result<()> {
+        let current = self.schema_version()?;
+        if current > SCHEMA_VERSION {
+            return Err(CatalogError::TooNew {
+                path: self.path.display().to_string(),
+                found: current,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let version = i as i64 + 1;
+            if version > target {
+                break;
+            }
+            let tx = self.conn.transaction().map_err(|e| CatalogError::Sqlite {
+                path: self.path.display().to_string(),
+                source: e,
+            })?;
+            tx.execute_batch(sql)
+                .and_then(|()| tx.pragma_update(None, "user_version", version))
+                .and_then(|()| tx.commit())
+                .map_err(|e| CatalogError::Sqlite {
+                    path: self.path.display().to_string(),
+                    source: e,
+                })?;
+            log::info!("catalog migrated to schema version {version}");
+        }
+        Ok(())
+    }
+
+    /// `PRAGMA integrity_check`: `"ok"` when the database is sound.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Source keys already present that start with `prefix`.
+    pub fn source_keys(&self, prefix: &str) -> Result<HashSet<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source_key FROM movies WHERE substr(source_key, 1, ?1) = ?2")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![prefix.len() as i64, prefix], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Adds movies with their posters in one transaction; rows whose `source_key`
+    /// exists already are left alone. Returns how many were added.
+    pub fn insert_movies(&mut self, movies: &[NewMovie]) -> Result<usize> {
+        let path = self.path.display().to_string();
+        let wrap = |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        let mut added = 0;
+        for m in movies {
+            if insert_movie(&tx, m).map_err(wrap)? {
+                added += 1;
+            }
+        }
+        tx.commit().map_err(wrap)?;
+        Ok(added)
+    }
+
+    /// Replaces the poster outcome of an existing movie (by source key) in one transaction.
+    pub fn update_poster(&mut self, source_key: &str, poster: &PosterRecord) -> Result<bool> {
+        let path = self.path.display().to_string();
+        let wrap = |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        let movie_id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM movies WHERE source_key = ?1",
+                [source_key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(wrap)?;
+        let Some(movie_id) = movie_id else {
+            return Ok(false);
+        };
+        write_poster(&tx, movie_id, poster, true).map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        Ok(true)
+    }
+
+    /// Counts of movies and posters by status.
+    pub fn counts(&self) -> Result<CatalogCounts> {
+        let movies: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM movies", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let mut c = CatalogCounts {
+            movies: movies as u64,
+            ..CatalogCounts::default()
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT status, count(*) FROM posters GROUP BY status")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (status, n) = row.map_err(|e| self.err(e))?;
+            match PosterStatus::parse(&status) {
+                PosterStatus::Ok => c.ok = n as u64,
+                PosterStatus::Failed => c.failed = n as u64,
+                PosterStatus::Pending => c.pending = n as u64,
+            }
+        }
+        Ok(c)
+    }
+
+    /// Every movie with its poster and statistics, ordered by year then title.
+    pub fn movies(&self) -> Result<Vec<MovieRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.id, m.tmdb_id, m.title, m.year, m.popularity,
+                        p.id, p.file, p.sha256, p.status, p.reason,
+                        s.brightness, s.dark_share, s.saturation, s.colourfulness, s.hue_hist,
+                        s.chromatic_share,
+                        (SELECT group_concat(g.name, ', ') FROM movie_genres mg
+                           JOIN genres g ON g.id = mg.genre_id WHERE mg.movie_id = m.id)
+                 FROM movies m
+                 LEFT JOIN posters p ON p.movie_id = m.id
+                 LEFT JOIN poster_stats s ON s.poster_id = p.id
+                 ORDER BY m.year, m.title, m.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let stats = match r.get::<_, Option<f64>>(10)? {
+                    Some(brightness) => {
+                        let hue_text: String = r.get(14)?;
+                        Some(ColourStats {
+                            brightness: brightness as f32,
+                            dark_share: r.get::<_, f64>(11)? as f32,
+                            saturation: r.get::<_, f64>(12)? as f32,
+                            colourfulness: r.get::<_, f64>(13)? as f32,
+                            hue_hist: parse_hue(&hue_text),
+                            chromatic_share: r.get::<_, f64>(15)? as f32,
+                        })
+                    }
+                    None => None,
+                };
+                Ok(MovieRow {
+                    id: r.get(0)?,
+                    tmdb_id: r.get(1)?,
+                    title: r.get(2)?,
+                    year: r.get(3)?,
+                    popularity: r.get(4)?,
+                    poster_id: r.get(5)?,
+                    poster_file: r.get(6)?,
+                    poster_sha256: r.get(7)?,
+                    status: r
+                        .get::<_, Option<String>>(8)?
+                        .map(|s| PosterStatus::parse(&s)),
+                    reason: r.get(9)?,
+                    stats,
+                    genres: r.get::<_, Option<String>>(16)?.unwrap_or_default(),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The JPEG thumbnail of a poster.
+    pub fn thumbnail(&self, poster_id: i64) -> Result<Option<Vec<u8>>> {
+        self.conn
+            .query_row(
+                "SELECT jpeg FROM thumbnails WHERE poster_id = ?1",
+                [poster_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records the start of a harvest job; returns its id.
+    pub fn start_harvest_job(&self, params_json: &str) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO harvest_jobs (params, status) VALUES (?1, 'running')",
+                [params_json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records the end of a harvest job.
+    pub fn finish_harvest_job(&self, id: i64, status: &str, ok: u64, failed: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE harvest_jobs SET status = ?2, ok = ?3, failed = ?4,
+                 finished_at = strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE id = ?1",
+                params![id, status, ok as i64, failed as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Harvest jobs, newest first: (id, params, status, ok, failed, started, finished).
+    pub fn harvest_jobs(&self) -> Result<Vec<HarvestJobRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, params, status, ok, failed, started_at, finished_at
+                 FROM harvest_jobs ORDER BY id DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(HarvestJobRow {
+                    id: r.get(0)?,
+                    params: r.get(1)?,
+                    status: r.get(2)?,
+                    ok: r.get::<_, i64>(3)? as u64,
+                    failed: r.get::<_, i64>(4)? as u64,
+                    started_at: r.get(5)?,
+                    finished_at: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Whether a listing page of `query_key` was fully stored already; its total pages.
+    pub fn harvested_page(&self, query_key: &str, page: u32) -> Result<Option<u32>> {
+        self.conn
+            .query_row(
+                "SELECT total_pages FROM harvest_pages WHERE query_key = ?1 AND page = ?2",
+                params![query_key, page],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every recorded listing page: `(query key, page) -> total pages`.
+    pub fn harvest_pages(&self) -> Result<HashMap<(String, u32), u32>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT query_key, page, total_pages FROM harvest_pages")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Stores the movies of one listing page and marks the page done, in one transaction.
+    pub fn store_listing_page(
+        &mut self,
+        query_key: &str,
+        page: u32,
+        total_pages: u32,
+        movies: &[NewMovie],
+    ) -> Result<usize> {
+        let path = self.path.display().to_string();
+        let wrap = |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        let mut added = 0;
+        for m in movies {
+            if insert_movie(&tx, m).map_err(wrap)? {
+                added += 1;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO harvest_pages (query_key, page, total_pages) VALUES (?1, ?2, ?3)",
+            params![query_key, page, total_pages],
+        )
+        .map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        Ok(added)
+    }
+
+    /// Posters still to fetch (status `pending`, or `failed` when `retry_failed`) for
+    /// movies whose year lies in `from..=to`: (source key, remote path, year).
+    pub fn posters_to_fetch(
+        &self,
+        from: i32,
+        to: i32,
+        retry_failed: bool,
+    ) -> Result<Vec<PendingPoster>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.source_key, m.tmdb_id, p.remote_path, m.year FROM movies m
+                 JOIN posters p ON p.movie_id = m.id
+                 WHERE (p.status = 'pending' OR (?3 AND p.status = 'failed'))
+                   AND p.remote_path IS NOT NULL AND m.year BETWEEN ?1 AND ?2
+                 ORDER BY m.year, m.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![from, to, retry_failed], |r| {
+                Ok(PendingPoster {
+                    source_key: r.get(0)?,
+                    tmdb_id: r.get(1)?,
+                    remote_path: r.get(2)?,
+                    year: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Number of movies (any poster status) per year in `from..=to` from `source` prefix.
+    pub fn movies_per_year(&self, from: i32, to: i32) -> Result<Vec<(i32, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT year, count(*) FROM movies WHERE year BETWEEN ?1 AND ?2
+                 GROUP BY year ORDER BY year",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![from, to], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a training run; returns its id.
+    pub fn start_training_run(&self, params_json: &str, model_dir: &str) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO training_runs (params, status, model_dir) VALUES (?1, 'running', ?2)",
+                params![params_json, model_dir],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records the end of a training run with its final metrics.
+    pub fn finish_training_run(&self, id: i64, status: &str, metrics_json: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE training_runs SET status = ?2, metrics = ?3,
+                 finished_at = strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE id = ?1",
+                params![id, status, metrics_json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Training runs, newest first.
+    pub fn training_runs(&self) -> Result<Vec<TrainingRunRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, status, model_dir, metrics FROM training_runs ORDER BY id DESC")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(TrainingRunRow {
+                    id: r.get(0)?,
+                    status: r.get(1)?,
+                    model_dir: r.get(2)?,
+                    metrics: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// A training run as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainingRunRow {
+    /// Run id.
+    pub id: i64,
+    /// `running`, `done`, `cancelled` or `failed`.
+    pub status: String,
+    /// Where the model was written.
+    pub model_dir: Option<String>,
+    /// Final metrics (JSON).
+    pub metrics: Option<String>,
+}
+
+/// A harvest job as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HarvestJobRow {
+    /// Job id.
+    pub id: i64,
+    /// Parameters (JSON, no secrets).
+    pub params: String,
+    /// `running`, `done`, `cancelled` or `failed`.
+    pub status: String,
+    /// Posters stored.
+    pub ok: u64,
+    /// Posters failed.
+    pub failed: u64,
+    /// Start time (UTC).
+    pub started_at: String,
+    /// End time (UTC).
+    pub finished_at: Option<String>,
+}
+
+/// A poster waiting to be downloaded.
+#[derive(Debug, Clone)]
+pub struct PendingPoster {
+    /// Movie key.
+    pub source_key: String,
+    /// TMDB id.
+    pub tmdb_id: Option<i64>,
+    /// TMDB poster path.
+    pub remote_path: String,
+    /// Release year.
+    pub year: Option<i32>,
+}
+
+fn parse_hue(text: &str) -> [f32; HUE_BINS] {
+    let v: Vec<f32> = serde_json::from_str(text).unwrap_or_default();
+    let mut out = [0.0; HUE_BINS];
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = x;
+    }
+    out
+}
+
+fn insert_movie(tx: &rusqlite::Transaction<'_>, m: &NewMovie) -> rusqlite::Result<bool> {
+    let changed = tx.execute(
+        "INSERT INTO movies (source_key, source, tmdb_id, title, year, release_date,
+                             popularity, vote_average, vote_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT DO NOTHING",
+        params![
+            m.source_key,
+            m.source,
+            m.tmdb_id,
+            m.title,
+            m.year,
+            m.release_date,
+            m.popularity,
+            m.vote_average,
+            m.vote_count
+        ],
+    )?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    let movie_id = tx.last_insert_rowid();
+    for (gid, name) in &m.genres {
+        tx.execute(
+            "INSERT INTO genres (id, name) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name",
+            params![gid, name],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO movie_genres (movie_id, genre_id) VALUES (?1, ?2)",
+            params![movie_id, gid],
+        )?;
+    }
+    write_poster(tx, movie_id, &m.poster, false)?;
+    Ok(true)
+}
+
+fn write_poster(
+    tx: &rusqlite::Transaction<'_>,
+    movie_id: i64,
+    p: &PosterRecord,
+    replace: bool,
+) -> rusqlite::Result<()> {
+    if replace {
+        tx.execute(
+            "UPDATE posters SET file = ?2, sha256 = ?3, bytes = ?4, width = ?5, height = ?6,
+                 status = ?7, reason = ?8, attempts = attempts + 1,
+                 remote_path = coalesce(?9, remote_path),
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%SZ','now')
+             WHERE movie_id = ?1",
+            params![
+                movie_id,
+                p.file,
+                p.sha256,
+                p.bytes.map(|b| b as i64),
+                p.width,
+                p.height,
+                p.status.as_str(),
+                p.reason,
+                p.remote_path
+            ],
+        )?;
+    } else {
+        tx.execute(
+            "INSERT INTO posters (movie_id, remote_path, file, sha256, bytes, width, height, status, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                movie_id,
+                p.remote_path,
+                p.file,
+                p.sha256,
+                p.bytes.map(|b| b as i64),
+                p.width,
+                p.height,
+                p.status.as_str(),
+                p.reason
+            ],
+        )?;
+    }
+    let poster_id: i64 = tx.query_row(
+        "SELECT id FROM posters WHERE movie_id = ?1",
+        [movie_id],
+        |r| r.get(0),
+    )?;
+    tx.execute("DELETE FROM poster_stats WHERE poster_id = ?1", [poster_id])?;
+    tx.execute("DELETE FROM thumbnails WHERE poster_id = ?1", [poster_id])?;
+    if let Some(s) = &p.stats {
+        let hue = serde_json::to_string(&s.hue_hist.to_vec()).unwrap_or_else(|_| "[]".into());
+        tx.execute(
+            "INSERT INTO poster_stats (poster_id, brightness, dark_share, saturation,
+                                       colourfulness, hue_hist, chromatic_share)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                poster_id,
+                f64::from(s.brightness),
+                f64::from(s.dark_share),
+                f64::from(s.saturation),
+                f64::from(s.colourfulness),
+                hue,
+                f64::from(s.chromatic_share)
+            ],
+        )?;
+    }
+    if let Some((jpeg, w, h)) = &p.thumbnail {
+        tx.execute(
+            "INSERT INTO thumbnails (poster_id, width, height, jpeg) VALUES (?1, ?2, ?3, ?4)",
+            params![poster_id, w, h, jpeg],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn movie(key: &str, year: i32, status: PosterStatus) -> NewMovie {
+        NewMovie {
+            source_key: key.into(),
+            source: "test".into(),
+            tmdb_id: None,
+            title: format!("Movie {key}"),
+            year: Some(year),
+            release_date: None,
+            genres: vec![(18, "Drama".into()), (27, "Horror".into())],
+            popularity: Some(1.5),
+            vote_average: None,
+            vote_count: None,
+            poster: PosterRecord {
+                remote_path: Some("/x.jpg".into()),
+                file: Some(format!("{key}.jpg")),
+                sha256: Some("ab".repeat(32)),
+                bytes: Some(1234),
+                width: Some(154),
+                height: Some(231),
+                status,
+                reason: None,
+                stats: Some(ColourStats {
+                    brightness: 0.5,
+                    dark_share: 0.25,
+                    saturation: 0.125,
+                    colourfulness: 42.0,
+                    hue_hist: [1.0 / 12.0; HUE_BINS],
+                    chromatic_share: 0.75,
+                }),
+                thumbnail: Some((vec![1, 2, 3], 96, 144)),
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip_and_idempotent_insert() {
+        let mut c = Catalog::open_in_memory().unwrap();
+        assert_eq!(c.schema_version().unwrap(), SCHEMA_VERSION);
+        let batch = vec![
+            movie("a", 1950, PosterStatus::Ok),
+            movie("b", 1990, PosterStatus::Ok),
+        ];
+        assert_eq!(c.insert_movies(&batch).unwrap(), 2);
+        assert_eq!(c.insert_movies(&batch).unwrap(), 0);
+        let rows = c.movies().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].title, "Movie a");
+        assert_eq!(rows[0].year, Some(1950));
+        assert_eq!(rows[0].genres, "Drama, Horror");
+        assert_eq!(rows[0].status, Some(PosterStatus::Ok));
+        let stats = rows[0].stats.clone().unwrap();
+        assert_eq!(stats.colourfulness, 42.0);
+        assert_eq!(stats.chromatic_share, 0.75);
+        assert!((stats.hue_hist[3] - 1.0 / 12.0).abs() < 1e-6);
+        let thumb = c.thumbnail(rows[0].poster_id.unwrap()).unwrap();
+        assert_eq!(thumb, Some(vec![1, 2, 3]));
+        assert_eq!(
+            c.counts().unwrap(),
+            CatalogCounts {
+                movies: 2,
+                ok: 2,
+                failed: 0,
+                pending: 0
+            }
+        );
+        let keys = c.source_keys("a").unwrap();
+        assert_eq!(keys.len(), 1);
+    }
+
+    #[test]
+    fn update_poster_replaces_outcome() {
+        let mut c = Catalog::open_in_memory().unwrap();
+        c.insert_movies(&[movie("k", 2001, PosterStatus::Pending)])
+            .unwrap();
+        assert_eq!(c.posters_to_fetch(2000, 2002, false).unwrap().len(), 1);
+        let failed = PosterRecord::failed(None, "HTTP 404".into());
+        assert!(c.update_poster("k", &failed).unwrap());
+        assert!(!c.update_poster("missing", &failed).unwrap());
+        let rows = c.movies().unwrap();
+        assert_eq!(rows[0].status, Some(PosterStatus::Failed));
+        assert_eq!(rows[0].reason.as_deref(), Some("HTTP 404"));
+        assert!(rows[0].stats.is_none());
+        assert!(c.posters_to_fetch(2000, 2002, false).unwrap().is_empty());
+        assert_eq!(c.posters_to_fetch(2000, 2002, true).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn migrates_old_database_keeping_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        {
+            let c = Catalog::open_at_version(&path, 1).unwrap();
+            assert_eq!(c.schema_version().unwrap(), 1);
+            c.conn
+                .execute(
+                    "INSERT INTO movies (source_key, source, title, year) VALUES ('old', 'import', 'Old', 1960)",
+                    [],
+                )
+                .unwrap();
+            c.conn
+                .execute(
+                    "INSERT INTO posters (movie_id, status) VALUES (1, 'ok')",
+                    [],
+                )
+                .unwrap();
+            c.conn
+                .execute(
+                    "INSERT INTO poster_stats (poster_id, brightness, dark_share, saturation, colourfulness, hue_hist)
+                     VALUES (1, 0.1, 0.2, 0.3, 4.0, '[]')",
+                    [],
+                )
+                .unwrap();
+        }
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(c.schema_version().unwrap(), SCHEMA_VERSION);
+        let rows = c.movies().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].title, "Old");
+        assert_eq!(rows[0].stats.as_ref().unwrap().chromatic_share, 0.0);
+        assert_eq!(c.integrity_check().unwrap(), "ok");
+        drop(c);
+        // A newer schema than this build knows is refused with a clear message.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 5)
+                .unwrap();
+        }
+        let err = Catalog::open(&path).unwrap_err().to_string();
+        assert!(err.contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn listing_pages_are_recorded_with_their_movies() {
+        let mut c = Catalog::open_in_memory().unwrap();
+        assert_eq!(c.harvested_page("q", 1).unwrap(), None);
+        let added = c
+            .store_listing_page("q", 1, 7, &[movie("tmdb:1", 1999, PosterStatus::Pending)])
+            .unwrap();
+        assert_eq!(added, 1);
+        assert_eq!(c.harvested_page("q", 1).unwrap(), Some(7));
+        assert_eq!(c.movies_per_year(1990, 2000).unwrap(), vec![(1999, 1)]);
+        let job = c.start_harvest_job("{}").unwrap();
+        c.finish_harvest_job(job, "done", 3, 1).unwrap();
+        let jobs = c.harvest_jobs().unwrap();
+        assert_eq!(jobs[0].status, "done");
+        assert_eq!(jobs[0].ok, 3);
+        let run = c.start_training_run("{}", "/m").unwrap();
+        c.finish_training_run(run, "done", "{\"acc\":0.5}").unwrap();
+        assert_eq!(c.training_runs().unwrap()[0].status, "done");
+    }
+}

@@ -1,0 +1,498 @@
+//! The headless command line: every job of the app, for scripts, tests and benchmarks.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::catalog::Catalog;
+use crate::eras::EraSchemes;
+use crate::export::{ExportFormat, export_rows, write_export};
+use crate::imaging::ImageLimits;
+use crate::import::{ImportOptions, Skipped, run_import};
+use crate::paths::DataDir;
+
+/// Movie Eras: does a movie poster show its era? With no command, opens the app window.
+#[derive(Debug, Parser)]
+#[command(name = "movie-eras", version = crate::version::VERSION, long_version = LONG_VERSION)]
+pub struct Cli {
+    /// Data directory (catalog, posters, models). Default: the OS data directory.
+    #[arg(long, global = true, env = crate::paths::DATA_DIR_ENV, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Extra era schemes (TOML, same format as resources/eras.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub eras_file: Option<PathBuf>,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The job to run; none opens the window.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MOVIE_ERAS_COMMIT"),
+    ", ",
+    env!("MOVIE_ERAS_BUILD_DATE"),
+    ")"
+);
+
+/// Headless jobs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import a folder of posters labelled by a CSV (`file,year[,title]`).
+    Import {
+        /// Folder the CSV's file names are relative to.
+        dir: PathBuf,
+        /// The labels CSV.
+        #[arg(long, value_name = "CSV")]
+        labels: PathBuf,
+        /// Copy posters into the data directory instead of referencing them in place.
+        #[arg(long)]
+        copy: bool,
+        /// Rows committed per transaction.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Largest accepted image file in MiB.
+        #[arg(long, default_value_t = 64)]
+        max_mib: u64,
+        /// Write the full summary (every skipped file and reason) as JSON here.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
+    /// Export one row per movie (id, title, year, era, poster file, sha256, status).
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Era scheme for the `era` column.
+        #[arg(long, default_value = "hollywood")]
+        scheme: String,
+        /// Output file (default: standard output). Written atomically.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Harvest movie metadata and posters from TMDB by release year (resumable).
+    Harvest(HarvestArgs),
+    /// Show the catalog's location and counts.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List era schemes and their eras.
+    Eras,
+}
+
+/// Options of `harvest`.
+#[derive(Debug, clap::Args)]
+pub struct HarvestArgs {
+    /// First release year.
+    #[arg(long, default_value_t = 1939)]
+    pub from: i32,
+    /// Last release year.
+    #[arg(long, default_value_t = 2025)]
+    pub to: i32,
+    /// Movies per year.
+    #[arg(long, default_value_t = 80)]
+    pub per_year: u32,
+    /// TMDB sort order (revenue.desc, popularity.desc, vote_count.desc, …).
+    #[arg(long, default_value = "revenue.desc")]
+    pub sort: String,
+    /// Poster size on the image CDN (w92, w154, w185, w342, w500, w780, original).
+    #[arg(long, default_value = "w154")]
+    pub size: String,
+    /// Most simultaneous HTTP connections (TMDB allows about 20 per IP).
+    #[arg(long, default_value_t = 20)]
+    pub connections: usize,
+    /// Only movies with at least this many votes.
+    #[arg(long)]
+    pub min_votes: Option<u32>,
+    /// TMDB v3 API key (else TMDB_API_KEY, else the key saved in the app's config).
+    #[arg(long, env = "TMDB_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// TMDB v4 read access token, sent as a bearer token.
+    #[arg(long, env = "TMDB_BEARER_TOKEN", hide_env_values = true)]
+    pub bearer_token: Option<String>,
+    /// Scrape the website even if a key is configured.
+    #[arg(long)]
+    pub no_key: bool,
+    /// API base URL.
+    #[arg(long, env = "MOVIE_ERAS_TMDB_API_URL", default_value = crate::harvest::tmdb::DEFAULT_API_URL)]
+    pub api_url: String,
+    /// Image CDN base URL (the size and file follow it).
+    #[arg(long, env = "MOVIE_ERAS_TMDB_IMAGE_URL", default_value = crate::harvest::tmdb::DEFAULT_IMAGE_URL)]
+    pub image_url: String,
+    /// Website base URL (used without a key).
+    #[arg(long, env = "MOVIE_ERAS_TMDB_SITE_URL", default_value = crate::harvest::tmdb::DEFAULT_SITE_URL)]
+    pub site_url: String,
+    /// API requests per second (default 40 with a key, 2 for the website).
+    #[arg(long)]
+    pub api_rate: Option<f64>,
+    /// Image requests per second (0: bounded by --connections only).
+    #[arg(long, default_value_t = 0.0)]
+    pub image_rate: f64,
+    /// Attempts per request.
+    #[arg(long, default_value_t = 5)]
+    pub attempts: u32,
+    /// First retry delay in milliseconds (doubles each retry, jittered).
+    #[arg(long, default_value_t = 500)]
+    pub backoff_ms: u64,
+    /// Fetch again posters that failed in earlier runs.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Loads built-in schemes, then `<data dir>/eras.toml`, then `--eras-file`.
+pub fn load_schemes(data_dir: &DataDir, eras_file: Option<&Path>) -> Result<EraSchemes> {
+    let user = data_dir.eras_file();
+    let mut schemes = if user.exists() {
+        EraSchemes::with_user_file(&user)?
+    } else {
+        EraSchemes::builtin()
+    };
+    if let Some(f) = eras_file {
+        let extra = EraSchemes::with_user_file(f)?;
+        // `with_user_file` starts from the built-ins; keep earlier user schemes too.
+        let mut merged: BTreeMap<String, crate::eras::EraScheme> = schemes
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
+        for s in extra.iter() {
+            merged.insert(s.name.clone(), s.clone());
+        }
+        let text = toml_of(&merged);
+        schemes = EraSchemes::parse(&text, &f.display().to_string())?;
+    }
+    Ok(schemes)
+}
+
+fn toml_of(schemes: &BTreeMap<String, crate::eras::EraScheme>) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    for (name, s) in schemes {
+        let _ = writeln!(
+            t,
+            "[schemes.{}]\nlabel = {:?}\neras = [",
+            toml_key(name),
+            s.label
+        );
+        for e in &s.eras {
+            let _ = write!(t, "  {{ name = {:?}", e.name);
+            if let Some(f) = e.from {
+                let _ = write!(t, ", from = {f}");
+            }
+            if let Some(to) = e.to {
+                let _ = write!(t, ", to = {to}");
+            }
+            let _ = writeln!(t, " }},");
+        }
+        let _ = writeln!(t, "]");
+    }
+    t
+}
+
+fn toml_key(name: &str) -> String {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        name.to_owned()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+/// Runs a headless command.
+pub fn run(cli: Cli) -> Result<()> {
+    let data_dir = DataDir::resolve(cli.data_dir.as_deref());
+    let Some(command) = cli.command else {
+        anyhow::bail!("no command given");
+    };
+    match command {
+        Command::Import {
+            dir,
+            labels,
+            copy,
+            batch,
+            max_mib,
+            report,
+        } => cmd_import(
+            &data_dir,
+            dir,
+            labels,
+            copy,
+            batch,
+            max_mib,
+            report.as_deref(),
+        ),
+        Command::Export {
+            format,
+            scheme,
+            out,
+        } => {
+            let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
+            let scheme = schemes.get(&scheme)?;
+            let catalog = open_catalog(&data_dir)?;
+            let rows = export_rows(&catalog.movies()?, scheme);
+            let mut buf = Vec::new();
+            write_export(&rows, format, &mut buf).context("formatting the export")?;
+            match out {
+                Some(path) => crate::fsutil::write_atomic(&path, &buf)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::stdout()
+                    .write_all(&buf)
+                    .context("writing to standard output")?,
+            }
+            Ok(())
+        }
+        Command::Harvest(args) => cmd_harvest(&data_dir, &args),
+        Command::Status { json } => {
+            let catalog = open_catalog(&data_dir)?;
+            let counts = catalog.counts()?;
+            if json {
+                let v = serde_json::json!({
+                    "data_dir": data_dir.root(),
+                    "catalog": catalog.path(),
+                    "schema_version": catalog.schema_version()?,
+                    "counts": counts,
+                });
+                println!("{v}");
+            } else {
+                println!("data dir:  {}", data_dir.root().display());
+                println!("catalog:   {}", catalog.path().display());
+                println!(
+                    "movies:    {} (posters ok {}, failed {}, pending {})",
+                    counts.movies, counts.ok, counts.failed, counts.pending
+                );
+            }
+            Ok(())
+        }
+        Command::Eras => {
+            let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
+            for s in schemes.iter() {
+                println!("{} — {}", s.name, s.label);
+                for e in &s.eras {
+                    println!("  {:<24} {}", e.name, e.range_label());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn open_catalog(data_dir: &DataDir) -> Result<Catalog> {
+    Catalog::open(&data_dir.catalog_path())
+        .with_context(|| format!("opening the catalog in {}", data_dir.root().display()))
+}
+
+/// A progress bar on standard error (hidden when it is not a terminal).
+pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})",
+    )
+    .map_or_else(
+        |_| indicatif::ProgressStyle::default_bar(),
+        |s| s.progress_chars("=> "),
+    );
+    pb.set_style(style);
+    pb.set_message(what.to_owned());
+    pb
+}
+
+fn cmd_import(
+    data_dir: &DataDir,
+    dir: PathBuf,
+    labels: PathBuf,
+    copy: bool,
+    batch: usize,
+    max_mib: u64,
+    report: Option<&Path>,
+) -> Result<()> {
+    let mut catalog = open_catalog(data_dir)?;
+    let opts = ImportOptions {
+        dir,
+        labels,
+        copy_into: copy.then(|| data_dir.posters_dir()),
+        limits: ImageLimits {
+            max_bytes: max_mib.saturating_mul(1024 * 1024),
+            ..ImageLimits::default()
+        },
+        batch,
+    };
+    let start = Instant::now();
+    let pb = progress_bar(0, "importing");
+    let cancel = AtomicBool::new(false);
+    let summary = run_import(&mut catalog, &opts, &cancel, &mut |p| {
+        pb.set_length(p.total);
+        pb.set_position(p.done);
+    })
+    .with_context(|| format!("importing {}", opts.dir.display()))?;
+    pb.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "imported {} posters ({} failed, {} already in the catalog, {} skipped) from {} rows in {secs:.1} s",
+        summary.added_ok,
+        summary.added_failed,
+        summary.already_present,
+        summary.skipped.len(),
+        summary.rows
+    );
+    print_reasons("failed posters (stored with their reason)", &summary.failed);
+    print_reasons("skipped (not stored)", &summary.skipped);
+    if let Some(path) = report {
+        let json = serde_json::to_vec_pretty(&summary).context("formatting the report")?;
+        crate::fsutil::write_atomic(path, &json)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_reasons(title: &str, items: &[Skipped]) {
+    if items.is_empty() {
+        return;
+    }
+    let mut by_reason: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for s in items {
+        // Group by the reason without line numbers.
+        let key = s
+            .reason
+            .split_once(": ")
+            .map_or(s.reason.as_str(), |(a, b)| {
+                if a.starts_with("line ") {
+                    b
+                } else {
+                    s.reason.as_str()
+                }
+            });
+        by_reason.entry(key.to_owned()).or_default().push(&s.file);
+    }
+    eprintln!("{title}:");
+    for (reason, files) in by_reason {
+        let shown: Vec<&str> = files.iter().take(3).copied().collect();
+        let more = files.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "  {:>6} × {reason}: {}{more}",
+            files.len(),
+            shown.join(", ")
+        );
+    }
+}
+
+fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
+    use crate::harvest::tmdb::Auth;
+    use crate::harvest::{HarvestControl, HarvestEvent, HarvestOptions, run_harvest};
+
+    let saved = crate::config::UserConfig::load(&crate::config::default_path()).unwrap_or_default();
+    let nonempty = |s: &Option<String>| s.clone().filter(|k| !k.trim().is_empty());
+    let auth = if args.no_key {
+        Auth::None
+    } else if let Some(k) = nonempty(&args.api_key) {
+        Auth::ApiKey(k)
+    } else if let Some(t) = nonempty(&args.bearer_token) {
+        Auth::Bearer(t)
+    } else if let Some(k) = nonempty(&saved.tmdb_api_key) {
+        Auth::ApiKey(k)
+    } else if let Some(t) = nonempty(&saved.tmdb_bearer_token) {
+        Auth::Bearer(t)
+    } else {
+        Auth::None
+    };
+    let website = matches!(auth, Auth::None);
+    if website {
+        eprintln!("no TMDB key: reading the website's listing pages (slower, politely paced)");
+    }
+    let mut opts = HarvestOptions::new(args.from, args.to, data_dir.posters_dir());
+    opts.per_year = args.per_year;
+    opts.sort_by.clone_from(&args.sort);
+    opts.size.clone_from(&args.size);
+    opts.connections = args.connections;
+    opts.min_votes = args.min_votes;
+    opts.auth = auth;
+    opts.api_url.clone_from(&args.api_url);
+    opts.image_url.clone_from(&args.image_url);
+    opts.site_url.clone_from(&args.site_url);
+    opts.api_rate = args.api_rate.unwrap_or(if website { 2.0 } else { 40.0 });
+    opts.image_rate = args.image_rate;
+    opts.retry.max_attempts = args.attempts.max(1);
+    opts.retry.base_delay = std::time::Duration::from_millis(args.backoff_ms);
+    opts.retry_failed = args.retry_failed;
+
+    let catalog_path = data_dir.catalog_path();
+    let control = HarvestControl::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = {
+        let opts = opts.clone();
+        let control = control.clone();
+        std::thread::spawn(move || {
+            let r = run_harvest(&catalog_path, &opts, &control, &tx);
+            let _ = tx.send(HarvestEvent::Finished(r.map_err(|e| e.to_string())));
+        })
+    };
+    let pb = progress_bar(0, "harvesting");
+    let mut outcome = None;
+    let mut notes = 0usize;
+    for ev in rx {
+        match ev {
+            HarvestEvent::Progress(p) => {
+                pb.set_length(p.total);
+                pb.set_position(p.ok + p.failed);
+                let msg = match p.rate_limited_for {
+                    Some(d) => format!("waiting on TMDB rate limit ({:.1} s)", d.as_secs_f64()),
+                    None => format!("{} ok, {} failed, {} pages", p.ok, p.failed, p.pages),
+                };
+                pb.set_message(msg);
+            }
+            HarvestEvent::Note(n) => {
+                notes += 1;
+                if notes <= 20 {
+                    pb.println(n);
+                } else if notes == 21 {
+                    pb.println("(more notes hidden; see the catalog's failed posters)");
+                }
+            }
+            HarvestEvent::Finished(r) => outcome = Some(r),
+        }
+    }
+    let _ = worker.join();
+    pb.finish_and_clear();
+    let summary = match outcome {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => anyhow::bail!("harvest failed: {e}"),
+        None => anyhow::bail!("harvest stopped unexpectedly"),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&summary).context("formatting the summary")?
+        );
+    } else {
+        eprintln!(
+            "harvested {} posters ({} failed), {} new movies from {} pages, {} requests ({} retries, {} rate-limited) in {:.1} s",
+            summary.ok,
+            summary.failed,
+            summary.listed,
+            summary.pages,
+            summary.requests,
+            summary.retries,
+            summary.rate_limited,
+            summary.seconds
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,412 @@
+//! HTTP fetching with a bounded connection pool, a request-rate limit, and retries:
+//! 429 honours `Retry-After` (clamped), 5xx and network errors back off with jitter,
+//! bodies shorter than their `Content-Length` count as truncated and are retried.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, Semaphore};
+
+/// Why a fetch failed for good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// 401: wrong or missing API key.
+    #[error("TMDB rejected the API key (HTTP 401{})", detail(.0))]
+    Unauthorized(String),
+    /// 404.
+    #[error("not found (HTTP 404{})", detail(.0))]
+    NotFound(String),
+    /// Another 4xx, not retried (422 for a page beyond 500, say).
+    #[error("HTTP {status}{}", detail(.message))]
+    Client {
+        /// Status code.
+        status: u16,
+        /// TMDB's `status_message`, or the start of the body.
+        message: String,
+    },
+    /// Still failing after all retries.
+    #[error("gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last problem seen.
+        last: String,
+    },
+    /// Cancelled by the user.
+    #[error("cancelled")]
+    Cancelled,
+    /// The request could not be built (bad base URL, say).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+fn detail(s: &str) -> String {
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(": {s}")
+    }
+}
+
+/// TMDB's error body: `{"status_code":7,"status_message":"Invalid API key…","success":false}`.
+pub fn tmdb_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrBody {
+        status_message: Option<String>,
+        status_code: Option<i64>,
+    }
+    match serde_json::from_slice::<ErrBody>(body) {
+        Ok(ErrBody {
+            status_message: Some(m),
+            status_code,
+        }) => match status_code {
+            Some(c) => format!("{m} (TMDB code {c})"),
+            None => m,
+        },
+        _ => String::from_utf8_lossy(&body[..body.len().min(120)])
+            .trim()
+            .to_owned(),
+    }
+}
+
+/// Retry policy.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// First backoff delay; doubles each retry, with ±50% jitter.
+    pub base_delay: Duration,
+    /// Longest backoff delay.
+    pub max_delay: Duration,
+    /// `Retry-After` values are clamped to this.
+    pub max_retry_after: Duration,
+    /// Timeout of one request.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A token-bucket limit on requests per second, shared by all tasks.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    /// `per_second <= 0` means no limit.
+    pub fn new(per_second: f64) -> Self {
+        Self {
+            interval: (per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / per_second)),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits for the next slot.
+    pub async fn acquire(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let wait = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            // Allow a small burst after idle time, never a flood.
+            let slot = (*next).max(now - interval * 4);
+            *next = slot + interval;
+            slot.saturating_duration_since(now)
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Pushes the next slot back (after a 429), so every task waits.
+    pub async fn hold_off(&self, d: Duration) {
+        let mut next = self.next.lock().await;
+        *next = (*next).max(Instant::now() + d);
+    }
+}
+
+/// Live counters shared with progress reporting.
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    /// Requests sent (all attempts).
+    pub requests: AtomicU64,
+    /// Retries made.
+    pub retries: AtomicU64,
+    /// 429 responses seen.
+    pub rate_limited: AtomicU64,
+    /// Milliseconds until which requests wait because of a 429 (unix ms), 0 if none.
+    pub waiting_until_ms: AtomicU64,
+}
+
+/// A shared HTTP client limited to `connections` requests (hence connections) at once.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    permits: Arc<Semaphore>,
+    /// The policy in force.
+    pub policy: RetryPolicy,
+    /// Counters.
+    pub stats: Arc<FetchStats>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful response body.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The body.
+    pub body: Vec<u8>,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Installs rustls' crypto provider once (reqwest is built without a default one).
+pub fn ensure_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Fetcher {
+    /// A fetcher with at most `connections` simultaneous requests.
+    pub fn new(
+        connections: usize,
+        user_agent: &str,
+        policy: RetryPolicy,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Self, FetchError> {
+        ensure_crypto_provider();
+        let connections = connections.max(1);
+        let client = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .pool_max_idle_per_host(connections)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(policy.timeout)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| FetchError::BadRequest(e.to_string()))?;
+        Ok(Self {
+            client,
+            permits: Arc::new(Semaphore::new(connections)),
+            policy,
+            stats: Arc::new(FetchStats::default()),
+            cancel,
+        })
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .policy
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16));
+        let capped = exp.min(self.policy.max_delay);
+        let jitter = 0.5 + rand::random::<f64>();
+        capped.mul_f64(jitter)
+    }
+
+    async fn sleep_cancellable(&self, d: Duration) -> Result<(), FetchError> {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(FetchError::Cancelled);
+            }
+            tokio::time::sleep((end - Instant::now()).min(Duration::from_millis(100))).await;
+        }
+        Ok(())
+    }
+
+    /// GETs `url` with `headers`, retrying as the policy says. `limiter` paces requests.
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        limiter: &RateLimiter,
+    ) -> Result<Fetched, FetchError> {
+        let mut last = String::new();
+        for attempt in 0..self.policy.max_attempts {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(FetchError::Cancelled);
+            }
+            if attempt > 0 {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            limiter.acquire().await;
+            let outcome = {
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| FetchError::Cancelled)?;
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                let mut req = self.client.get(url);
+                for (k, v) in headers {
+                    req = req.header(*k, v);
+                }
+                match req.send().await {
+                    Err(e) => Err(describe_reqwest(&e)),
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let retry_after = resp
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(parse_retry_after);
+                        let content_type = resp
+                            .headers()
+                            .get(reqwest::header::CONTENT_TYPE)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let expected = resp.content_length();
+                        match resp.bytes().await {
+                            Err(e) => Err(format!("truncated body: {}", describe_reqwest(&e))),
+                            Ok(body) => {
+                                if let Some(n) = expected
+                                    && n != body.len() as u64
+                                {
+                                    Err(format!("truncated body ({} of {n} bytes)", body.len()))
+                                } else {
+                                    Ok((status, retry_after, content_type, body.to_vec()))
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Ok((200..=299, _, content_type, body)) => {
+                    return Ok(Fetched { body, content_type });
+                }
+                Ok((429, retry_after, _, _)) => {
+                    self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    let wait = retry_after
+                        .unwrap_or_else(|| self.backoff(attempt))
+                        .min(self.policy.max_retry_after);
+                    self.stats
+                        .waiting_until_ms
+                        .store(unix_ms() + wait.as_millis() as u64, Ordering::Relaxed);
+                    limiter.hold_off(wait).await;
+                    last = format!(
+                        "rate limited (HTTP 429, Retry-After {:.1} s)",
+                        wait.as_secs_f64()
+                    );
+                    log::warn!("{last}");
+                    self.sleep_cancellable(wait).await?;
+                    self.stats.waiting_until_ms.store(0, Ordering::Relaxed);
+                    continue;
+                }
+                Ok((401, _, _, body)) => return Err(FetchError::Unauthorized(tmdb_message(&body))),
+                Ok((404, _, _, body)) => return Err(FetchError::NotFound(tmdb_message(&body))),
+                Ok((status @ 400..=499, _, _, body)) if status != 408 => {
+                    return Err(FetchError::Client {
+                        status,
+                        message: tmdb_message(&body),
+                    });
+                }
+                Ok((status, _, _, body)) => {
+                    last = format!("HTTP {status}{}", detail(&tmdb_message(&body)));
+                }
+                Err(e) => last = e,
+            }
+            if attempt + 1 < self.policy.max_attempts {
+                log::info!("retrying {}: {last}", redact(url));
+                self.sleep_cancellable(self.backoff(attempt)).await?;
+            }
+        }
+        Err(FetchError::GaveUp {
+            attempts: self.policy.max_attempts,
+            last,
+        })
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "body interrupted"
+    } else {
+        "network error"
+    };
+    // reqwest's message may carry the URL, and with it the key: strip it.
+    let mut msg = e.to_string();
+    if let Some(url) = e.url() {
+        msg = msg.replace(url.as_str(), &redact(url.as_str()));
+    }
+    format!("{kind}: {}", redact(&msg))
+}
+
+/// Parses a `Retry-After` header: seconds (possibly fractional). HTTP dates are treated
+/// as "a little while" (10 s), since clocks may disagree.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    (!v.is_empty()).then(|| Duration::from_secs(10))
+}
+
+/// Removes the `api_key` value from a URL for logs and messages.
+pub fn redact(url: &str) -> String {
+    let Some(pos) = url.find("api_key=") else {
+        return url.to_owned();
+    };
+    let start = pos + "api_key=".len();
+    let end = url[start..].find('&').map_or(url.len(), |e| start + e);
+    format!("{}***{}", &url[..start], &url[end..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_and_redaction() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            redact("http://x/3/discover/movie?api_key=SECRET&page=2"),
+            "http://x/3/discover/movie?api_key=***&page=2"
+        );
+        assert_eq!(redact("http://x/?api_key=SECRET"), "http://x/?api_key=***");
+        assert_eq!(
+            tmdb_message(br#"{"status_code":7,"status_message":"Invalid API key: You must be granted a valid key.","success":false}"#),
+            "Invalid API key: You must be granted a valid key. (TMDB code 7)"
+        );
+        assert_eq!(tmdb_message(b"<html>oops</html>"), "<html>oops</html>");
+    }
+}

@@ -1,0 +1,561 @@
+//! Poster images: safe decoding with limits, thumbnails and colour statistics.
+//!
+//! Every image that enters the app goes through [`decode_poster`], which rejects empty,
+//! truncated, non-image, oversized and decompression-bomb inputs with a clear reason.
+
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
+use sha2::{Digest, Sha256};
+
+/// Limits applied to every decoded image.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageLimits {
+    /// Largest accepted file, in bytes.
+    pub max_bytes: u64,
+    /// Largest accepted width or height, in pixels.
+    pub max_side: u32,
+    /// Largest accepted pixel count (width × height).
+    pub max_pixels: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 * 1024 * 1024,
+            max_side: 16_384,
+            max_pixels: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why an image was rejected. The `Display` text is shown to users as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageRejection {
+    /// Zero-byte file.
+    #[error("empty file (0 bytes)")]
+    Empty,
+    /// Larger than the byte limit.
+    #[error("file too large ({size} bytes; the limit is {limit})")]
+    TooLarge {
+        /// File size.
+        size: u64,
+        /// Limit.
+        limit: u64,
+    },
+    /// Not a known image format.
+    #[error("not an image (unrecognised format{hint})")]
+    NotAnImage {
+        /// Extra hint, such as what the content looks like.
+        hint: String,
+    },
+    /// A known format this app does not decode.
+    #[error("unsupported image format {0}")]
+    Unsupported(String),
+    /// Header dimensions beyond the limits (decompression bomb guard).
+    #[error("image dimensions {width}x{height} exceed the limit ({limit})")]
+    TooManyPixels {
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+        /// The limit that was exceeded, described.
+        limit: String,
+    },
+    /// A zero dimension.
+    #[error("image has a zero dimension ({width}x{height})")]
+    ZeroSize {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+    },
+    /// The data ends before the image does.
+    #[error("truncated {0} (the data ends before the image does)")]
+    Truncated(String),
+    /// The decoder failed.
+    #[error("corrupt {format}: {message}")]
+    Corrupt {
+        /// Format name.
+        format: String,
+        /// Decoder message.
+        message: String,
+    },
+    /// The path is a directory or other non-file.
+    #[error("not a regular file")]
+    NotAFile,
+    /// The file could not be read.
+    #[error("cannot read file: {0}")]
+    Io(String),
+}
+
+/// A decoded, validated poster with its content hash.
+#[derive(Debug, Clone)]
+pub struct DecodedPoster {
+    /// RGB pixels (alpha, 16-bit and CMYK inputs are converted).
+    pub rgb: RgbImage,
+    /// Detected format.
+    pub format: ImageFormat,
+    /// SHA-256 of the encoded bytes, lower-case hex.
+    pub sha256: String,
+    /// Size of the encoded bytes.
+    pub bytes: u64,
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Reads a file with the byte limit applied before reading it whole.
+pub fn read_image_file(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>, ImageRejection> {
+    let meta = std::fs::metadata(path).map_err(|e| ImageRejection::Io(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(ImageRejection::NotAFile);
+    }
+    if meta.len() > limits.max_bytes {
+        return Err(ImageRejection::TooLarge {
+            size: meta.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let file = std::fs::File::open(path).map_err(|e| ImageRejection::Io(e.to_string()))?;
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // Guard against files that grow while being read.
+    file.take(limits.max_bytes + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| ImageRejection::Io(e.to_string()))?;
+    if buf.len() as u64 > limits.max_bytes {
+        return Err(ImageRejection::TooLarge {
+            size: buf.len() as u64,
+            limit: limits.max_bytes,
+        });
+    }
+    Ok(buf)
+}
+
+/// Decodes a poster file; see [`decode_poster`].
+pub fn decode_poster_file(
+    path: &Path,
+    limits: &ImageLimits,
+) -> Result<DecodedPoster, ImageRejection> {
+    let bytes = read_image_file(path, limits)?;
+    decode_poster(&bytes, limits)
+}
+
+fn format_name(f: ImageFormat) -> String {
+    f.extensions_str()
+        .first()
+        .map_or_else(|| format!("{f:?}"), |e| e.to_uppercase())
+        .replace("JPG", "JPEG")
+}
+
+/// Checks the end-of-image marker of formats whose decoders tolerate truncation.
+fn check_complete(bytes: &[u8], format: ImageFormat) -> Result<(), ImageRejection> {
+    match format {
+        ImageFormat::Jpeg => {
+            // The EOI marker FF D9 must be present near the end (some encoders pad).
+            let tail = &bytes[bytes.len().saturating_sub(64)..];
+            if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+                return Err(ImageRejection::Truncated("JPEG".into()));
+            }
+        }
+        ImageFormat::Png => {
+            let tail = &bytes[bytes.len().saturating_sub(32)..];
+            if !tail.windows(4).any(|w| w == b"IEND") {
+                return Err(ImageRejection::Truncated("PNG".into()));
+            }
+        }
+        ImageFormat::Gif => {
+            let tail = &bytes[bytes.len().saturating_sub(8)..];
+            if !tail.contains(&0x3B) {
+                return Err(ImageRejection::Truncated("GIF".into()));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn looks_like_text(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(512)];
+    !head.is_empty()
+        && head.iter().all(|&b| {
+            b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7F).contains(&b) || b >= 0x80
+        })
+}
+
+/// Decodes and validates encoded image bytes into an RGB poster.
+///
+/// Rejects empty input, unknown formats, headers whose dimensions exceed `limits`
+/// (before any pixel memory is allocated), truncated JPEG/PNG/GIF data and decoder errors.
+pub fn decode_poster(bytes: &[u8], limits: &ImageLimits) -> Result<DecodedPoster, ImageRejection> {
+    if bytes.is_empty() {
+        return Err(ImageRejection::Empty);
+    }
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(ImageRejection::TooLarge {
+            size: bytes.len() as u64,
+            limit: limits.max_bytes,
+        });
+    }
+    let format = image::guess_format(bytes).map_err(|_| ImageRejection::NotAnImage {
+        hint: if looks_like_text(bytes) {
+            ": the file contains text".into()
+        } else {
+            String::new()
+        },
+    })?;
+    if !matches!(
+        format,
+        ImageFormat::Jpeg
+            | ImageFormat::Png
+            | ImageFormat::Gif
+            | ImageFormat::WebP
+            | ImageFormat::Bmp
+    ) {
+        return Err(ImageRejection::Unsupported(format_name(format)));
+    }
+    let name = format_name(format);
+    let (width, height) = match png_ihdr_dimensions(bytes, format) {
+        Some(d) => d,
+        None => ImageReader::with_format(Cursor::new(bytes), format)
+            .into_dimensions()
+            .map_err(|e| classify_error(&name, &e))?,
+    };
+    if width == 0 || height == 0 {
+        return Err(ImageRejection::ZeroSize { width, height });
+    }
+    if width > limits.max_side || height > limits.max_side {
+        return Err(ImageRejection::TooManyPixels {
+            width,
+            height,
+            limit: format!("{} px per side", limits.max_side),
+        });
+    }
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(ImageRejection::TooManyPixels {
+            width,
+            height,
+            limit: format!("{} pixels", limits.max_pixels),
+        });
+    }
+    check_complete(bytes, format)?;
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_image_width = Some(limits.max_side);
+    decoder_limits.max_image_height = Some(limits.max_side);
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
+    reader.limits(decoder_limits);
+    let img = reader.decode().map_err(|e| classify_error(&name, &e))?;
+    let rgb = match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    };
+    Ok(DecodedPoster {
+        rgb,
+        format,
+        sha256: sha256_hex(bytes),
+        bytes: bytes.len() as u64,
+    })
+}
+
+/// Width and height straight from a PNG's IHDR chunk, so that a bomb's header is judged
+/// before the decoder reads any further.
+fn png_ihdr_dimensions(bytes: &[u8], format: ImageFormat) -> Option<(u32, u32)> {
+    if format != ImageFormat::Png || bytes.len() < 24 || &bytes[12..16] != b"IHDR" {
+        return None;
+    }
+    let w = u32::from_be_bytes(bytes[16..20].try_into().ok()?);
+    let h = u32::from_be_bytes(bytes[20..24].try_into().ok()?);
+    Some((w, h))
+}
+
+fn classify_error(format: &str, e: &image::ImageError) -> ImageRejection {
+    let message = e.to_string();
+    let lower = message.to_lowercase();
+    if lower.contains("eof")
+        || lower.contains("end of file")
+        || lower.contains("unexpected end")
+        || lower.contains("truncat")
+        || lower.contains("not enough bytes")
+        || lower.contains("no more bytes")
+    {
+        ImageRejection::Truncated(format.to_owned())
+    } else if let image::ImageError::Limits(_) = e {
+        ImageRejection::TooManyPixels {
+            width: 0,
+            height: 0,
+            limit: message,
+        }
+    } else if let image::ImageError::Unsupported(_) = e {
+        ImageRejection::Unsupported(format!("{format}: {message}"))
+    } else {
+        ImageRejection::Corrupt {
+            format: format.to_owned(),
+            message,
+        }
+    }
+}
+
+/// Thumbnail bounding box used in the catalog.
+pub const THUMB_WIDTH: u32 = 96;
+/// Thumbnail bounding box height.
+pub const THUMB_HEIGHT: u32 = 144;
+
+/// Scales `rgb` to fit `max_w`×`max_h` (never up), keeping the aspect ratio.
+pub fn fit_within(rgb: &RgbImage, max_w: u32, max_h: u32) -> RgbImage {
+    let (w, h) = rgb.dimensions();
+    if w <= max_w && h <= max_h {
+        return rgb.clone();
+    }
+    let scale = (f64::from(max_w) / f64::from(w)).min(f64::from(max_h) / f64::from(h));
+    let nw = ((f64::from(w) * scale).round() as u32).max(1);
+    let nh = ((f64::from(h) * scale).round() as u32).max(1);
+    image::imageops::thumbnail(rgb, nw, nh)
+}
+
+/// Encodes an RGB image as JPEG bytes.
+pub fn encode_jpeg(rgb: &RgbImage, quality: u8) -> Result<Vec<u8>, image::ImageError> {
+    let mut out = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+    rgb.write_with_encoder(enc)?;
+    Ok(out)
+}
+
+/// Encodes an RGB image as PNG bytes.
+pub fn encode_png(rgb: &RgbImage) -> Result<Vec<u8>, image::ImageError> {
+    let mut out = Cursor::new(Vec::new());
+    rgb.write_to(&mut out, ImageFormat::Png)?;
+    Ok(out.into_inner())
+}
+
+/// Makes the catalog thumbnail (JPEG) of a poster.
+pub fn make_thumbnail(rgb: &RgbImage) -> Result<(Vec<u8>, u32, u32), image::ImageError> {
+    let t = fit_within(rgb, THUMB_WIDTH, THUMB_HEIGHT);
+    let (w, h) = t.dimensions();
+    Ok((encode_jpeg(&t, 85)?, w, h))
+}
+
+/// Number of hue histogram bins (30° each, starting at red).
+pub const HUE_BINS: usize = 12;
+
+/// Per-poster colour statistics, all in `0..=1` except colourfulness.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ColourStats {
+    /// Mean luma (Rec. 601), 0 black … 1 white.
+    pub brightness: f32,
+    /// Share of pixels with luma below 0.2.
+    pub dark_share: f32,
+    /// Mean HSV saturation.
+    pub saturation: f32,
+    /// Hasler–Süsstrunk colourfulness, on the 0–255 scale (≈0 grey, >100 very colourful).
+    pub colourfulness: f32,
+    /// Hue histogram of chromatic pixels (saturation > 0.2, value > 0.15), summing to 1
+    /// (all zero for a greyscale poster). Bin 0 is red (345°–15°), bins go around by 30°.
+    pub hue_hist: [f32; HUE_BINS],
+    /// Share of chromatic pixels (those counted in the hue histogram).
+    pub chromatic_share: f32,
+}
+
+impl ColourStats {
+    /// Whether the poster is near-greyscale (few chromatic pixels, low saturation).
+    pub fn is_near_greyscale(&self) -> bool {
+        self.chromatic_share < 0.05 || self.saturation < 0.08
+    }
+
+    /// Share of chromatic pixels with warm hues (red, orange, yellow, magenta-red).
+    pub fn warm_share(&self) -> f32 {
+        // Bins centred at 0°, 30°, 60° and 330°.
+        self.hue_hist[0] + self.hue_hist[1] + self.hue_hist[2] + self.hue_hist[11]
+    }
+
+    /// Share of chromatic pixels with cool hues (green-cyan, cyan, blue, violet).
+    pub fn cool_share(&self) -> f32 {
+        // Bins centred at 150° … 270°.
+        self.hue_hist[5] + self.hue_hist[6] + self.hue_hist[7] + self.hue_hist[8] + self.hue_hist[9]
+    }
+}
+
+/// Computes [`ColourStats`] of an RGB image.
+pub fn colour_stats(rgb: &RgbImage) -> ColourStats {
+    let n = (rgb.width() as usize * rgb.height() as usize).max(1) as f64;
+    let (mut luma_sum, mut dark, mut sat_sum) = (0.0f64, 0u64, 0.0f64);
+    let (mut rg_sum, mut rg_sq, mut yb_sum, mut yb_sq) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let mut hues = [0u64; HUE_BINS];
+    let mut chromatic = 0u64;
+    for p in rgb.pixels() {
+        let [r, g, b] = p.0;
+        let (rf, gf, bf) = (f64::from(r), f64::from(g), f64::from(b));
+        let luma = (0.299 * rf + 0.587 * gf + 0.114 * bf) / 255.0;
+        luma_sum += luma;
+        if luma < 0.2 {
+            dark += 1;
+        }
+        let max = r.max(g).max(b);
+        let min = r.min(g).min(b);
+        let sat = if max == 0 {
+            0.0
+        } else {
+            f64::from(max - min) / f64::from(max)
+        };
+        sat_sum += sat;
+        let rg = rf - gf;
+        let yb = 0.5 * (rf + gf) - bf;
+        rg_sum += rg;
+        rg_sq += rg * rg;
+        yb_sum += yb;
+        yb_sq += yb * yb;
+        if sat > 0.2 && f64::from(max) > 0.15 * 255.0 {
+            chromatic += 1;
+            let d = f64::from(max - min);
+            let h = if max == r {
+                60.0 * ((gf - bf) / d).rem_euclid(6.0)
+            } else if max == g {
+                60.0 * ((bf - rf) / d + 2.0)
+            } else {
+                60.0 * ((rf - gf) / d + 4.0)
+            };
+            let bin = (((h + 15.0).rem_euclid(360.0)) / 30.0) as usize % HUE_BINS;
+            hues[bin] += 1;
+        }
+    }
+    let mean_rg = rg_sum / n;
+    let mean_yb = yb_sum / n;
+    let var_rg = (rg_sq / n - mean_rg * mean_rg).max(0.0);
+    let var_yb = (yb_sq / n - mean_yb * mean_yb).max(0.0);
+    let colourfulness =
+        (var_rg + var_yb).sqrt() + 0.3 * (mean_rg * mean_rg + mean_yb * mean_yb).sqrt();
+    let mut hue_hist = [0f32; HUE_BINS];
+    if chromatic > 0 {
+        for (h, c) in hue_hist.iter_mut().zip(hues) {
+            *h = (c as f64 / chromatic as f64) as f32;
+        }
+    }
+    ColourStats {
+        brightness: (luma_sum / n) as f32,
+        dark_share: (dark as f64 / n) as f32,
+        saturation: (sat_sum / n) as f32,
+        colourfulness: colourfulness as f32,
+        hue_hist,
+        chromatic_share: (chromatic as f64 / n) as f32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    fn solid(w: u32, h: u32, c: [u8; 3]) -> RgbImage {
+        RgbImage::from_pixel(w, h, Rgb(c))
+    }
+
+    #[test]
+    fn stats_of_solid_colours() {
+        let black = colour_stats(&solid(10, 10, [0, 0, 0]));
+        assert_eq!(black.brightness, 0.0);
+        assert_eq!(black.dark_share, 1.0);
+        assert!(black.is_near_greyscale());
+        let red = colour_stats(&solid(10, 10, [255, 0, 0]));
+        assert!((red.saturation - 1.0).abs() < 1e-6);
+        assert!((red.hue_hist[0] - 1.0).abs() < 1e-6);
+        assert!(red.warm_share() > 0.99);
+        let blue = colour_stats(&solid(10, 10, [0, 0, 255]));
+        assert!((blue.hue_hist[8] - 1.0).abs() < 1e-6, "{:?}", blue.hue_hist);
+        assert!(blue.cool_share() > 0.99);
+        let grey = colour_stats(&solid(10, 10, [128, 128, 128]));
+        assert!(grey.colourfulness < 1e-6);
+        assert!(grey.is_near_greyscale());
+        // Half red, half green: colourful.
+        let mut mixed = solid(10, 10, [255, 0, 0]);
+        for y in 0..5 {
+            for x in 0..10 {
+                mixed.put_pixel(x, y, Rgb([0, 255, 0]));
+            }
+        }
+        let m = colour_stats(&mixed);
+        assert!(m.colourfulness > 100.0, "{}", m.colourfulness);
+        assert!((m.hue_hist[4] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rejects_bad_inputs_with_reasons() {
+        let limits = ImageLimits::default();
+        assert_eq!(
+            decode_poster(b"", &limits).unwrap_err(),
+            ImageRejection::Empty
+        );
+        let text = decode_poster(b"hello, this is not a poster\n", &limits).unwrap_err();
+        assert!(text.to_string().contains("not an image"), "{text}");
+        let jpeg = encode_jpeg(&solid(40, 60, [200, 30, 30]), 90).unwrap();
+        let ok = decode_poster(&jpeg, &limits).unwrap();
+        assert_eq!(ok.rgb.dimensions(), (40, 60));
+        assert_eq!(ok.sha256.len(), 64);
+        let truncated = decode_poster(&jpeg[..jpeg.len() / 2], &limits).unwrap_err();
+        assert!(
+            matches!(truncated, ImageRejection::Truncated(_)),
+            "{truncated}"
+        );
+        let png = encode_png(&solid(40, 60, [1, 2, 3])).unwrap();
+        let t = decode_poster(&png[..png.len() - 20], &limits).unwrap_err();
+        assert!(
+            matches!(
+                t,
+                ImageRejection::Truncated(_) | ImageRejection::Corrupt { .. }
+            ),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn huge_header_is_rejected_before_decoding() {
+        // A valid PNG header claiming 50000x50000 pixels, with no pixel data.
+        let mut png = Vec::new();
+        png.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&50_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&50_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        png.extend_from_slice(&(ihdr.len() as u32).to_be_bytes());
+        png.extend_from_slice(b"IHDR");
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc32(b"IHDR", &ihdr).to_be_bytes());
+        let err = decode_poster(&png, &ImageLimits::default()).unwrap_err();
+        assert!(
+            matches!(err, ImageRejection::TooManyPixels { width: 50_000, .. }),
+            "{err}"
+        );
+    }
+
+    fn crc32(kind: &[u8], data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in kind.iter().chain(data) {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    0xEDB8_8320 ^ (crc >> 1)
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn thumbnail_fits_box() {
+        let (jpeg, w, h) = make_thumbnail(&solid(154, 231, [10, 200, 10])).unwrap();
+        assert_eq!((w, h), (96, 144));
+        assert!(decode_poster(&jpeg, &ImageLimits::default()).is_ok());
+        let (_, w, h) = make_thumbnail(&solid(50, 40, [0, 0, 0])).unwrap();
+        assert_eq!((w, h), (50, 40));
+    }
+}

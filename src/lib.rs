@@ -1,0 +1,20 @@
+//! Movie Eras: does a movie poster show its era?
+//!
+//! One domain core shared by the desktop app ([`app`]) and the headless CLI ([`cli`]):
+//! the SQLite [`catalog`], [`eras`] schemes, poster [`imaging`], [`import`], [`export`]
+//! and the TMDB [`harvest`]er.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod app;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod eras;
+pub mod export;
+pub mod fsutil;
+pub mod harvest;
+pub mod imaging;
+pub mod import;
+pub mod paths;
+pub mod version;
