@@ -1,11 +1,14 @@
 //! The desktop app: tabs over the shared domain core. Long work runs on worker threads
 //! that report over channels and wake the UI with `request_repaint`.
 
+pub mod harvest_tab;
+
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
 use eframe::egui;
 
 use crate::catalog::{Catalog, CatalogCounts};
+use harvest_tab::{HarvestSettings, HarvestTab};
 use crate::eras::EraSchemes;
 use crate::paths::DataDir;
 use crate::version;
@@ -59,6 +62,8 @@ pub struct Settings {
     pub tab: Tab,
     /// The era scheme used across tabs.
     pub scheme: String,
+    /// The Harvest tab's form.
+    pub harvest: HarvestSettings,
 }
 
 impl Default for Settings {
@@ -66,6 +71,7 @@ impl Default for Settings {
         Self {
             tab: Tab::Gallery,
             scheme: "hollywood".into(),
+            harvest: HarvestSettings::default(),
         }
     }
 }
@@ -107,6 +113,7 @@ pub struct MovieErasApp {
     data_dir: DataDir,
     schemes: EraSchemes,
     summary: Loading<CatalogSummary>,
+    harvest: HarvestTab,
 }
 
 impl MovieErasApp {
@@ -117,7 +124,20 @@ impl MovieErasApp {
             data_dir,
             schemes,
             summary: Loading::Idle,
+            harvest: HarvestTab::new(crate::config::default_path()),
         }
+    }
+
+    /// Uses `path` for the user's config file (the TMDB key) instead of the OS default.
+    #[must_use]
+    pub fn with_config_path(mut self, path: std::path::PathBuf) -> Self {
+        self.harvest = HarvestTab::new(path);
+        self
+    }
+
+    /// The current settings, for changing them before the first frame (tests, CLI flags).
+    pub fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.settings
     }
 
     /// Creates the app from eframe's creation context, restoring saved settings.
@@ -176,6 +196,10 @@ impl MovieErasApp {
     }
 
     fn poll(&mut self) {
+        self.harvest.poll();
+        if std::mem::take(&mut self.harvest.catalog_changed) {
+            self.summary = Loading::Idle;
+        }
         if let Loading::Running(rx) = &self.summary {
             match rx.try_recv() {
                 Ok(r) => self.summary = Loading::Done(r),
@@ -250,13 +274,9 @@ impl MovieErasApp {
         egui::CentralPanel::default().show(ui, |ui| match self.settings.tab {
             Tab::About => self.about_ui(ui),
             Tab::Gallery => self.catalog_summary_ui(ui),
-            Tab::Harvest => coming_ui(
-                ui,
-                "Harvest",
-                "Fetch movie metadata and posters from TMDB by release year, through the API \
-                 (with a key) or the website (without one). Until then, add posters with \
-                 `movie-eras import <DIR> --labels <CSV>`.",
-            ),
+            Tab::Harvest => self
+                .harvest
+                .ui(ui, &self.data_dir, &mut self.settings.harvest),
             Tab::Compare => coming_ui(
                 ui,
                 "Compare",
@@ -363,6 +383,11 @@ impl eframe::App for MovieErasApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, SETTINGS_KEY, &self.settings);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        // Stop background jobs; what they finished is already committed.
+        self.harvest.cancel();
     }
 }
 

@@ -399,20 +399,12 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
     use crate::harvest::{HarvestControl, HarvestEvent, HarvestOptions, run_harvest};
 
     let saved = crate::config::UserConfig::load(&crate::config::default_path()).unwrap_or_default();
-    let nonempty = |s: &Option<String>| s.clone().filter(|k| !k.trim().is_empty());
-    let auth = if args.no_key {
-        Auth::None
-    } else if let Some(k) = nonempty(&args.api_key) {
-        Auth::ApiKey(k)
-    } else if let Some(t) = nonempty(&args.bearer_token) {
-        Auth::Bearer(t)
-    } else if let Some(k) = nonempty(&saved.tmdb_api_key) {
-        Auth::ApiKey(k)
-    } else if let Some(t) = nonempty(&saved.tmdb_bearer_token) {
-        Auth::Bearer(t)
-    } else {
-        Auth::None
-    };
+    let auth = crate::harvest::resolve_auth(
+        args.no_key,
+        args.api_key.as_deref(),
+        args.bearer_token.as_deref(),
+        &saved,
+    );
     let website = matches!(auth, Auth::None);
     if website {
         eprintln!("no TMDB key: reading the website's listing pages (slower, politely paced)");

@@ -319,7 +319,77 @@ pub fn fit_within(rgb: &RgbImage, max_w: u32, max_h: u32) -> RgbImage {
     let scale = (f64::from(max_w) / f64::from(w)).min(f64::from(max_h) / f64::from(h));
     let nw = ((f64::from(w) * scale).round() as u32).max(1);
     let nh = ((f64::from(h) * scale).round() as u32).max(1);
-    image::imageops::thumbnail(rgb, nw, nh)
+    area_resize(rgb, nw, nh)
+}
+
+/// For each output index along one axis: the first input index and the fixed-point
+/// (16-bit) weights of the input pixels it covers. The weights of one output sum to 65536.
+fn area_weights(src: u32, dst: u32) -> Vec<(usize, Vec<u32>)> {
+    let scale = f64::from(src) / f64::from(dst);
+    (0..dst)
+        .map(|o| {
+            let lo = f64::from(o) * scale;
+            let hi = (f64::from(o + 1) * scale).min(f64::from(src));
+            let first = lo.floor() as usize;
+            let last = (hi.ceil() as usize).clamp(first + 1, src as usize);
+            let mut weights: Vec<u32> = (first..last)
+                .map(|i| {
+                    let cover = (hi.min(i as f64 + 1.0) - lo.max(i as f64)).max(0.0);
+                    (cover / (hi - lo) * 65536.0).round() as u32
+                })
+                .collect();
+            // Make the weights sum exactly to 65536 so flat areas stay flat.
+            let sum: u32 = weights.iter().sum();
+            if let Some(w) = weights.iter_mut().max() {
+                *w = (*w + 65536).saturating_sub(sum);
+            }
+            (first, weights)
+        })
+        .collect()
+}
+
+/// Downscales by exact area averaging (a box filter over the covered source area),
+/// separably in fixed point: fast, and free of aliasing for the thumbnail ratios used here.
+/// Upscaling falls back to a triangle filter.
+pub fn area_resize(rgb: &RgbImage, nw: u32, nh: u32) -> RgbImage {
+    let (w, h) = rgb.dimensions();
+    if nw > w || nh > h || w == 0 || h == 0 {
+        return image::imageops::resize(rgb, nw, nh, image::imageops::FilterType::Triangle);
+    }
+    let src = rgb.as_raw();
+    let xw = area_weights(w, nw);
+    // Horizontal pass: h rows of nw pixels, 16-bit fixed point.
+    let mut rows = vec![0u32; h as usize * nw as usize * 3];
+    for y in 0..h as usize {
+        let line = &src[y * w as usize * 3..(y + 1) * w as usize * 3];
+        let out = &mut rows[y * nw as usize * 3..(y + 1) * nw as usize * 3];
+        for (o, (first, weights)) in xw.iter().enumerate() {
+            let mut acc = [0u32; 3];
+            for (k, wt) in weights.iter().enumerate() {
+                let i = (first + k) * 3;
+                acc[0] += u32::from(line[i]) * wt;
+                acc[1] += u32::from(line[i + 1]) * wt;
+                acc[2] += u32::from(line[i + 2]) * wt;
+            }
+            out[o * 3..o * 3 + 3].copy_from_slice(&[acc[0] >> 8, acc[1] >> 8, acc[2] >> 8]);
+        }
+    }
+    // Vertical pass.
+    let yw = area_weights(h, nh);
+    let mut dst = vec![0u8; nw as usize * nh as usize * 3];
+    let stride = nw as usize * 3;
+    for (o, (first, weights)) in yw.iter().enumerate() {
+        let out = &mut dst[o * stride..(o + 1) * stride];
+        for (x, v) in out.iter_mut().enumerate() {
+            let mut acc = 0u64;
+            for (k, wt) in weights.iter().enumerate() {
+                acc += u64::from(rows[(first + k) * stride + x]) * u64::from(*wt);
+            }
+            // rows carry 8 fractional bits, weights 16: round and drop 24.
+            *v = ((acc + (1 << 23)) >> 24).min(255) as u8;
+        }
+    }
+    RgbImage::from_raw(nw, nh, dst).unwrap_or_else(|| RgbImage::new(nw, nh))
 }
 
 /// Encodes an RGB image as JPEG bytes.
@@ -386,51 +456,60 @@ impl ColourStats {
 
 /// Computes [`ColourStats`] of an RGB image.
 pub fn colour_stats(rgb: &RgbImage) -> ColourStats {
+    // Integer sums per pixel (exact), floats only at the end: this runs for every poster
+    // imported or harvested, so it is kept cheap.
     let n = (rgb.width() as usize * rgb.height() as usize).max(1) as f64;
-    let (mut luma_sum, mut dark, mut sat_sum) = (0.0f64, 0u64, 0.0f64);
-    let (mut rg_sum, mut rg_sq, mut yb_sum, mut yb_sq) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let (mut luma_sum, mut dark, mut sat_sum) = (0u64, 0u64, 0.0f64);
+    // rg = r - g; yb2 = r + g - 2b (twice the opponent yellow-blue value).
+    let (mut rg_sum, mut rg_sq, mut yb2_sum, mut yb2_sq) = (0i64, 0u64, 0i64, 0u64);
     let mut hues = [0u64; HUE_BINS];
     let mut chromatic = 0u64;
+    // Reciprocals of 0..=255 (0 maps to 0) replace two divisions per pixel.
+    let inv: [f32; 256] = std::array::from_fn(|i| if i == 0 { 0.0 } else { 1.0 / i as f32 });
     for p in rgb.pixels() {
         let [r, g, b] = p.0;
-        let (rf, gf, bf) = (f64::from(r), f64::from(g), f64::from(b));
-        let luma = (0.299 * rf + 0.587 * gf + 0.114 * bf) / 255.0;
+        let (ri, gi, bi) = (i64::from(r), i64::from(g), i64::from(b));
+        // Rec. 601 luma times 1000 × 255.
+        let luma = (299 * ri + 587 * gi + 114 * bi) as u64;
         luma_sum += luma;
-        if luma < 0.2 {
+        if luma < 51_000 {
             dark += 1;
         }
         let max = r.max(g).max(b);
         let min = r.min(g).min(b);
-        let sat = if max == 0 {
-            0.0
-        } else {
-            f64::from(max - min) / f64::from(max)
-        };
-        sat_sum += sat;
-        let rg = rf - gf;
-        let yb = 0.5 * (rf + gf) - bf;
+        let delta = u32::from(max - min);
+        sat_sum += f64::from(delta as f32 * inv[usize::from(max)]);
+        let rg = ri - gi;
+        let yb2 = ri + gi - 2 * bi;
         rg_sum += rg;
-        rg_sq += rg * rg;
-        yb_sum += yb;
-        yb_sq += yb * yb;
-        if sat > 0.2 && f64::from(max) > 0.15 * 255.0 {
+        rg_sq += (rg * rg) as u64;
+        yb2_sum += yb2;
+        yb2_sq += (yb2 * yb2) as u64;
+        // Chromatic: saturation > 0.2 and value > 0.15.
+        if 5 * delta > u32::from(max) && u32::from(max) * 100 > 15 * 255 {
             chromatic += 1;
-            let d = f64::from(max - min);
-            let h = if max == r {
-                60.0 * ((gf - bf) / d).rem_euclid(6.0)
+            let inv_d = 60.0 * inv[delta as usize];
+            let (rf, gf, bf) = (f32::from(r), f32::from(g), f32::from(b));
+            let mut h = if max == r {
+                (gf - bf) * inv_d
             } else if max == g {
-                60.0 * ((bf - rf) / d + 2.0)
+                (bf - rf) * inv_d + 120.0
             } else {
-                60.0 * ((rf - gf) / d + 4.0)
+                (rf - gf) * inv_d + 240.0
             };
-            let bin = (((h + 15.0).rem_euclid(360.0)) / 30.0) as usize % HUE_BINS;
-            hues[bin] += 1;
+            h += 15.0;
+            if h < 0.0 {
+                h += 360.0;
+            } else if h >= 360.0 {
+                h -= 360.0;
+            }
+            hues[(h / 30.0) as usize % HUE_BINS] += 1;
         }
     }
-    let mean_rg = rg_sum / n;
-    let mean_yb = yb_sum / n;
-    let var_rg = (rg_sq / n - mean_rg * mean_rg).max(0.0);
-    let var_yb = (yb_sq / n - mean_yb * mean_yb).max(0.0);
+    let mean_rg = rg_sum as f64 / n;
+    let mean_yb = 0.5 * yb2_sum as f64 / n;
+    let var_rg = (rg_sq as f64 / n - mean_rg * mean_rg).max(0.0);
+    let var_yb = (0.25 * yb2_sq as f64 / n - mean_yb * mean_yb).max(0.0);
     let colourfulness =
         (var_rg + var_yb).sqrt() + 0.3 * (mean_rg * mean_rg + mean_yb * mean_yb).sqrt();
     let mut hue_hist = [0f32; HUE_BINS];
@@ -440,7 +519,7 @@ pub fn colour_stats(rgb: &RgbImage) -> ColourStats {
         }
     }
     ColourStats {
-        brightness: (luma_sum / n) as f32,
+        brightness: (luma_sum as f64 / 255_000.0 / n) as f32,
         dark_share: (dark as f64 / n) as f32,
         saturation: (sat_sum / n) as f32,
         colourfulness: colourfulness as f32,
@@ -456,6 +535,93 @@ mod tests {
 
     fn solid(w: u32, h: u32, c: [u8; 3]) -> RgbImage {
         RgbImage::from_pixel(w, h, Rgb(c))
+    }
+
+    fn noise(w: u32, h: u32, seed: u32) -> RgbImage {
+        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+        RgbImage::from_fn(w, h, |x, y| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let base = ((x * 3 + y * 2) % 256) as u8;
+            Rgb([base, (state & 0xff) as u8, base.wrapping_add((state >> 8) as u8 & 0x3f)])
+        })
+    }
+
+    #[test]
+    fn area_resize_keeps_flat_areas_and_tracks_reference_filter() {
+        let flat = solid(154, 231, [200, 17, 90]);
+        let t = area_resize(&flat, 96, 144);
+        assert_eq!(t.dimensions(), (96, 144));
+        assert!(t.pixels().all(|p| p.0 == [200, 17, 90]));
+        let smooth = RgbImage::from_fn(154, 231, |x, y| {
+            let v = |f: f32| (127.5 + 127.0 * f.sin()) as u8;
+            Rgb([v(x as f32 / 9.0), v(y as f32 / 13.0), v((x + y) as f32 / 17.0)])
+        });
+        let ours = area_resize(&smooth, 96, 144);
+        // Exact area average in floating point.
+        let (sx, sy) = (154.0 / 96.0, 231.0 / 144.0);
+        let cover = |o: u32, i: u32, s: f64| {
+            let (lo, hi) = (f64::from(o) * s, f64::from(o + 1) * s);
+            (hi.min(f64::from(i) + 1.0) - lo.max(f64::from(i))).max(0.0)
+        };
+        let reference = RgbImage::from_fn(96, 144, |ox, oy| {
+            let mut acc = [0.0f64; 3];
+            for iy in 0..231 {
+                let wy = cover(oy, iy, sy);
+                if wy == 0.0 {
+                    continue;
+                }
+                for ix in 0..154 {
+                    let w = wy * cover(ox, ix, sx);
+                    for c in 0..3 {
+                        acc[c] += w * f64::from(smooth.get_pixel(ix, iy).0[c]);
+                    }
+                }
+            }
+            Rgb(acc.map(|a| (a / (sx * sy)).round() as u8))
+        });
+        let diff: f64 = ours
+            .as_raw()
+            .iter()
+            .zip(reference.as_raw())
+            .map(|(a, b)| f64::from((i16::from(*a) - i16::from(*b)).abs()))
+            .sum::<f64>()
+            / ours.as_raw().len() as f64;
+        assert!(diff < 0.6, "mean abs difference {diff}");
+        let img = noise(154, 231, 7);
+        let ours = area_resize(&img, 96, 144);
+        // Mean colour is preserved by area averaging.
+        let mean = |i: &RgbImage| {
+            i.as_raw().iter().map(|&v| f64::from(v)).sum::<f64>() / i.as_raw().len() as f64
+        };
+        assert!((mean(&ours) - mean(&img)).abs() < 1.0);
+    }
+
+    #[test]
+    fn stats_match_direct_float_formulas() {
+        let img = noise(40, 60, 3);
+        let s = colour_stats(&img);
+        let n = 2400.0;
+        let (mut luma, mut sat, mut rg, mut yb, mut rg2, mut yb2) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for p in img.pixels() {
+            let [r, g, b] = p.0.map(f64::from);
+            luma += (0.299 * r + 0.587 * g + 0.114 * b) / 255.0;
+            let (mx, mn) = (r.max(g).max(b), r.min(g).min(b));
+            sat += if mx == 0.0 { 0.0 } else { (mx - mn) / mx };
+            rg += r - g;
+            yb += 0.5 * (r + g) - b;
+            rg2 += (r - g) * (r - g);
+            yb2 += (0.5 * (r + g) - b) * (0.5 * (r + g) - b);
+        }
+        let (mrg, myb) = (rg / n, yb / n);
+        let cf = ((rg2 / n - mrg * mrg) + (yb2 / n - myb * myb)).sqrt()
+            + 0.3 * (mrg * mrg + myb * myb).sqrt();
+        assert!((f64::from(s.brightness) - luma / n).abs() < 1e-5);
+        assert!((f64::from(s.saturation) - sat / n).abs() < 1e-5);
+        assert!((f64::from(s.colourfulness) - cf).abs() < 1e-3);
+        let total: f32 = s.hue_hist.iter().sum();
+        assert!((total - 1.0).abs() < 1e-5);
     }
 
     #[test]

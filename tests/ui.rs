@@ -81,3 +81,95 @@ fn gallery_summary_counts_movies_per_era() {
     h.get_by_label("New Hollywood");
     assert!(h.query_all_by_label("2").count() >= 1);
 }
+
+#[test]
+fn harvest_tab_saves_the_key_and_harvests_from_a_mock_server() {
+    use movie_eras::harvest::mock::{MockConfig, MockTmdb};
+    let mock = MockTmdb::start(MockConfig {
+        api_key: Some("gui-key-123".into()),
+        default_per_year: 30,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("config/config.toml");
+    let mut app = MovieErasApp::new(
+        DataDir::new(tmp.path().join("data")),
+        EraSchemes::builtin(),
+        Settings::default(),
+    )
+    .with_config_path(config_path.clone());
+    {
+        let s = &mut app.settings_mut().harvest;
+        s.from = 1990;
+        s.to = 1991;
+        s.per_year = 6;
+        s.connections = 4;
+        s.api_url = mock.base_url();
+        s.image_url = mock.image_url();
+        s.site_url = mock.base_url();
+    }
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 900.0))
+        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    h.step();
+    h.get_by_label("Harvest").click();
+    h.step();
+    h.get_by_label_contains("No key saved");
+    let field = h.get_by_label("TMDB API key or read access token");
+    field.focus();
+    field.type_text("gui-key-123");
+    h.step();
+    h.get_by_label("Save key").click();
+    h.step();
+    wait_for(&mut h, "A key is saved");
+    let saved = std::fs::read_to_string(&config_path).unwrap();
+    assert!(saved.contains("gui-key-123"));
+    h.get_by_label("Start harvest").click();
+    h.step();
+    wait_for(&mut h, "Harvest finished");
+    h.get_by_label_contains("12 posters stored, 0 failed");
+    let c = Catalog::open(&tmp.path().join("data/catalog.sqlite")).unwrap();
+    assert_eq!(c.counts().unwrap().ok, 12);
+    // The mock answers 401 to any other key, so the harvest used the key typed above.
+    assert!(mock.log().iter().any(|l| l.starts_with("/3/discover/movie")));
+}
+
+#[test]
+fn harvest_tab_reports_a_refused_key_clearly() {
+    use movie_eras::harvest::mock::{MockConfig, MockTmdb};
+    let mock = MockTmdb::start(MockConfig {
+        api_key: Some("right".into()),
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("config.toml");
+    movie_eras::config::UserConfig {
+        tmdb_api_key: Some("wrong".into()),
+        tmdb_bearer_token: None,
+    }
+    .save(&config_path)
+    .unwrap();
+    let mut app = MovieErasApp::new(
+        DataDir::new(tmp.path().join("data")),
+        EraSchemes::builtin(),
+        Settings::default(),
+    )
+    .with_config_path(config_path);
+    let s = &mut app.settings_mut().harvest;
+    s.from = 2000;
+    s.to = 2000;
+    s.api_url = mock.base_url();
+    s.image_url = mock.image_url();
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 900.0))
+        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    h.step();
+    h.get_by_label("Harvest").click();
+    h.step();
+    h.get_by_label("Start harvest").click();
+    h.step();
+    wait_for(&mut h, "Harvest failed");
+    h.get_by_label_contains("Invalid API key");
+}

@@ -110,6 +110,41 @@ impl HarvestOptions {
     }
 }
 
+/// Picks the credentials for a harvest: website mode when asked, else an explicit key,
+/// an explicit bearer token, the key or token saved in the user's config, in that order;
+/// website mode when there is none. Blank values count as absent.
+pub fn resolve_auth(
+    no_key: bool,
+    api_key: Option<&str>,
+    bearer_token: Option<&str>,
+    saved: &crate::config::UserConfig,
+) -> Auth {
+    let pick = |s: Option<&str>| s.map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned);
+    if no_key {
+        Auth::None
+    } else if let Some(k) = pick(api_key) {
+        Auth::ApiKey(k)
+    } else if let Some(t) = pick(bearer_token) {
+        Auth::Bearer(t)
+    } else if let Some(k) = pick(saved.tmdb_api_key.as_deref()) {
+        Auth::ApiKey(k)
+    } else if let Some(t) = pick(saved.tmdb_bearer_token.as_deref()) {
+        Auth::Bearer(t)
+    } else {
+        Auth::None
+    }
+}
+
+/// Base URL from the environment variable `var`, else `default` (for the GUI; the CLI
+/// reads the same variables through its flags).
+pub fn url_from_env(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
 /// Harvest errors that stop the whole job.
 #[derive(Debug, thiserror::Error)]
 pub enum HarvestError {
@@ -884,46 +919,47 @@ async fn fetch_poster_record(ctx: &Ctx, p: &PendingPoster) -> Option<PosterRecor
             Err(e) => return Some(PosterRecord::failed(None, e.to_string())),
         };
         let limits = ctx.opts.limits;
-        let dest2 = dest.clone();
         let file_name = format!("posters/{name}");
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // CPU work on rayon; the durable write (fsync) on tokio's blocking pool so that
+        // disk latency never idles the decoding threads.
         rayon::spawn(move || {
-            let _ = tx.send(process_download(&got.body, &limits, &dest2, file_name));
+            let record = process_download(&got.body, &limits, file_name);
+            let _ = tx.send((record, got.body));
         });
         match rx.await {
-            Ok(Ok(mut record)) => {
-                record.remote_path = Some(p.remote_path.clone());
-                return Some(record);
+            Ok((Ok(mut record), body)) => {
+                let dest = dest.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::fsutil::write_atomic(&dest, &body)
+                        .map_err(|e| format!("cannot write {}: {e}", dest.display()))
+                })
+                .await;
+                return Some(match written {
+                    Ok(Ok(())) => {
+                        record.remote_path = Some(p.remote_path.clone());
+                        record
+                    }
+                    Ok(Err(reason)) => PosterRecord::failed(None, reason),
+                    Err(_) => PosterRecord::failed(None, "writer task stopped".into()),
+                });
             }
-            Ok(Err(ProcessError::Image(reason))) => last_reason = reason,
-            Ok(Err(ProcessError::Write(reason))) => {
-                return Some(PosterRecord::failed(None, reason));
-            }
+            Ok((Err(reason), _)) => last_reason = reason,
             Err(_) => return Some(PosterRecord::failed(None, "worker stopped".into())),
         }
     }
     Some(PosterRecord::failed(None, last_reason))
 }
 
-enum ProcessError {
-    Image(String),
-    Write(String),
-}
-
-/// Decodes, validates, thumbnails and measures a downloaded poster, then writes it.
+/// Decodes, validates, thumbnails and measures a downloaded poster.
 fn process_download(
     body: &[u8],
     limits: &ImageLimits,
-    dest: &std::path::Path,
     file_name: String,
-) -> Result<PosterRecord, ProcessError> {
-    let decoded =
-        imaging::decode_poster(body, limits).map_err(|e| ProcessError::Image(e.to_string()))?;
-    let thumb =
-        imaging::make_thumbnail(&decoded.rgb).map_err(|e| ProcessError::Image(e.to_string()))?;
+) -> Result<PosterRecord, String> {
+    let decoded = imaging::decode_poster(body, limits).map_err(|e| e.to_string())?;
+    let thumb = imaging::make_thumbnail(&decoded.rgb).map_err(|e| e.to_string())?;
     let stats = imaging::colour_stats(&decoded.rgb);
-    crate::fsutil::write_atomic(dest, body)
-        .map_err(|e| ProcessError::Write(format!("cannot write {}: {e}", dest.display())))?;
     Ok(PosterRecord {
         remote_path: None,
         file: Some(file_name),

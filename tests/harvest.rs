@@ -1,0 +1,419 @@
+//! Harvest tests against the mock TMDB server on 127.0.0.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use movie_eras::catalog::{Catalog, PosterStatus};
+use movie_eras::harvest::fetch::{FetchError, Fetcher, RateLimiter, RetryPolicy};
+use movie_eras::harvest::mock::{Fault, MockConfig, MockTmdb};
+use movie_eras::harvest::tmdb::Auth;
+use movie_eras::harvest::{
+    HarvestControl, HarvestEvent, HarvestOptions, HarvestSummary, run_harvest,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_movie-eras");
+
+fn options(mock: &MockTmdb, data: &Path, from: i32, to: i32, per_year: u32) -> HarvestOptions {
+    let mut o = HarvestOptions::new(from, to, data.join("posters"));
+    o.per_year = per_year;
+    o.auth = Auth::ApiKey("good-key".into());
+    o.api_url = mock.base_url();
+    o.image_url = mock.image_url();
+    o.site_url = mock.base_url();
+    o.api_rate = 0.0;
+    o.connections = 6;
+    o.retry = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        max_retry_after: Duration::from_secs(2),
+        timeout: Duration::from_secs(5),
+    };
+    o
+}
+
+fn harvest(
+    data: &Path,
+    opts: &HarvestOptions,
+) -> (Result<HarvestSummary, String>, Vec<HarvestEvent>) {
+    let (tx, rx) = mpsc::channel();
+    let r = run_harvest(
+        &data.join("catalog.sqlite"),
+        opts,
+        &HarvestControl::default(),
+        &tx,
+    )
+    .map_err(|e| e.to_string());
+    drop(tx);
+    (r, rx.into_iter().collect())
+}
+
+fn keyed_mock(config: MockConfig) -> MockTmdb {
+    MockTmdb::start(MockConfig {
+        api_key: Some("good-key".into()),
+        bearer: Some("good-token".into()),
+        ..config
+    })
+    .unwrap()
+}
+
+#[test]
+fn api_harvest_stores_movies_posters_and_genres_within_the_connection_bound() {
+    let mock = keyed_mock(MockConfig {
+        default_per_year: 50,
+        no_poster_every: 10,
+        latency: Duration::from_millis(5),
+        ..MockConfig::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = options(&mock, tmp.path(), 2000, 2002, 30);
+    let (r, events) = harvest(tmp.path(), &opts);
+    let s = r.unwrap();
+    // 30 per year; every 10th movie has no poster on TMDB.
+    assert_eq!(s.listed, 90);
+    assert_eq!(s.ok, 81, "{s:?}");
+    assert_eq!(s.pages, 6);
+    let cat = Catalog::open(&tmp.path().join("catalog.sqlite")).unwrap();
+    let c = cat.counts().unwrap();
+    assert_eq!((c.movies, c.ok, c.failed, c.pending), (90, 81, 9, 0));
+    let rows = cat.movies().unwrap();
+    let first = rows
+        .iter()
+        .find(|r| r.tmdb_id == Some(MockTmdb::movie_id(2000, 0)))
+        .unwrap();
+    assert_eq!(first.year, Some(2000));
+    assert_eq!(first.title, "Movie 2000-0");
+    assert!(first.genres.contains("Action"), "{}", first.genres);
+    let file = first.poster_file.clone().unwrap();
+    assert!(file.starts_with("posters/"), "{file}");
+    assert!(tmp.path().join(&file).is_file());
+    let no_poster = rows
+        .iter()
+        .find(|r| r.status == Some(PosterStatus::Failed))
+        .unwrap();
+    assert!(no_poster.reason.as_deref().unwrap().contains("no poster"));
+    // The pool never exceeded its bound.
+    assert!(mock.stats().max_connections.load(Ordering::SeqCst) <= 6);
+    assert!(mock.stats().max_in_flight.load(Ordering::SeqCst) <= 6);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, HarvestEvent::Progress(p) if p.ok == 81))
+    );
+    // The key never reaches the catalog's job record.
+    let jobs = cat.harvest_jobs().unwrap();
+    assert_eq!(jobs[0].status, "done");
+    assert!(!jobs[0].params.contains("good-key"));
+    // Nothing half-written is left behind.
+    for f in std::fs::read_dir(tmp.path().join("posters")).unwrap() {
+        let name = f.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".part"), "{name}");
+    }
+    // A second run has nothing to do and duplicates nothing.
+    let (r2, _) = harvest(tmp.path(), &opts);
+    let s2 = r2.unwrap();
+    assert_eq!((s2.ok, s2.listed, s2.pages), (0, 0, 0));
+    assert_eq!(cat.counts().unwrap().movies, 90);
+}
+
+#[test]
+fn bearer_token_works_and_a_wrong_key_is_reported() {
+    let mock = keyed_mock(MockConfig {
+        default_per_year: 5,
+        ..MockConfig::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(&mock, tmp.path(), 1990, 1990, 5);
+    opts.auth = Auth::Bearer("good-token".into());
+    assert_eq!(harvest(tmp.path(), &opts).0.unwrap().ok, 5);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(&mock, tmp.path(), 1990, 1991, 5);
+    opts.auth = Auth::ApiKey("bad-key".into());
+    let err = harvest(tmp.path(), &opts).0.unwrap_err();
+    assert!(err.contains("rejected the API key"), "{err}");
+    assert!(err.contains("Invalid API key"), "{err}");
+    assert!(
+        !err.contains("bad-key"),
+        "the key leaked into the message: {err}"
+    );
+    let cat = Catalog::open(&tmp.path().join("catalog.sqlite")).unwrap();
+    assert_eq!(cat.counts().unwrap().movies, 0);
+    assert_eq!(cat.harvest_jobs().unwrap()[0].status, "failed");
+}
+
+#[test]
+fn rate_limits_server_errors_and_bad_bodies_are_survived() {
+    let mock = keyed_mock(MockConfig {
+        default_per_year: 20,
+        ..MockConfig::default()
+    });
+    let id = |i| MockTmdb::movie_id(2010, i);
+    mock.inject(
+        "/3/discover/movie",
+        vec![
+            Fault::RateLimited("0.3".into()),
+            Fault::Status(500),
+            Fault::Junk,
+        ],
+    );
+    mock.inject(
+        &format!("/t/p/w154/p{}.jpg", id(0)),
+        vec![Fault::Status(503), Fault::Truncate],
+    );
+    mock.inject(&format!("/t/p/w154/p{}.jpg", id(1)), vec![Fault::Junk]);
+    // Junk on every attempt: given up with the reason.
+    mock.inject(
+        &format!("/t/p/w154/p{}.jpg", id(2)),
+        vec![Fault::Junk, Fault::Junk],
+    );
+    mock.inject(
+        &format!("/t/p/w154/p{}.jpg", id(3)),
+        vec![Fault::Status(404)],
+    );
+    mock.inject(
+        &format!("/t/p/w154/p{}.jpg", id(4)),
+        vec![Fault::RateLimited("0.2".into())],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = options(&mock, tmp.path(), 2010, 2010, 20);
+    let start = Instant::now();
+    let s = harvest(tmp.path(), &opts).0.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "Retry-After was not honoured"
+    );
+    assert_eq!(s.rate_limited, 2);
+    assert!(s.retries >= 4, "{s:?}");
+    assert_eq!((s.ok, s.failed), (18, 2), "{s:?}");
+    let cat = Catalog::open(&tmp.path().join("catalog.sqlite")).unwrap();
+    let rows = cat.movies().unwrap();
+    let reason = |i| {
+        rows.iter()
+            .find(|r| r.tmdb_id == Some(id(i)))
+            .and_then(|r| r.reason.clone())
+            .unwrap_or_default()
+    };
+    assert!(reason(2).contains("not an image"), "{}", reason(2));
+    assert!(reason(3).contains("404"), "{}", reason(3));
+    for i in [0, 1, 4] {
+        assert_eq!(reason(i), "");
+    }
+}
+
+#[test]
+fn fetcher_reports_client_errors_and_gives_up_on_persistent_5xx() {
+    let mock = MockTmdb::start(MockConfig::default()).unwrap();
+    mock.inject("/3/discover/movie", vec![Fault::Status(500); 3]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fetcher = Fetcher::new(
+        2,
+        "test",
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        },
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    let limiter = RateLimiter::new(0.0);
+    let base = mock.base_url();
+    let page501 = format!("{base}/3/discover/movie?primary_release_year=2000&page=501");
+    // The three 500s are consumed by the first request, which gives up.
+    let r = rt.block_on(fetcher.get(&page501, &[], &limiter));
+    assert!(
+        matches!(&r, Err(FetchError::GaveUp { attempts: 3, last }) if last.contains("500")),
+        "{r:?}"
+    );
+    let r = rt.block_on(fetcher.get(&page501, &[], &limiter));
+    match r {
+        Err(FetchError::Client {
+            status: 422,
+            message,
+        }) => assert!(message.contains("Invalid page"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let r = rt.block_on(fetcher.get(&format!("{base}/nope"), &[], &limiter));
+    assert!(matches!(r, Err(FetchError::NotFound(_))), "{r:?}");
+}
+
+#[test]
+fn website_mode_parses_cards_without_a_key() {
+    let mock = MockTmdb::start(MockConfig {
+        default_per_year: 30,
+        no_poster_every: 7,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(&mock, tmp.path(), 1977, 1977, 25);
+    opts.auth = Auth::None;
+    let s = harvest(tmp.path(), &opts).0.unwrap();
+    assert_eq!(s.listed, 25);
+    assert_eq!(s.ok, 22, "{s:?}");
+    assert!(
+        mock.log().iter().all(|l| !l.starts_with("/3/")),
+        "website mode used the API"
+    );
+    let cat = Catalog::open(&tmp.path().join("catalog.sqlite")).unwrap();
+    let rows = cat.movies().unwrap();
+    let m = rows
+        .iter()
+        .find(|r| r.tmdb_id == Some(MockTmdb::movie_id(1977, 3)))
+        .unwrap();
+    assert_eq!(m.title, "Movie 1977-3");
+    assert_eq!(m.year, Some(1977));
+    assert_eq!(m.status, Some(PosterStatus::Ok));
+}
+
+#[test]
+fn a_year_beyond_500_pages_is_split_by_month_and_cancel_stops_cleanly() {
+    let mock = keyed_mock(MockConfig {
+        default_per_year: 12_000,
+        latency: Duration::from_millis(2),
+        ..MockConfig::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(&mock, tmp.path(), 1999, 1999, 10_020);
+    opts.connections = 4;
+    let control = HarvestControl::default();
+    let (tx, rx) = mpsc::channel();
+    let db = tmp.path().join("catalog.sqlite");
+    let worker = {
+        let control = control.clone();
+        let opts = opts.clone();
+        std::thread::spawn(move || run_harvest(&db, &opts, &control, &tx))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !mock
+        .log()
+        .iter()
+        .any(|l| l.contains("primary_release_date.gte=1999-02-01"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the year was not split: {:?}",
+            &mock.log()[..3.min(mock.log().len())]
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    control.cancel.store(true, Ordering::Relaxed);
+    let s = worker.join().unwrap().unwrap();
+    assert!(s.cancelled);
+    assert!(
+        rx.into_iter()
+            .any(|e| matches!(e, HarvestEvent::Note(n) if n.contains("splitting")))
+    );
+    assert!(
+        !mock
+            .log()
+            .iter()
+            .any(|l| l.contains("primary_release_year=1999"))
+    );
+    let cat = Catalog::open(&tmp.path().join("catalog.sqlite")).unwrap();
+    assert_eq!(cat.integrity_check().unwrap(), "ok");
+    assert_eq!(cat.harvest_jobs().unwrap()[0].status, "cancelled");
+}
+
+#[test]
+fn killed_harvest_resumes_with_nothing_lost_or_duplicated() {
+    let mock = keyed_mock(MockConfig {
+        default_per_year: 60,
+        latency: Duration::from_millis(15),
+        ..MockConfig::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let db = data.join("catalog.sqlite");
+    let args = |_: ()| {
+        let mut c = Command::new(BIN);
+        c.arg("--data-dir")
+            .arg(&data)
+            .args([
+                "harvest",
+                "--from",
+                "1950",
+                "--to",
+                "1953",
+                "--per-year",
+                "60",
+                "--connections",
+                "4",
+            ])
+            .args([
+                "--api-url",
+                &mock.base_url(),
+                "--image-url",
+                &mock.image_url(),
+                "--api-rate",
+                "0",
+            ])
+            .env("TMDB_API_KEY", "good-key")
+            .env_remove("TMDB_BEARER_TOKEN")
+            .env("HOME", tmp.path())
+            .env("XDG_CONFIG_HOME", tmp.path().join("cfg"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut child = args(()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "harvest made no progress");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("harvest ended before it was killed: {status}");
+        }
+        if db.exists()
+            && let Ok(c) = Catalog::open(&db).and_then(|c| c.counts())
+            && c.ok >= 30
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    {
+        let cat = Catalog::open(&db).unwrap();
+        assert_eq!(cat.integrity_check().unwrap(), "ok");
+        let c = cat.counts().unwrap();
+        assert!(c.ok < 240, "finished before the kill: {c:?}");
+        // Every poster marked ok has its file, whole.
+        for r in cat.movies().unwrap() {
+            if r.status == Some(PosterStatus::Ok) {
+                let bytes = std::fs::read(data.join(r.poster_file.unwrap())).unwrap();
+                assert_eq!(
+                    movie_eras::imaging::sha256_hex(&bytes),
+                    r.poster_sha256.unwrap()
+                );
+            }
+        }
+    }
+    let out = args(()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cat = Catalog::open(&db).unwrap();
+    let c = cat.counts().unwrap();
+    assert_eq!((c.movies, c.ok, c.failed, c.pending), (240, 240, 0, 0));
+    let mut ids: Vec<i64> = cat
+        .movies()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.tmdb_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 240);
+    let files = std::fs::read_dir(data.join("posters")).unwrap().count();
+    assert_eq!(files, 240, "stray or missing poster files");
+}
