@@ -261,7 +261,12 @@ fn main() {
     println!("|---|---|---:|---:|---:|---:|---:|");
     for w in &workloads {
         let cap = if quick { 40 } else { 150 };
-        let (n_ours, t_ours, requests) = ours(&mock, w, &tmp.path().join(format!("ours-{}", w.from)), connections);
+        let (n_ours, t_ours, requests) = ours(
+            &mock,
+            w,
+            &tmp.path().join(format!("ours-{}", w.from)),
+            connections,
+        );
         if only_ours {
             println!(
                 "| {} | movie-eras harvest | {n_ours} | {:.2} | {:.0} | | |",
@@ -271,8 +276,18 @@ fn main() {
             );
             continue;
         }
-        let (n_seq, t_seq) = sequential(&mock, w, &tmp.path().join(format!("seq-{}", w.from)), cap.min(w.posters()));
-        let (n_seed, t_seed) = seed_pool(&mock, w, &tmp.path().join(format!("seed-{}", w.from)), connections);
+        let (n_seq, t_seq) = sequential(
+            &mock,
+            w,
+            &tmp.path().join(format!("seq-{}", w.from)),
+            cap.min(w.posters()),
+        );
+        let (n_seed, t_seed) = seed_pool(
+            &mock,
+            w,
+            &tmp.path().join(format!("seed-{}", w.from)),
+            connections,
+        );
         assert_eq!(n_ours, w.posters(), "harvester missed posters");
         assert_eq!(n_seed, w.posters(), "seed pool missed posters");
         let rate = |n: u32, t: Duration| f64::from(n) / t.as_secs_f64();

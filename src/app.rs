@@ -8,10 +8,10 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use eframe::egui;
 
 use crate::catalog::{Catalog, CatalogCounts};
-use harvest_tab::{HarvestSettings, HarvestTab};
 use crate::eras::EraSchemes;
 use crate::paths::DataDir;
 use crate::version;
+use harvest_tab::{HarvestSettings, HarvestTab};
 
 /// The app's tabs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -363,31 +363,41 @@ impl Catalog {
     }
 
     fn migrate(&mut self, target: i64) -> Result<()> {
-        let current = self.schema_version()?;
+        let path = self.path.display().to_string();
+        let wrap = |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        // An immediate transaction takes the write lock before reading the version, so
+        // two processes or threads opening a new catalog at once cannot both migrate it.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(wrap)?;
+        let current: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(wrap)?;
         if current > SCHEMA_VERSION {
             return Err(CatalogError::TooNew {
-                path: self.path.display().to_string(),
+                path: path.clone(),
                 found: current,
                 supported: SCHEMA_VERSION,
             });
         }
+        let mut applied = current;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             let version = i as i64 + 1;
             if version > target {
                 break;
             }
-            let tx = self.conn.transaction().map_err(|e| CatalogError::Sqlite {
-                path: self.path.display().to_string(),
-                source: e,
-            })?;
             tx.execute_batch(sql)
                 .and_then(|()| tx.pragma_update(None, "user_version", version))
-                .and_then(|()| tx.commit())
-                .map_err(|e| CatalogError::Sqlite {
-                    path: self.path.display().to_string(),
-                    source: e,
-                })?;
-            log::info!("catalog migrated to schema version {version}");
+                .map_err(wrap)?;
+            applied = version;
+        }
+        tx.commit().map_err(wrap)?;
+        if applied != current {
+            log::info!("catalog migrated from schema version {current} to {applied}");
         }
         Ok(())
     }
@@ -804,15 +814,39 @@ fn parse_hue(text: &str) -> [f32; HUE_BINS] {
 }
 
 fn insert_movie(tx: &rusqlite::Transaction<'_>, m: &NewMovie) -> rusqlite::Result<bool> {
+    // A TMDB id already held by another row (two files labelled with the same id, say)
+    // must not drop this movie: it is stored under its own source key without the id.
+    let tmdb_id = match m.tmdb_id {
+        Some(id) => {
+            let taken: Option<String> = tx
+                .query_row(
+                    "SELECT source_key FROM movies WHERE tmdb_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match taken {
+                Some(key) if key != m.source_key => {
+                    log::warn!(
+                        "TMDB id {id} of {} already belongs to {key}; stored without it",
+                        m.source_key
+                    );
+                    None
+                }
+                _ => Some(id),
+            }
+        }
+        None => None,
+    };
     let changed = tx.execute(
         "INSERT INTO movies (source_key, source, tmdb_id, title, year, release_date,
                              popularity, vote_average, vote_count)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT(source_key) DO NOTHING",
         params![
             m.source_key,
             m.source,
-            m.tmdb_id,
+            tmdb_id,
             m.title,
             m.year,
             m.release_date,
@@ -986,6 +1020,36 @@ mod tests {
         );
         let keys = c.source_keys("a").unwrap();
         assert_eq!(keys.len(), 1);
+    }
+
+    #[test]
+    fn concurrent_first_opens_migrate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| Catalog::open(&path))).collect();
+            for h in handles {
+                let c = h.join().unwrap().unwrap();
+                assert_eq!(c.schema_version().unwrap(), SCHEMA_VERSION);
+            }
+        });
+    }
+
+    #[test]
+    fn shared_tmdb_id_does_not_drop_a_movie() {
+        let mut c = Catalog::open_in_memory().unwrap();
+        let mut a = movie("import:a.jpg", 1932, PosterStatus::Ok);
+        a.tmdb_id = Some(22649);
+        let mut b = movie("import:b.jpg", 1957, PosterStatus::Ok);
+        b.tmdb_id = Some(22649);
+        assert_eq!(c.insert_movies(&[a.clone(), b.clone()]).unwrap(), 2);
+        let rows = c.movies().unwrap();
+        assert_eq!(rows.len(), 2);
+        let ids: Vec<Option<i64>> = rows.iter().map(|r| r.tmdb_id).collect();
+        assert!(ids.contains(&Some(22649)) && ids.contains(&None));
+        // Still idempotent.
+        assert_eq!(c.insert_movies(&[a, b]).unwrap(), 0);
+        assert_eq!(c.movies().unwrap().len(), 2);
     }
 
     #[test]

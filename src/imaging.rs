@@ -544,7 +544,11 @@ mod tests {
             state ^= state >> 17;
             state ^= state << 5;
             let base = ((x * 3 + y * 2) % 256) as u8;
-            Rgb([base, (state & 0xff) as u8, base.wrapping_add((state >> 8) as u8 & 0x3f)])
+            Rgb([
+                base,
+                (state & 0xff) as u8,
+                base.wrapping_add((state >> 8) as u8 & 0x3f),
+            ])
         })
     }
 
@@ -556,7 +560,11 @@ mod tests {
         assert!(t.pixels().all(|p| p.0 == [200, 17, 90]));
         let smooth = RgbImage::from_fn(154, 231, |x, y| {
             let v = |f: f32| (127.5 + 127.0 * f.sin()) as u8;
-            Rgb([v(x as f32 / 9.0), v(y as f32 / 13.0), v((x + y) as f32 / 17.0)])
+            Rgb([
+                v(x as f32 / 9.0),
+                v(y as f32 / 13.0),
+                v((x + y) as f32 / 17.0),
+            ])
         });
         let ours = area_resize(&smooth, 96, 144);
         // Exact area average in floating point.
@@ -574,8 +582,8 @@ mod tests {
                 }
                 for ix in 0..154 {
                     let w = wy * cover(ox, ix, sx);
-                    for c in 0..3 {
-                        acc[c] += w * f64::from(smooth.get_pixel(ix, iy).0[c]);
+                    for (a, v) in acc.iter_mut().zip(smooth.get_pixel(ix, iy).0) {
+                        *a += w * f64::from(v);
                     }
                 }
             }

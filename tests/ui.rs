@@ -132,7 +132,11 @@ fn harvest_tab_saves_the_key_and_harvests_from_a_mock_server() {
     let c = Catalog::open(&tmp.path().join("data/catalog.sqlite")).unwrap();
     assert_eq!(c.counts().unwrap().ok, 12);
     // The mock answers 401 to any other key, so the harvest used the key typed above.
-    assert!(mock.log().iter().any(|l| l.starts_with("/3/discover/movie")));
+    assert!(
+        mock.log()
+            .iter()
+            .any(|l| l.starts_with("/3/discover/movie"))
+    );
 }
 
 #[test]
@@ -171,5 +175,6 @@ fn harvest_tab_reports_a_refused_key_clearly() {
     h.get_by_label("Start harvest").click();
     h.step();
     wait_for(&mut h, "Harvest failed");
-    h.get_by_label_contains("Invalid API key");
+    let label = format!("{:?}", h.get_by_label_contains("Harvest failed"));
+    assert!(label.contains("Invalid API key"), "{label}");
 }

@@ -224,8 +224,7 @@ impl HarvestTab {
         self.last = None;
         if website {
             self.push_note(
-                "No TMDB key: reading the website's listing pages (slower, politely paced)."
-                    .into(),
+                "No TMDB key: reading the website's listing pages (slower, politely paced).".into(),
             );
         }
         self.running = Some(RunningHarvest {
@@ -504,18 +503,20 @@ fn form_ui(ui: &mut egui::Ui, s: &mut HarvestSettings) {
             ui.end_row();
         });
     ui.collapsing("Server addresses (mirrors, tests)", |ui| {
-        egui::Grid::new("harvest_urls").num_columns(2).show(ui, |ui| {
-            for (label, value) in [
-                ("API", &mut s.api_url),
-                ("Images", &mut s.image_url),
-                ("Website", &mut s.site_url),
-            ] {
-                let l = ui.label(label);
-                ui.add(egui::TextEdit::singleline(value).desired_width(360.0))
-                    .labelled_by(l.id);
-                ui.end_row();
-            }
-        });
+        egui::Grid::new("harvest_urls")
+            .num_columns(2)
+            .show(ui, |ui| {
+                for (label, value) in [
+                    ("API", &mut s.api_url),
+                    ("Images", &mut s.image_url),
+                    ("Website", &mut s.site_url),
+                ] {
+                    let l = ui.label(label);
+                    ui.add(egui::TextEdit::singleline(value).desired_width(360.0))
+                        .labelled_by(l.id);
+                    ui.end_row();
+                }
+            });
         if ui.button("Reset to TMDB").clicked() {
             s.api_url = tmdb::DEFAULT_API_URL.into();
             s.image_url = tmdb::DEFAULT_IMAGE_URL.into();

@@ -119,7 +119,11 @@ pub fn resolve_auth(
     bearer_token: Option<&str>,
     saved: &crate::config::UserConfig,
 ) -> Auth {
-    let pick = |s: Option<&str>| s.map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned);
+    let pick = |s: Option<&str>| {
+        s.map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+    };
     if no_key {
         Auth::None
     } else if let Some(k) = pick(api_key) {
