@@ -12,11 +12,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use movie_eras::catalog::{Catalog, NewMovie, PosterRecord, PosterStatus};
+use movie_eras::catalog::{Catalog, NewMovie};
 use movie_eras::harvest::mock::{MockConfig, MockTmdb};
 use movie_eras::harvest::tmdb::{Auth, DateWindow, DiscoverPage, DiscoverQuery};
-use movie_eras::harvest::{HarvestControl, HarvestOptions, run_harvest};
-use movie_eras::imaging::{self, ImageLimits};
+use movie_eras::harvest::{HarvestControl, HarvestOptions, process_download, run_harvest};
+use movie_eras::imaging::ImageLimits;
 
 struct Workload {
     name: &'static str,
@@ -38,13 +38,12 @@ fn process_and_store(
     body: &[u8],
     year: i32,
 ) -> bool {
-    let Ok(decoded) = imaging::decode_poster(body, &ImageLimits::default()) else {
+    let name = format!("{}.jpg", m.id);
+    let Ok(mut poster) = process_download(body, &ImageLimits::default(), name.clone()) else {
         return false;
     };
-    let thumb = imaging::make_thumbnail(&decoded.rgb).unwrap();
-    let stats = imaging::colour_stats(&decoded.rgb);
-    let name = format!("{}.jpg", m.id);
     movie_eras::fsutil::write_atomic(&dir.join(&name), body).unwrap();
+    poster.remote_path.clone_from(&m.poster_path);
     let movie = NewMovie {
         source_key: format!("tmdb:{}", m.id),
         source: "bench".into(),
@@ -56,21 +55,15 @@ fn process_and_store(
         popularity: m.popularity,
         vote_average: m.vote_average,
         vote_count: m.vote_count,
-        poster: PosterRecord {
-            remote_path: m.poster_path.clone(),
-            file: Some(name),
-            sha256: Some(decoded.sha256),
-            bytes: Some(decoded.bytes),
-            width: Some(decoded.rgb.width()),
-            height: Some(decoded.rgb.height()),
-            status: PosterStatus::Ok,
-            reason: None,
-            stats: Some(stats),
-            thumbnail: Some(thumb),
-        },
+        poster,
     };
     catalog.lock().unwrap().insert_movies(&[movie]).unwrap();
     true
+}
+
+async fn get_bytes(client: &reqwest::Client, url: &str) -> Vec<u8> {
+    let resp = client.get(url).send().await.unwrap();
+    resp.bytes().await.unwrap().to_vec()
 }
 
 /// One year, one request at a time: listing pages, then each poster in turn.
@@ -99,14 +92,7 @@ fn harvest_year_sequentially(
     rt.block_on(async {
         for page in 1..=pages {
             let url = query.api_url(&mock.base_url(), page);
-            let body = client
-                .get(&url)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            let body = get_bytes(&client, &url).await;
             let dp: DiscoverPage = serde_json::from_slice(&body).unwrap();
             for m in &dp.results {
                 if done >= limit {
@@ -114,14 +100,7 @@ fn harvest_year_sequentially(
                 }
                 let Some(path) = &m.poster_path else { continue };
                 let url = format!("{}/w154{path}", mock.image_url());
-                let body = client
-                    .get(&url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
+                let body = get_bytes(&client, &url).await;
                 if process_and_store(catalog, dir, m, &body, year) {
                     done += 1;
                 }

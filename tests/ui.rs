@@ -82,6 +82,17 @@ fn gallery_summary_counts_movies_per_era() {
     assert!(h.query_all_by_label("2").count() >= 1);
 }
 
+/// A harness showing the Harvest tab of `app`.
+fn on_harvest_tab(app: MovieErasApp) -> Harness<'static, MovieErasApp> {
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 900.0))
+        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    h.step();
+    h.get_by_label("Harvest").click();
+    h.step();
+    h
+}
+
 #[test]
 fn harvest_tab_saves_the_key_and_harvests_from_a_mock_server() {
     use movie_eras::harvest::mock::{MockConfig, MockTmdb};
@@ -109,12 +120,7 @@ fn harvest_tab_saves_the_key_and_harvests_from_a_mock_server() {
         s.image_url = mock.image_url();
         s.site_url = mock.base_url();
     }
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1200.0, 900.0))
-        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
-    h.step();
-    h.get_by_label("Harvest").click();
-    h.step();
+    let mut h = on_harvest_tab(app);
     h.get_by_label_contains("No key saved");
     let field = h.get_by_label("TMDB API key or read access token");
     field.focus();
@@ -166,12 +172,7 @@ fn harvest_tab_reports_a_refused_key_clearly() {
     s.to = 2000;
     s.api_url = mock.base_url();
     s.image_url = mock.image_url();
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1200.0, 900.0))
-        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
-    h.step();
-    h.get_by_label("Harvest").click();
-    h.step();
+    let mut h = on_harvest_tab(app);
     h.get_by_label("Start harvest").click();
     h.step();
     wait_for(&mut h, "Harvest failed");

@@ -955,8 +955,9 @@ async fn fetch_poster_record(ctx: &Ctx, p: &PendingPoster) -> Option<PosterRecor
     Some(PosterRecord::failed(None, last_reason))
 }
 
-/// Decodes, validates, thumbnails and measures a downloaded poster.
-fn process_download(
+/// Decodes, validates, thumbnails and measures a downloaded poster (the CPU part of
+/// storing one; the caller writes the file). `file_name` is recorded as the poster file.
+pub fn process_download(
     body: &[u8],
     limits: &ImageLimits,
     file_name: String,
