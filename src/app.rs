@@ -1,7 +1,9 @@
 //! The desktop app: tabs over the shared domain core. Long work runs on worker threads
 //! that report over channels and wake the UI with `request_repaint`.
 
+pub mod classify_tab;
 pub mod harvest_tab;
+pub mod train_tab;
 
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
@@ -11,7 +13,9 @@ use crate::catalog::{Catalog, CatalogCounts};
 use crate::eras::EraSchemes;
 use crate::paths::DataDir;
 use crate::version;
+use classify_tab::ClassifyTab;
 use harvest_tab::{HarvestSettings, HarvestTab};
+use train_tab::{TrainSettings, TrainTab};
 
 /// The app's tabs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,6 +68,8 @@ pub struct Settings {
     pub scheme: String,
     /// The Harvest tab's form.
     pub harvest: HarvestSettings,
+    /// The Train tab's form.
+    pub train: TrainSettings,
 }
 
 impl Default for Settings {
@@ -72,6 +78,7 @@ impl Default for Settings {
             tab: Tab::Gallery,
             scheme: "hollywood".into(),
             harvest: HarvestSettings::default(),
+            train: TrainSettings::default(),
         }
     }
 }
@@ -114,6 +121,8 @@ pub struct MovieErasApp {
     schemes: EraSchemes,
     summary: Loading<CatalogSummary>,
     harvest: HarvestTab,
+    train: TrainTab,
+    classify: ClassifyTab,
 }
 
 impl MovieErasApp {
@@ -125,6 +134,8 @@ impl MovieErasApp {
             schemes,
             summary: Loading::Idle,
             harvest: HarvestTab::new(crate::config::default_path()),
+            train: TrainTab::default(),
+            classify: ClassifyTab::new(None),
         }
     }
 
@@ -217,6 +228,10 @@ impl MovieErasApp {
         if matches!(self.summary, Loading::Idle) {
             self.refresh_summary(ui.ctx());
         }
+        // Posters dropped anywhere go to the Classify tab.
+        if ui.ctx().input(|i| !i.raw.dropped_files.is_empty()) {
+            self.settings.tab = Tab::Classify;
+        }
         egui::Panel::top("tabs").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("Movie Eras");
@@ -283,18 +298,11 @@ impl MovieErasApp {
                 "Side-by-side poster grids for chosen decades or eras, with average posters, \
                  palettes and per-era colour statistics over the years.",
             ),
-            Tab::Train => coming_ui(
-                ui,
-                "Train",
-                "Train the era classifier with Burn on the GPU (or the CPU), with live curves \
-                 and a confusion matrix.",
-            ),
-            Tab::Classify => coming_ui(
-                ui,
-                "Classify",
-                "Drop a poster here to see its predicted era, the probabilities and an \
-                 estimated year, with saliency overlays.",
-            ),
+            Tab::Train => {
+                self.train
+                    .ui(ui, &self.data_dir, &self.schemes, &mut self.settings.train);
+            }
+            Tab::Classify => self.classify.ui(ui, &self.schemes, &self.settings.scheme),
         });
     }
 
@@ -388,6 +396,7 @@ impl eframe::App for MovieErasApp {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         // Stop background jobs; what they finished is already committed.
         self.harvest.cancel();
+        self.train.cancel();
     }
 }
 

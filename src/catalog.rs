@@ -332,9 +332,21 @@ impl Catalog {
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| cat.err(e))?;
         if cat.path.as_os_str() != ":memory:" {
-            cat.conn
-                .pragma_update(None, "journal_mode", "WAL")
-                .map_err(|e| cat.err(e))?;
+            // Switching the journal mode can answer SQLITE_BUSY at once (without the busy
+            // handler) while another connection sets up the same new file: retry a while.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match cat.conn.pragma_update(None, "journal_mode", "WAL") {
+                    Ok(()) => break,
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::DatabaseBusy
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(cat.err(e)),
+                }
+            }
         }
         cat.conn
             .execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")

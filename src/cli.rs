@@ -1,5 +1,7 @@
 //! The headless command line: every job of the app, for scripts, tests and benchmarks.
 
+mod model_jobs;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,12 @@ pub enum Command {
     },
     /// List era schemes and their eras.
     Eras,
+    /// Train the era model on the catalog's posters.
+    Train(model_jobs::TrainArgs),
+    /// Evaluate a model on a labelled folder or the catalog's validation split.
+    Evaluate(model_jobs::EvaluateArgs),
+    /// Predict the era and year of poster images.
+    Classify(model_jobs::ClassifyArgs),
 }
 
 /// Options of `harvest`.
@@ -276,6 +284,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::Train(args) => {
+            let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
+            model_jobs::cmd_train(&data_dir, &schemes, &args)
+        }
+        Command::Evaluate(args) => {
+            let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
+            model_jobs::cmd_evaluate(&data_dir, &schemes, &args)
+        }
+        Command::Classify(args) => {
+            let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
+            model_jobs::cmd_classify(&data_dir, &schemes, &args)
         }
         Command::Eras => {
             let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;

@@ -16,5 +16,6 @@ pub mod fsutil;
 pub mod harvest;
 pub mod imaging;
 pub mod import;
+pub mod model;
 pub mod paths;
 pub mod version;

@@ -179,3 +179,40 @@ fn harvest_tab_reports_a_refused_key_clearly() {
     let label = format!("{:?}", h.get_by_label_contains("Harvest failed"));
     assert!(label.contains("Invalid API key"), "{label}");
 }
+
+/// A file dropped on the window (what eframe hands egui on native platforms).
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropping_posters_shows_a_prediction_and_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let poster = tmp.path().join("poster.png");
+    image::RgbImage::from_fn(154, 231, |x, y| image::Rgb([(x + y) as u8, 40, 90]))
+        .save(&poster)
+        .unwrap();
+    let junk = tmp.path().join("notes.jpg");
+    std::fs::write(&junk, "this is text, not a JPEG").unwrap();
+    let mut h = harness(&tmp.path().join("data"));
+    h.step();
+    for f in [&poster, &junk] {
+        h.input_mut()
+            .dropped_files
+            .push(std::sync::Arc::new(Dropped(f.clone())));
+    }
+    h.step();
+    assert_eq!(h.state().settings().tab, Tab::Classify);
+    wait_for(&mut h, "Estimated year");
+    wait_for(&mut h, "Cannot classify");
+    h.get_by_label_contains("poster.png");
+}

@@ -1,0 +1,440 @@
+//! The Train tab: the same job as `movie-eras train` on a worker thread, with live loss and
+//! accuracy curves (egui_plot), the validation confusion matrix as a heat map, the backend
+//! in use, start / cancel and resume.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+
+use eframe::egui;
+use egui_plot::{Legend, Line, Plot};
+
+use crate::catalog::Catalog;
+use crate::eras::EraSchemes;
+use crate::model::backend::{self, BackendChoice};
+use crate::model::metrics::Evaluation;
+use crate::model::training::{self, EpochReport, TrainEvent, TrainOptions};
+use crate::paths::DataDir;
+
+/// Train form values remembered between runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TrainSettings {
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Backend.
+    pub backend: BackendChoice,
+    /// Continue from the newest checkpoint.
+    pub resume: bool,
+    /// Use at most this many posters (0: all).
+    pub limit: usize,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        let d = TrainOptions::default();
+        Self {
+            epochs: d.epochs,
+            batch: d.batch,
+            lr: d.lr,
+            backend: BackendChoice::Auto,
+            resume: true,
+            limit: 0,
+        }
+    }
+}
+
+enum Msg {
+    Event(TrainEvent),
+    Done(Result<training::TrainSummary, String>),
+}
+
+struct Running {
+    cancel: Arc<AtomicBool>,
+    rx: Receiver<Msg>,
+}
+
+/// State of the Train tab.
+#[derive(Default)]
+pub struct TrainTab {
+    running: Option<Running>,
+    backend: Option<String>,
+    data: Option<(usize, usize)>,
+    step: Option<(usize, usize, usize)>,
+    /// `(global step, loss)`.
+    losses: Vec<[f64; 2]>,
+    epochs: Vec<EpochReport>,
+    notes: Vec<String>,
+    outcome: Option<Result<String, String>>,
+    /// Set when a model was written (the Classify tab reloads it).
+    pub model_changed: bool,
+}
+
+impl TrainTab {
+    /// Asks a running training job to stop after the current step.
+    pub fn cancel(&self) {
+        if let Some(r) = &self.running {
+            r.cancel.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether training is running.
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    fn start(
+        &mut self,
+        ctx: &egui::Context,
+        data_dir: &DataDir,
+        schemes: &EraSchemes,
+        s: &TrainSettings,
+    ) {
+        let opts = TrainOptions {
+            epochs: s.epochs.max(1),
+            batch: s.batch.max(1),
+            lr: s.lr,
+            backend: s.backend,
+            limit: s.limit,
+            ..TrainOptions::default()
+        };
+        let out = data_dir.models_dir().join("era-model");
+        let resume = s.resume;
+        let data_dir = data_dir.clone();
+        let schemes = schemes.clone();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let worker_cancel = Arc::clone(&cancel);
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("train".into())
+            .spawn(move || {
+                let (etx, erx) = mpsc::channel();
+                let fwd_tx = tx.clone();
+                let fwd_ctx = ctx.clone();
+                let forwarder = std::thread::spawn(move || {
+                    for ev in erx {
+                        if fwd_tx.send(Msg::Event(ev)).is_err() {
+                            break;
+                        }
+                        fwd_ctx.request_repaint();
+                    }
+                });
+                let result = (|| {
+                    let chosen = backend::choose(opts.backend).map_err(|e| e.to_string())?;
+                    let catalog =
+                        Catalog::open(&data_dir.catalog_path()).map_err(|e| e.to_string())?;
+                    let data = training::load_data(&catalog, &data_dir, &opts, &etx)
+                        .map_err(|e| e.to_string())?;
+                    training::train(
+                        &data,
+                        &out,
+                        &opts,
+                        resume,
+                        &chosen,
+                        &schemes,
+                        &worker_cancel,
+                        &etx,
+                    )
+                    .map_err(|e| e.to_string())
+                })();
+                drop(etx);
+                let _ = forwarder.join();
+                let _ = tx.send(Msg::Done(result));
+                ctx.request_repaint();
+            });
+        match spawned {
+            Ok(_) => {
+                *self = Self {
+                    running: Some(Running { cancel, rx }),
+                    ..Self::default()
+                };
+            }
+            Err(e) => self.outcome = Some(Err(format!("cannot start training: {e}"))),
+        }
+    }
+
+    /// Drains worker messages.
+    pub fn poll(&mut self) {
+        let Some(run) = &self.running else {
+            return;
+        };
+        let mut msgs = Vec::new();
+        let mut gone = false;
+        loop {
+            match run.rx.try_recv() {
+                Ok(m) => msgs.push(m),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    gone = true;
+                    break;
+                }
+            }
+        }
+        for m in msgs {
+            match m {
+                Msg::Event(TrainEvent::Started {
+                    backend,
+                    train,
+                    val,
+                    ..
+                }) => {
+                    self.backend = Some(backend);
+                    self.data = Some((train, val));
+                }
+                Msg::Event(TrainEvent::Step {
+                    epoch,
+                    step,
+                    steps,
+                    loss,
+                }) => {
+                    self.step = Some((epoch, step, steps));
+                    let x = (epoch - 1) as f64 + step as f64 / steps.max(1) as f64;
+                    self.losses.push([x, loss]);
+                }
+                Msg::Event(TrainEvent::Epoch(r)) => {
+                    self.epochs.push(r);
+                    self.model_changed = true;
+                }
+                Msg::Event(TrainEvent::Note(n)) => self.notes.push(n),
+                Msg::Done(r) => {
+                    self.running = None;
+                    self.outcome = Some(r.map(|s| {
+                        if s.cancelled {
+                            format!(
+                                "Cancelled; the model in {} is the last finished epoch.",
+                                s.model_dir.display()
+                            )
+                        } else {
+                            format!("Finished; model written to {}.", s.model_dir.display())
+                        }
+                    }));
+                    return;
+                }
+            }
+        }
+        if gone {
+            self.running = None;
+            self.outcome = Some(Err("the training thread stopped unexpectedly".into()));
+        }
+    }
+
+    /// Draws the tab.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        data_dir: &DataDir,
+        schemes: &EraSchemes,
+        s: &mut TrainSettings,
+    ) {
+        self.poll();
+        ui.heading("Train the era model");
+        ui.label(
+            "Trains a small CNN on the catalog's posters to predict the release year (5-year \
+             bins); era probabilities of any scheme are sums of bins. Each epoch is \
+             checkpointed; with Resume, training continues from the newest checkpoint.",
+        );
+        ui.add_space(6.0);
+        let busy = self.running.is_some();
+        ui.add_enabled_ui(!busy, |ui| {
+            egui::Grid::new("train_form").num_columns(2).show(ui, |ui| {
+                ui.label("Epochs");
+                ui.add(egui::DragValue::new(&mut s.epochs).range(1..=500));
+                ui.end_row();
+                ui.label("Batch size");
+                ui.add(egui::DragValue::new(&mut s.batch).range(1..=1024));
+                ui.end_row();
+                ui.label("Learning rate");
+                ui.add(
+                    egui::DragValue::new(&mut s.lr)
+                        .range(1e-5..=1.0)
+                        .speed(1e-4)
+                        .max_decimals(5),
+                );
+                ui.end_row();
+                ui.label("Backend");
+                egui::ComboBox::from_label("GPU or CPU")
+                    .selected_text(format!("{:?}", s.backend))
+                    .show_ui(ui, |ui| {
+                        for b in [BackendChoice::Auto, BackendChoice::Gpu, BackendChoice::Cpu] {
+                            ui.selectable_value(&mut s.backend, b, format!("{b:?}"));
+                        }
+                    });
+                ui.end_row();
+                ui.label("Posters");
+                ui.add(egui::DragValue::new(&mut s.limit).range(0..=1_000_000))
+                    .on_hover_text("0 uses the whole catalog");
+                ui.end_row();
+                ui.label("Options");
+                ui.checkbox(&mut s.resume, "Resume from the newest checkpoint");
+                ui.end_row();
+            });
+        });
+        ui.horizontal(|ui| {
+            if busy {
+                if ui.button("Cancel training").clicked() {
+                    self.cancel();
+                }
+                ui.spinner();
+            } else if ui.button("Start training").clicked() {
+                self.start(ui.ctx(), data_dir, schemes, s);
+            }
+            if let Some(b) = &self.backend {
+                ui.label(format!("Backend: {b}"));
+            }
+            if let Some((t, v)) = self.data {
+                ui.label(format!("{t} training / {v} validation posters"));
+            }
+        });
+        if let Some((epoch, step, steps)) = self.step
+            && busy
+        {
+            ui.add(
+                egui::ProgressBar::new(step as f32 / steps.max(1) as f32).text(format!(
+                    "epoch {epoch} of {}: step {step} of {steps}",
+                    s.epochs
+                )),
+            );
+        }
+        match &self.outcome {
+            Some(Ok(m)) => {
+                ui.label(m);
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("Training failed: {e}"));
+            }
+            None => {}
+        }
+        if let Some(last) = self.epochs.last() {
+            ui.label(format!(
+                "Epoch {}: validation decade top-1 {:.1}%, within one decade {:.1}%, MAE {:.1} years, era accuracy {:.1}%, macro-F1 {:.3}",
+                last.epoch,
+                100.0 * last.validation.decade_top1,
+                100.0 * last.validation.within_one_decade,
+                last.validation.mae_years,
+                100.0 * last.validation.era_accuracy,
+                last.validation.macro_f1
+            ));
+        }
+        ui.add_space(6.0);
+        ui.columns(2, |cols| {
+            self.curves_ui(&mut cols[0]);
+            if let Some(last) = self.epochs.last() {
+                confusion_ui(&mut cols[1], &last.validation);
+            }
+        });
+        for n in self.notes.iter().rev().take(5) {
+            ui.small(n);
+        }
+    }
+
+    fn curves_ui(&self, ui: &mut egui::Ui) {
+        ui.strong("Loss");
+        Plot::new("train_loss")
+            .height(160.0)
+            .legend(Legend::default())
+            .x_axis_label("epoch")
+            .show(ui, |p| {
+                p.line(Line::new("training loss (per step)", self.losses.clone()));
+                let epoch_loss: Vec<[f64; 2]> = self
+                    .epochs
+                    .iter()
+                    .map(|e| [e.epoch as f64, e.train_loss])
+                    .collect();
+                p.line(Line::new("training loss (epoch mean)", epoch_loss));
+            });
+        ui.strong("Validation accuracy");
+        Plot::new("train_accuracy")
+            .height(160.0)
+            .legend(Legend::default())
+            .include_y(0.0)
+            .include_y(1.0)
+            .x_axis_label("epoch")
+            .show(ui, |p| {
+                let series = |f: fn(&Evaluation) -> f64| -> Vec<[f64; 2]> {
+                    self.epochs
+                        .iter()
+                        .map(|e| [e.epoch as f64, f(&e.validation)])
+                        .collect()
+                };
+                p.line(Line::new("decade top-1", series(|v| v.decade_top1)));
+                p.line(Line::new(
+                    "within one decade",
+                    series(|v| v.within_one_decade),
+                ));
+                p.line(Line::new("era accuracy", series(|v| v.era_accuracy)));
+            });
+    }
+}
+
+/// The era confusion matrix as a heat map (rows: true era; shade by row share).
+pub fn confusion_ui(ui: &mut egui::Ui, e: &Evaluation) {
+    ui.strong(format!("Confusion matrix ({} eras, validation)", e.scheme));
+    let k = e.eras.len();
+    if k == 0 {
+        return;
+    }
+    let label_w = 150.0;
+    let cell = ((ui.available_width() - label_w) / k as f32).clamp(14.0, 44.0);
+    let (rect, _) = ui.allocate_exact_size(
+        egui::vec2(label_w + cell * k as f32, cell * k as f32 + 18.0),
+        egui::Sense::hover(),
+    );
+    let painter = ui.painter_at(rect);
+    let text = ui.visuals().text_color();
+    for (r, row) in e.era_confusion.iter().enumerate() {
+        let total: u64 = row.iter().sum::<u64>().max(1);
+        let y = rect.top() + 18.0 + r as f32 * cell;
+        painter.text(
+            egui::pos2(rect.left(), y + cell / 2.0),
+            egui::Align2::LEFT_CENTER,
+            &e.eras[r],
+            egui::FontId::proportional(11.0),
+            text,
+        );
+        for (c, &count) in row.iter().enumerate() {
+            let share = count as f32 / total as f32;
+            let x = rect.left() + label_w + c as f32 * cell;
+            let cell_rect =
+                egui::Rect::from_min_size(egui::pos2(x, y), egui::vec2(cell - 1.0, cell - 1.0));
+            let colour = egui::Color32::from_rgb(
+                (30.0 + 200.0 * share) as u8,
+                (40.0 + 120.0 * share) as u8,
+                (60.0 + 20.0 * share) as u8,
+            );
+            painter.rect_filled(cell_rect, 2.0, colour);
+            if count > 0 {
+                painter.text(
+                    cell_rect.center(),
+                    egui::Align2::CENTER_CENTER,
+                    count.to_string(),
+                    egui::FontId::proportional(10.0),
+                    egui::Color32::WHITE,
+                );
+            }
+        }
+    }
+    for c in 0..k {
+        painter.text(
+            egui::pos2(
+                rect.left() + label_w + (c as f32 + 0.5) * cell,
+                rect.top() + 8.0,
+            ),
+            egui::Align2::CENTER_CENTER,
+            (c + 1).to_string(),
+            egui::FontId::proportional(10.0),
+            text,
+        );
+    }
+    ui.small("Columns: predicted era, numbered as the rows.");
+}
+
+/// Where the GUI writes its trained model.
+pub fn trained_model_dir(data_dir: &DataDir) -> PathBuf {
+    data_dir.models_dir().join("era-model")
+}

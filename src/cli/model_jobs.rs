@@ -1,0 +1,350 @@
+//! `train`, `evaluate` and `classify`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+
+use crate::catalog::Catalog;
+use crate::eras::EraSchemes;
+use crate::imaging::{self, ImageLimits};
+use crate::model::backend::{self, BackendChoice};
+use crate::model::inference::EraModel;
+use crate::model::training::{self, TrainEvent, TrainOptions};
+use crate::model::{data, metrics};
+use crate::paths::DataDir;
+
+/// Options of `train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Epochs in all (a resumed run continues up to this number).
+    #[arg(long, default_value_t = 12)]
+    pub epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Peak learning rate (cosine decay to 5%).
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Model directory to write (default: `<data dir>/models/era-model`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue from the newest checkpoint in the output directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Backend.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Seed of the split, sampling, augmentation and initialisation.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Share of movies held out for validation.
+    #[arg(long, default_value_t = 0.15)]
+    pub val_share: f64,
+    /// Class balance of sampling: 0 natural frequencies … 1 equal per year bin.
+    #[arg(long, default_value_t = 0.5)]
+    pub balance: f64,
+    /// Channels of the conv blocks, comma separated.
+    #[arg(long, default_value = "32,64,128,192", value_delimiter = ',')]
+    pub widths: Vec<usize>,
+    /// Network input size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "64x96")]
+    pub input: String,
+    /// Images per epoch (default: the training set's size).
+    #[arg(long, default_value_t = 0)]
+    pub epoch_size: usize,
+    /// Use at most this many posters (quick runs).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("--input {s}: expected WIDTHxHEIGHT, e.g. 64x96"))?;
+    let w: usize = w.trim().parse().context("--input width")?;
+    let h: usize = h.trim().parse().context("--input height")?;
+    anyhow::ensure!(
+        (16..=512).contains(&w) && (16..=512).contains(&h),
+        "--input {s}: sides must be 16..=512"
+    );
+    Ok((w, h))
+}
+
+/// Runs `train`.
+pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> Result<()> {
+    let (w, h) = parse_size(&args.input)?;
+    anyhow::ensure!(!args.widths.is_empty(), "--widths needs at least one block");
+    anyhow::ensure!(
+        args.batch > 0 && args.epochs > 0,
+        "--batch and --epochs must be > 0"
+    );
+    let mut opts = TrainOptions {
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
+        val_share: args.val_share,
+        balance: args.balance,
+        epoch_size: args.epoch_size,
+        limit: args.limit,
+        backend: args.backend,
+        ..TrainOptions::default()
+    };
+    opts.network.input_width = w;
+    opts.network.input_height = h;
+    opts.network.widths.clone_from(&args.widths);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| data_dir.models_dir().join("era-model"));
+    let chosen = backend::choose(args.backend)?;
+    eprintln!("backend: {}", chosen.description);
+    let catalog = Catalog::open(&data_dir.catalog_path())
+        .with_context(|| format!("opening the catalog in {}", data_dir.root().display()))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let printer = std::thread::spawn(move || {
+        let pb = super::progress_bar(0, "training");
+        for ev in rx {
+            match ev {
+                TrainEvent::Started {
+                    backend,
+                    train,
+                    val,
+                    first_epoch,
+                } => pb.suspend(|| {
+                    eprintln!(
+                        "training on {train} posters, validating on {val} ({backend}), from epoch {first_epoch}"
+                    );
+                }),
+                TrainEvent::Step {
+                    epoch,
+                    step,
+                    steps,
+                    loss,
+                } => {
+                    pb.set_length(steps as u64);
+                    pb.set_position(step as u64);
+                    pb.set_message(format!("epoch {epoch} loss {loss:.3}"));
+                }
+                TrainEvent::Epoch(r) => pb.suspend(|| {
+                    eprintln!(
+                    "epoch {:>3}: loss {:.3} | val decade {:.1}% within-1 {:.1}% MAE {:.1} y | era acc {:.1}% F1 {:.3} | {:.0} img/s, {:.0} s",
+                    r.epoch,
+                    r.train_loss,
+                    100.0 * r.validation.decade_top1,
+                    100.0 * r.validation.within_one_decade,
+                    r.validation.mae_years,
+                    100.0 * r.validation.era_accuracy,
+                    r.validation.macro_f1,
+                    r.images_per_sec,
+                    r.seconds
+                    );
+                }),
+                TrainEvent::Note(n) => pb.suspend(|| eprintln!("{n}")),
+            }
+        }
+        pb.finish_and_clear();
+    });
+    let cancel = Arc::new(AtomicBool::new(false));
+    let result = training::load_data(&catalog, data_dir, &opts, &tx).and_then(|data| {
+        training::train(
+            &data,
+            &out,
+            &opts,
+            args.resume,
+            &chosen,
+            schemes,
+            &cancel,
+            &tx,
+        )
+    });
+    drop(tx);
+    let _ = printer.join();
+    let summary = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        eprintln!("model written to {}", summary.model_dir.display());
+    }
+    Ok(())
+}
+
+/// The model directory to use: `--model`, else the data dir's trained model, else the
+/// shipped default.
+pub fn model_dir(data_dir: &DataDir, explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_path_buf());
+    }
+    crate::model::default_model_dir()
+        .context("no model found: the shipped model is missing (resources/model); pass --model DIR")
+        .or_else(|e| {
+            let trained = data_dir.models_dir().join("era-model");
+            if trained.join(crate::model::CONFIG_FILE).is_file() {
+                Ok(trained)
+            } else {
+                Err(e)
+            }
+        })
+}
+
+/// Options of `evaluate`.
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    /// Model directory (default: the shipped model).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Folder of posters (with --labels); default: the catalog's validation split.
+    #[arg(long, value_name = "DIR", requires = "labels")]
+    pub images: Option<PathBuf>,
+    /// CSV `file,year` for --images.
+    #[arg(long, value_name = "CSV", requires = "images")]
+    pub labels: Option<PathBuf>,
+    /// Era scheme of the per-era figures.
+    #[arg(long, default_value = "hollywood")]
+    pub scheme: String,
+    /// Backend.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn read_labels(images: &Path, labels: &Path) -> Result<Vec<data::Sample>> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(labels)
+        .with_context(|| format!("reading {}", labels.display()))?;
+    let mut out = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.with_context(|| format!("{} line {}", labels.display(), i + 1))?;
+        let (Some(file), Some(year)) = (rec.get(0), rec.get(1)) else {
+            continue;
+        };
+        let Ok(year) = year.trim().parse::<i32>() else {
+            continue; // header or a row without a year
+        };
+        out.push(data::Sample {
+            path: images.join(file.trim()),
+            year,
+            key: file.to_owned(),
+            title: rec.get(2).unwrap_or("").to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// Runs `evaluate`.
+pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArgs) -> Result<()> {
+    let dir = model_dir(data_dir, args.model.as_deref())?;
+    let chosen = backend::choose(args.backend)?;
+    let model = EraModel::load(&dir, &chosen.device)
+        .with_context(|| format!("loading the model in {}", dir.display()))?;
+    let scheme = schemes.get(&args.scheme)?;
+    let samples = match (&args.images, &args.labels) {
+        (Some(images), Some(labels)) => read_labels(images, labels)?,
+        _ => {
+            let catalog = Catalog::open(&data_dir.catalog_path())?;
+            let all = data::samples_from_catalog(&catalog, data_dir)?;
+            let seed = model.config.recipe["seed"].as_u64().unwrap_or(42);
+            let share = model.config.recipe["val_share"].as_f64().unwrap_or(0.15);
+            data::split(all, share, seed).1
+        }
+    };
+    anyhow::ensure!(!samples.is_empty(), "nothing to evaluate");
+    let (prepared, failed) = data::prepare(&samples, &model.config.network);
+    for (path, why) in failed.iter().take(10) {
+        eprintln!("skipped {}: {why}", path.display());
+    }
+    let probs =
+        training::predict_prepared(&model.net, &prepared, &model.config, &chosen.device, 128);
+    let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
+    let e = metrics::evaluate(&probs, &years, &model.config.bins, scheme);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        print!("{}", e.report());
+        if !failed.is_empty() {
+            println!("({} files could not be read)", failed.len());
+        }
+    }
+    Ok(())
+}
+
+/// Options of `classify`.
+#[derive(Debug, clap::Args)]
+pub struct ClassifyArgs {
+    /// Poster images.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Model directory (default: the shipped model).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Era scheme.
+    #[arg(long, default_value = "hollywood")]
+    pub scheme: String,
+    /// Backend.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `classify`; fails (non-zero exit) if any image could not be classified.
+pub fn cmd_classify(data_dir: &DataDir, schemes: &EraSchemes, args: &ClassifyArgs) -> Result<()> {
+    let dir = model_dir(data_dir, args.model.as_deref())?;
+    let chosen = backend::choose(args.backend)?;
+    let model = EraModel::load(&dir, &chosen.device)
+        .with_context(|| format!("loading the model in {}", dir.display()))?;
+    let scheme = schemes.get(&args.scheme)?;
+    let mut failures = 0usize;
+    let mut results = Vec::new();
+    for path in &args.images {
+        match imaging::decode_poster_file(path, &ImageLimits::default()) {
+            Ok(decoded) => {
+                let p = model.predict(&decoded.rgb, scheme);
+                if args.json {
+                    results.push(serde_json::json!({
+                        "file": path, "era": p.eras[p.best_era].0, "year": p.year,
+                        "interval": [p.interval.0, p.interval.1],
+                        "eras": p.eras, "decades": p.decades,
+                    }));
+                } else {
+                    let (era, prob) = &p.eras[p.best_era];
+                    println!(
+                        "{}: {era} ({:.0}%), about {:.0} (80% interval {:.0}–{:.0})",
+                        path.display(),
+                        100.0 * prob,
+                        p.year,
+                        p.interval.0,
+                        p.interval.1
+                    );
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if args.json {
+                    results.push(serde_json::json!({"file": path, "error": e.to_string()}));
+                } else {
+                    eprintln!("{}: {e}", path.display());
+                }
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    anyhow::ensure!(
+        failures == 0,
+        "{failures} of {} images could not be classified",
+        args.images.len()
+    );
+    Ok(())
+}

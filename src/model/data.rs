@@ -1,0 +1,436 @@
+//! Training data from the catalog: posters with a known year, split by movie with a fixed
+//! seed, decoded once into small RGB arrays, then batched with augmentation, class-balanced
+//! sampling and the training set's normalisation.
+
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use image::RgbImage;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use super::network::NetworkConfig;
+use super::{ModelError, Normalisation, Result, YearBins};
+use crate::catalog::{Catalog, PosterStatus};
+use crate::imaging::{self, ImageLimits};
+use crate::paths::DataDir;
+
+/// A poster with its year.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Image file.
+    pub path: PathBuf,
+    /// Release year.
+    pub year: i32,
+    /// What identifies the movie for the split (poster SHA-256, so identical posters
+    /// always land on the same side).
+    pub key: String,
+    /// Title, for reports.
+    pub title: String,
+}
+
+/// Posters with status `ok` and a year, from the catalog.
+pub fn samples_from_catalog(catalog: &Catalog, data_dir: &DataDir) -> Result<Vec<Sample>> {
+    Ok(catalog
+        .movies()?
+        .into_iter()
+        .filter(|m| m.status == Some(PosterStatus::Ok))
+        .filter_map(|m| {
+            let file = m.poster_file?;
+            let year = m.year?;
+            Some(Sample {
+                path: data_dir.poster_path(&file),
+                year,
+                key: m.poster_sha256.unwrap_or_else(|| format!("movie:{}", m.id)),
+                title: m.title,
+            })
+        })
+        .collect())
+}
+
+/// Deterministic 64-bit hash of `key` under `seed` (FNV-1a, then a mix).
+fn keyed_hash(key: &str, seed: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// Splits by movie key: a fixed share goes to validation, decided by a seeded hash of
+/// the key, so the split never changes as the catalog grows.
+pub fn split(samples: Vec<Sample>, val_share: f64, seed: u64) -> (Vec<Sample>, Vec<Sample>) {
+    let cut = (val_share.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
+    samples
+        .into_iter()
+        .partition(|s| keyed_hash(&s.key, seed) >= cut)
+}
+
+/// A decoded poster at the working size (a margin larger than the network input, for
+/// random crops), RGB bytes row by row.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// RGB bytes, `work_width × work_height × 3`.
+    pub pixels: Vec<u8>,
+    /// Release year.
+    pub year: i32,
+}
+
+/// The working size for a network input size: 1/8 larger each way.
+pub fn work_size(net: &NetworkConfig) -> (usize, usize) {
+    (
+        net.input_width + net.input_width / 8,
+        net.input_height + net.input_height / 8,
+    )
+}
+
+/// Resizes a poster to the working size (aspect ratio is not kept: posters are close to
+/// 2:3 and the network sees them the same way at training and prediction time).
+pub fn to_work_size(rgb: &RgbImage, net: &NetworkConfig) -> Vec<u8> {
+    let (w, h) = work_size(net);
+    imaging::area_resize(rgb, w as u32, h as u32).into_raw()
+}
+
+/// Decodes and resizes samples in parallel; returns what worked and what failed (with
+/// the reason).
+pub fn prepare(samples: &[Sample], net: &NetworkConfig) -> (Vec<Prepared>, Vec<(PathBuf, String)>) {
+    let limits = ImageLimits::default();
+    let results: Vec<std::result::Result<Prepared, (PathBuf, String)>> = samples
+        .par_iter()
+        .map(|s| {
+            let decoded = imaging::decode_poster_file(&s.path, &limits)
+                .map_err(|e| (s.path.clone(), e.to_string()))?;
+            Ok(Prepared {
+                pixels: to_work_size(&decoded.rgb, net),
+                year: s.year,
+            })
+        })
+        .collect();
+    let mut ok = Vec::with_capacity(results.len());
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Ok(p) => ok.push(p),
+            Err(e) => failed.push(e),
+        }
+    }
+    (ok, failed)
+}
+
+/// Channel means and standard deviations of the centre crops of `images`.
+pub fn normalisation(images: &[Prepared], net: &NetworkConfig) -> Normalisation {
+    let (ww, wh) = work_size(net);
+    let (x0, y0) = ((ww - net.input_width) / 2, (wh - net.input_height) / 2);
+    let mut sum = [0f64; 3];
+    let mut sq = [0f64; 3];
+    let mut n = 0f64;
+    for img in images {
+        for y in y0..y0 + net.input_height {
+            let row = &img.pixels[(y * ww + x0) * 3..(y * ww + x0 + net.input_width) * 3];
+            for px in row.chunks_exact(3) {
+                for c in 0..3 {
+                    let v = f64::from(px[c]) / 255.0;
+                    sum[c] += v;
+                    sq[c] += v * v;
+                }
+            }
+            n += net.input_width as f64;
+        }
+    }
+    if n == 0.0 {
+        return Normalisation::default();
+    }
+    let mean = sum.map(|s| s / n);
+    let std: Vec<f64> = (0..3)
+        .map(|c| (sq[c] / n - mean[c] * mean[c]).max(1e-6).sqrt())
+        .collect();
+    Normalisation {
+        mean: mean.map(|m| m as f32),
+        std: [std[0] as f32, std[1] as f32, std[2] as f32],
+    }
+}
+
+/// Augmentation settings. Colour changes are kept mild: colour is an era cue.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Augment {
+    /// Random crops within the working margin.
+    pub crop: bool,
+    /// Horizontal flip probability.
+    pub flip: f32,
+    /// Brightness, contrast and saturation each scaled by a factor in `1 ± jitter`.
+    pub jitter: f32,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Self {
+            crop: true,
+            flip: 0.5,
+            jitter: 0.1,
+        }
+    }
+}
+
+/// Writes one image into `out` (CHW, normalised), cropped at `(x0, y0)`.
+#[allow(clippy::too_many_arguments)]
+fn write_chw(
+    img: &Prepared,
+    net: &NetworkConfig,
+    x0: usize,
+    y0: usize,
+    flip: bool,
+    colour: [f32; 3],
+    norm: &Normalisation,
+    out: &mut [f32],
+) {
+    let (ww, _) = work_size(net);
+    let (w, h) = (net.input_width, net.input_height);
+    let [brightness, contrast, saturation] = colour;
+    for y in 0..h {
+        for x in 0..w {
+            let sx = if flip { x0 + w - 1 - x } else { x0 + x };
+            let i = ((y0 + y) * ww + sx) * 3;
+            let mut rgb = [0f32; 3];
+            for (v, &p) in rgb.iter_mut().zip(&img.pixels[i..i + 3]) {
+                *v = f32::from(p) / 255.0;
+            }
+            if colour != [1.0; 3] {
+                let grey = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+                for v in &mut rgb {
+                    *v = grey + (*v - grey) * saturation;
+                    *v = 0.5 + (*v - 0.5) * contrast;
+                    *v = (*v * brightness).clamp(0.0, 1.0);
+                }
+            }
+            for c in 0..3 {
+                out[c * w * h + y * w + x] = (rgb[c] - norm.mean[c]) / norm.std[c];
+            }
+        }
+    }
+}
+
+/// Input values (CHW, normalised) for a poster, as at prediction time: resized to the
+/// working size and centre-cropped.
+pub fn input_values(rgb: &RgbImage, net: &NetworkConfig, norm: &Normalisation) -> Vec<f32> {
+    let img = Prepared {
+        pixels: to_work_size(rgb, net),
+        year: 0,
+    };
+    let (ww, wh) = work_size(net);
+    let mut out = vec![0f32; 3 * net.input_width * net.input_height];
+    write_chw(
+        &img,
+        net,
+        (ww - net.input_width) / 2,
+        (wh - net.input_height) / 2,
+        false,
+        [1.0; 3],
+        norm,
+        &mut out,
+    );
+    out
+}
+
+/// Soft targets: a Gaussian (σ = `sigma` years) over bin centres around the true year,
+/// so neighbouring bins are near misses rather than plain errors.
+pub fn soft_target(year: i32, bins: &YearBins, sigma: f64) -> Vec<f32> {
+    let y = f64::from(year).clamp(bins.centre(0), bins.centre(bins.count.saturating_sub(1)));
+    let mut t: Vec<f64> = (0..bins.count)
+        .map(|b| {
+            let d = bins.centre(b) - y;
+            (-d * d / (2.0 * sigma * sigma)).exp()
+        })
+        .collect();
+    let s: f64 = t.iter().sum();
+    for v in &mut t {
+        *v /= s;
+    }
+    t.into_iter().map(|v| v as f32).collect()
+}
+
+/// A batch ready for the network.
+pub struct Batch {
+    /// `[n, 3, h, w]` inputs.
+    pub images: Tensor<4>,
+    /// `[n, bins]` soft targets.
+    pub targets: Tensor<2>,
+    /// True years.
+    pub years: Vec<i32>,
+}
+
+/// Builds a batch from `items`; with `rng` it augments.
+pub fn make_batch(
+    items: &[&Prepared],
+    net: &NetworkConfig,
+    bins: &YearBins,
+    norm: &Normalisation,
+    augment: Option<(&Augment, &mut rand::rngs::StdRng)>,
+    sigma: f64,
+    device: &Device,
+) -> Batch {
+    let (ww, wh) = work_size(net);
+    let per = 3 * net.input_width * net.input_height;
+    let mut values = vec![0f32; items.len() * per];
+    let mut targets = Vec::with_capacity(items.len() * bins.count);
+    let mut years = Vec::with_capacity(items.len());
+    let (mx, my) = (ww - net.input_width, wh - net.input_height);
+    let mut augment = augment;
+    for (i, img) in items.iter().enumerate() {
+        let (x0, y0, flip, colour) = match augment.as_mut() {
+            Some((a, rng)) => {
+                let (x0, y0) = if a.crop {
+                    (rng.random_range(0..=mx), rng.random_range(0..=my))
+                } else {
+                    (mx / 2, my / 2)
+                };
+                let flip = rng.random::<f32>() < a.flip;
+                let j = a.jitter;
+                let mut f = || 1.0 + (rng.random::<f32>() * 2.0 - 1.0) * j;
+                (x0, y0, flip, [f(), f(), f()])
+            }
+            None => (mx / 2, my / 2, false, [1.0; 3]),
+        };
+        write_chw(
+            img,
+            net,
+            x0,
+            y0,
+            flip,
+            colour,
+            norm,
+            &mut values[i * per..(i + 1) * per],
+        );
+        targets.extend(soft_target(img.year, bins, sigma));
+        years.push(img.year);
+    }
+    let n = items.len();
+    Batch {
+        images: Tensor::from_data(
+            TensorData::new(values, [n, 3, net.input_height, net.input_width]),
+            device,
+        ),
+        targets: Tensor::from_data(TensorData::new(targets, [n, bins.count]), device),
+        years,
+    }
+}
+
+/// Sampling weights that balance bins: each image weighs `count(bin)^-power` (1 = fully
+/// balanced, 0 = natural frequencies).
+pub fn balanced_weights(images: &[Prepared], bins: &YearBins, power: f64) -> Vec<f64> {
+    let mut counts = vec![0usize; bins.count];
+    for img in images {
+        counts[bins.bin(img.year)] += 1;
+    }
+    images
+        .iter()
+        .map(|img| (counts[bins.bin(img.year)].max(1) as f64).powf(-power))
+        .collect()
+}
+
+/// Draws `n` indices with the given weights (with replacement), reproducibly.
+pub fn weighted_order(weights: &[f64], n: usize, rng: &mut rand::rngs::StdRng) -> Vec<usize> {
+    let mut cumulative = Vec::with_capacity(weights.len());
+    let mut acc = 0.0;
+    for &w in weights {
+        acc += w;
+        cumulative.push(acc);
+    }
+    if acc <= 0.0 {
+        return Vec::new();
+    }
+    (0..n)
+        .map(|_| {
+            let r = rng.random::<f64>() * acc;
+            cumulative
+                .partition_point(|&c| c < r)
+                .min(weights.len() - 1)
+        })
+        .collect()
+}
+
+/// A seeded RNG.
+pub fn rng(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// Fails with a clear message when there is too little data.
+pub fn require(train: usize, val: usize) -> Result<()> {
+    if train < 2 {
+        return Err(ModelError::Data(format!(
+            "only {train} training posters with a year in the catalog; import or harvest some first"
+        )));
+    }
+    if val == 0 {
+        return Err(ModelError::Data(
+            "the validation split is empty; use a larger catalog or --val-share".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(key: &str) -> Sample {
+        Sample {
+            path: PathBuf::from(key),
+            year: 1950,
+            key: key.into(),
+            title: String::new(),
+        }
+    }
+
+    #[test]
+    fn split_is_stable_and_by_key() {
+        let all: Vec<Sample> = (0..1000).map(|i| sample(&format!("k{i}"))).collect();
+        let (t1, v1) = split(all.clone(), 0.2, 7);
+        let (t2, v2) = split(all[..500].to_vec(), 0.2, 7);
+        assert!((150..250).contains(&v1.len()), "{}", v1.len());
+        assert_eq!(t1.len() + v1.len(), 1000);
+        // A smaller catalog splits its movies the same way.
+        let v1_keys: std::collections::HashSet<_> = v1.iter().map(|s| s.key.clone()).collect();
+        assert!(v2.iter().all(|s| v1_keys.contains(&s.key)));
+        assert!(t2.iter().all(|s| !v1_keys.contains(&s.key)));
+        let (_, v3) = split(all, 0.2, 8);
+        assert_ne!(
+            v1.iter().map(|s| &s.key).collect::<Vec<_>>(),
+            v3.iter().map(|s| &s.key).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn soft_targets_peak_at_the_year() {
+        let bins = YearBins::default();
+        let t = soft_target(1977, &bins, 4.0);
+        assert!((t.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        let best = t
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i);
+        assert_eq!(best, Some(bins.bin(1977)));
+    }
+
+    #[test]
+    fn balanced_sampling_evens_out_bins() {
+        let bins = YearBins::default();
+        let mut imgs: Vec<Prepared> = (0..90)
+            .map(|_| Prepared {
+                pixels: vec![],
+                year: 2010,
+            })
+            .collect();
+        imgs.extend((0..10).map(|_| Prepared {
+            pixels: vec![],
+            year: 1950,
+        }));
+        let w = balanced_weights(&imgs, &bins, 1.0);
+        let order = weighted_order(&w, 10_000, &mut rng(1));
+        let rare = order.iter().filter(|&&i| i >= 90).count();
+        assert!((4000..6000).contains(&rare), "{rare}");
+    }
+}

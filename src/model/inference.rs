@@ -1,0 +1,156 @@
+//! Loading a model directory and predicting eras and years for posters.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use image::RgbImage;
+
+use super::network::EraNet;
+use super::{CONFIG_FILE, ModelConfig, ModelError, Result, WEIGHTS_FILE, data};
+use crate::eras::EraScheme;
+
+/// A trained model ready to predict.
+pub struct EraModel {
+    /// The network (in inference mode).
+    pub net: EraNet,
+    /// Its configuration.
+    pub config: ModelConfig,
+    /// Where it runs.
+    pub device: Device,
+}
+
+/// A prediction for one poster.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Prediction {
+    /// Probability per year bin.
+    pub bin_probs: Vec<f32>,
+    /// Expected release year.
+    pub year: f64,
+    /// 10th and 90th percentile of the year distribution.
+    pub interval: (f64, f64),
+    /// `(decade, probability)`.
+    pub decades: Vec<(i32, f64)>,
+    /// `(era, probability)` for the scheme asked for, in the scheme's order.
+    pub eras: Vec<(String, f64)>,
+    /// Index of the most likely era.
+    pub best_era: usize,
+}
+
+/// Saves a network with its config into `dir` (weights as burnpack, config as JSON).
+pub fn save_model(net: &EraNet, config: &ModelConfig, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let weights = dir.join(WEIGHTS_FILE);
+    let tmp = dir.join(format!(".{WEIGHTS_FILE}.part"));
+    net.clone()
+        .save_file(&tmp)
+        .map_err(|e| ModelError::Weights {
+            path: weights.display().to_string(),
+            message: e.to_string(),
+        })?;
+    std::fs::rename(&tmp, &weights).map_err(|source| ModelError::Io {
+        path: weights.display().to_string(),
+        source,
+    })?;
+    config.save(dir)
+}
+
+/// Loads weights from `dir` into a network shaped by `config`.
+pub fn load_net(dir: &Path, config: &ModelConfig, device: &Device) -> Result<EraNet> {
+    let weights = dir.join(WEIGHTS_FILE);
+    if !weights.is_file() {
+        return Err(ModelError::Weights {
+            path: weights.display().to_string(),
+            message: "missing".into(),
+        });
+    }
+    EraNet::new(&config.network, device)
+        .try_load_file(&weights)
+        .map_err(|e| ModelError::Weights {
+            path: weights.display().to_string(),
+            message: e.to_string(),
+        })
+}
+
+impl EraModel {
+    /// Loads the model in `dir` onto `device`.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        if !dir.join(CONFIG_FILE).is_file() {
+            return Err(ModelError::Config {
+                path: dir.join(CONFIG_FILE).display().to_string(),
+                message: "not a model directory (no model.json)".into(),
+            });
+        }
+        let config = ModelConfig::load(dir)?;
+        let net = load_net(dir, &config, device)?.valid();
+        Ok(Self {
+            net,
+            config,
+            device: device.clone(),
+        })
+    }
+
+    /// Normalised input values for a poster.
+    pub fn input(&self, rgb: &RgbImage) -> Vec<f32> {
+        data::input_values(rgb, &self.config.network, &self.config.normalisation)
+    }
+
+    /// The input tensor `[1, 3, h, w]` for a poster.
+    pub fn input_tensor(&self, rgb: &RgbImage, device: &Device) -> Tensor<4> {
+        let net = &self.config.network;
+        Tensor::from_data(
+            TensorData::new(self.input(rgb), [1, 3, net.input_height, net.input_width]),
+            device,
+        )
+    }
+
+    /// Bin probabilities for a batch of input tensors `[n, 3, h, w]`.
+    pub fn probs(&self, images: Tensor<4>) -> Vec<Vec<f32>> {
+        let [n, _, _, _] = images.dims();
+        let p = softmax(self.net.forward(images), 1);
+        let flat: Vec<f32> = p.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let k = self.config.bins.count;
+        if flat.len() != n * k {
+            return vec![vec![1.0 / k as f32; k]; n];
+        }
+        flat.chunks(k).map(<[f32]>::to_vec).collect()
+    }
+
+    /// Turns bin probabilities into a prediction for `scheme`.
+    pub fn describe(&self, bin_probs: Vec<f32>, scheme: &EraScheme) -> Prediction {
+        let bins = &self.config.bins;
+        let era_probs = bins.era_probs(&bin_probs, scheme);
+        let best_era = era_probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        Prediction {
+            year: bins.expected_year(&bin_probs),
+            interval: (
+                bins.quantile(&bin_probs, 0.1),
+                bins.quantile(&bin_probs, 0.9),
+            ),
+            decades: bins.decade_probs(&bin_probs),
+            eras: scheme
+                .eras
+                .iter()
+                .map(|e| e.name.clone())
+                .zip(era_probs)
+                .collect(),
+            best_era,
+            bin_probs,
+        }
+    }
+
+    /// Predicts one poster.
+    pub fn predict(&self, rgb: &RgbImage, scheme: &EraScheme) -> Prediction {
+        let x = self.input_tensor(rgb, &self.device);
+        let probs = self.probs(x).into_iter().next().unwrap_or_default();
+        self.describe(probs, scheme)
+    }
+}

@@ -1,0 +1,206 @@
+//! Evaluation: decade top-1, within-one-decade accuracy, year MAE, per-era accuracy and
+//! macro-F1 for an era scheme, and confusion matrices.
+
+use super::YearBins;
+use crate::eras::EraScheme;
+
+/// Figures for a set of predictions.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Evaluation {
+    /// Posters evaluated.
+    pub count: usize,
+    /// Share whose most likely decade is the true one.
+    pub decade_top1: f64,
+    /// Share whose most likely decade is within one decade of the true one.
+    pub within_one_decade: f64,
+    /// Mean absolute error of the expected year, in years.
+    pub mae_years: f64,
+    /// The era scheme of the per-era figures.
+    pub scheme: String,
+    /// Era names, in order.
+    pub eras: Vec<String>,
+    /// Share of posters whose most likely era is the true one.
+    pub era_accuracy: f64,
+    /// Recall per era (`None` where no poster of that era was seen).
+    pub per_era_accuracy: Vec<Option<f64>>,
+    /// Unweighted mean of per-era F1 over eras that occur.
+    pub macro_f1: f64,
+    /// `[true era][predicted era]` counts.
+    pub era_confusion: Vec<Vec<u64>>,
+    /// Decades (first years) of the decade confusion matrix.
+    pub decades: Vec<i32>,
+    /// `[true decade][predicted decade]` counts.
+    pub decade_confusion: Vec<Vec<u64>>,
+}
+
+fn argmax(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Evaluates bin probabilities `probs[i]` against true years `years[i]`.
+pub fn evaluate(
+    probs: &[Vec<f32>],
+    years: &[i32],
+    bins: &YearBins,
+    scheme: &EraScheme,
+) -> Evaluation {
+    let n = probs.len().min(years.len());
+    let (first_decade, _) = bins.range(0);
+    let first_decade = first_decade.div_euclid(10) * 10;
+    let (_, last) = bins.range(bins.count - 1);
+    let decades: Vec<i32> = (first_decade..=last).step_by(10).collect();
+    let decade_index = |year: i32| {
+        let d = year.clamp(first_decade, last).div_euclid(10) * 10;
+        ((d - first_decade) / 10) as usize
+    };
+    let k = scheme.eras.len();
+    let mut era_confusion = vec![vec![0u64; k]; k];
+    let mut decade_confusion = vec![vec![0u64; decades.len()]; decades.len()];
+    let (mut top1, mut within, mut abs_err) = (0usize, 0usize, 0f64);
+    for i in 0..n {
+        let p = &probs[i];
+        let year = years[i];
+        let dp = bins.decade_probs(p);
+        let best_decade = dp
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(first_decade, |(d, _)| *d);
+        let (t, pd) = (decade_index(year), decade_index(best_decade));
+        decade_confusion[t][pd] += 1;
+        if t == pd {
+            top1 += 1;
+        }
+        if t.abs_diff(pd) <= 1 {
+            within += 1;
+        }
+        abs_err += (bins.expected_year(p) - f64::from(year)).abs();
+        let te = scheme.era_index(year);
+        let pe = argmax(&bins.era_probs(p, scheme));
+        era_confusion[te][pe] += 1;
+    }
+    let mut per_era = Vec::with_capacity(k);
+    let mut f1s = Vec::new();
+    let mut correct = 0u64;
+    for e in 0..k {
+        let tp = era_confusion[e][e];
+        correct += tp;
+        let actual: u64 = era_confusion[e].iter().sum();
+        let predicted: u64 = era_confusion.iter().map(|row| row[e]).sum();
+        if actual == 0 {
+            per_era.push(None);
+            continue;
+        }
+        let recall = tp as f64 / actual as f64;
+        let precision = if predicted == 0 {
+            0.0
+        } else {
+            tp as f64 / predicted as f64
+        };
+        per_era.push(Some(recall));
+        f1s.push(if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        });
+    }
+    let nf = n.max(1) as f64;
+    Evaluation {
+        count: n,
+        decade_top1: top1 as f64 / nf,
+        within_one_decade: within as f64 / nf,
+        mae_years: abs_err / nf,
+        scheme: scheme.name.clone(),
+        eras: scheme.eras.iter().map(|e| e.name.clone()).collect(),
+        era_accuracy: correct as f64 / nf,
+        per_era_accuracy: per_era,
+        macro_f1: if f1s.is_empty() {
+            0.0
+        } else {
+            f1s.iter().sum::<f64>() / f1s.len() as f64
+        },
+        era_confusion,
+        decades,
+        decade_confusion,
+    }
+}
+
+impl Evaluation {
+    /// A plain-text report.
+    pub fn report(&self) -> String {
+        let mut s = format!(
+            "{} posters: decade top-1 {:.1}%, within one decade {:.1}%, MAE {:.1} years\n\
+             {} eras: accuracy {:.1}%, macro-F1 {:.3}\n",
+            self.count,
+            100.0 * self.decade_top1,
+            100.0 * self.within_one_decade,
+            self.mae_years,
+            self.scheme,
+            100.0 * self.era_accuracy,
+            self.macro_f1
+        );
+        for (name, acc) in self.eras.iter().zip(&self.per_era_accuracy) {
+            match acc {
+                Some(a) => s.push_str(&format!("  {name:<24} {:5.1}%\n", 100.0 * a)),
+                None => s.push_str(&format!("  {name:<24}     -\n")),
+            }
+        }
+        s.push_str("confusion (rows: true era, columns: predicted):\n");
+        for row in &self.era_confusion {
+            let cells: Vec<String> = row.iter().map(|c| format!("{c:5}")).collect();
+            s.push_str(&cells.join(""));
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eras::EraSchemes;
+
+    fn one_hot(bins: &YearBins, year: i32) -> Vec<f32> {
+        let mut p = vec![0.0; bins.count];
+        p[bins.bin(year)] = 1.0;
+        p
+    }
+
+    #[test]
+    fn metrics_on_hand_made_predictions() {
+        let bins = YearBins::default();
+        let schemes = EraSchemes::builtin();
+        let h = schemes.get("hollywood").unwrap();
+        // True years and predictions (all mass in one bin):
+        // 1952 -> 1952 (exact), 1977 -> 1987 (one decade off, Blockbuster vs New Hollywood),
+        // 2012 -> 1952 (far off), 1947 -> 1942 (same decade 1940s, Golden Age).
+        let years = [1952, 1977, 2012, 1947];
+        let probs = vec![
+            one_hot(&bins, 1952),
+            one_hot(&bins, 1987),
+            one_hot(&bins, 1952),
+            one_hot(&bins, 1942),
+        ];
+        let e = evaluate(&probs, &years, &bins, h);
+        assert_eq!(e.count, 4);
+        assert!((e.decade_top1 - 0.5).abs() < 1e-9); // 1952, 1947
+        assert!((e.within_one_decade - 0.75).abs() < 1e-9);
+        // Expected years are bin centres: 1952, 1987, 1952, 1942.
+        let mae = (0.0 + 10.0 + 60.0 + 5.0) / 4.0;
+        assert!((e.mae_years - mae).abs() < 1e-9, "{}", e.mae_years);
+        // Eras: Golden Age (1) twice right; New Hollywood (3) predicted Blockbuster (4);
+        // Franchise (6) predicted Golden Age.
+        assert_eq!(e.era_confusion[1][1], 2);
+        assert_eq!(e.era_confusion[3][4], 1);
+        assert_eq!(e.era_confusion[6][1], 1);
+        assert!((e.era_accuracy - 0.5).abs() < 1e-9);
+        assert_eq!(e.per_era_accuracy[1], Some(1.0));
+        assert_eq!(e.per_era_accuracy[3], Some(0.0));
+        assert_eq!(e.per_era_accuracy[0], None);
+        // F1: Golden Age p = 2/3, r = 1 -> 0.8; New Hollywood 0; Franchise 0.
+        assert!((e.macro_f1 - 0.8 / 3.0).abs() < 1e-9, "{}", e.macro_f1);
+        assert!(e.report().contains("decade top-1 50.0%"));
+    }
+}

@@ -1,0 +1,302 @@
+//! The era model: a small CNN (Burn) that predicts a distribution over 5-year release-year
+//! bins. Any era scheme's probabilities are sums over bins (split pro rata where an era
+//! boundary falls inside a bin), the estimated year is the distribution's expectation, so
+//! custom schemes need no retraining.
+//!
+//! Split by concern, as in Burn's examples: [`network`] (the CNN), [`data`] (catalog →
+//! tensors, split, sampling, augmentation, normalisation), [`training`] (the loop,
+//! checkpoints, resume, cancel), [`inference`] (loading and predicting), [`metrics`]
+//! (evaluation), [`backend`] (GPU or CPU at run time).
+
+pub mod backend;
+pub mod data;
+pub mod inference;
+pub mod metrics;
+pub mod network;
+pub mod training;
+
+use std::path::{Path, PathBuf};
+
+use crate::eras::EraScheme;
+
+/// Model errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Reading or writing a model file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The model config is not valid.
+    #[error("model config {path} is not valid: {message}")]
+    Config {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The weights could not be read or written.
+    #[error("model weights {path}: {message}")]
+    Weights {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    /// Not enough data or bad settings.
+    #[error("{0}")]
+    Data(String),
+    /// A poster could not be used.
+    #[error(transparent)]
+    Image(#[from] crate::imaging::ImageRejection),
+    /// The requested backend is not available.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// Release-year bins: `count` bins of `width` years starting at `first`. Years before the
+/// first bin fall in it; years after the last fall in the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct YearBins {
+    /// First year of the first bin.
+    pub first: i32,
+    /// Years per bin.
+    pub width: i32,
+    /// Number of bins.
+    pub count: usize,
+}
+
+impl Default for YearBins {
+    fn default() -> Self {
+        // 1890–2029 in 5-year bins: 28 bins.
+        Self {
+            first: 1890,
+            width: 5,
+            count: 28,
+        }
+    }
+}
+
+impl YearBins {
+    /// The bin of `year`.
+    pub fn bin(&self, year: i32) -> usize {
+        let b = (year - self.first).div_euclid(self.width);
+        b.clamp(0, self.count as i32 - 1) as usize
+    }
+
+    /// First and last year of bin `b`.
+    pub fn range(&self, b: usize) -> (i32, i32) {
+        let start = self.first + b as i32 * self.width;
+        (start, start + self.width - 1)
+    }
+
+    /// Middle of bin `b` (e.g. 1952.0 for 1950–1954).
+    pub fn centre(&self, b: usize) -> f64 {
+        let (a, z) = self.range(b);
+        f64::from(a + z) / 2.0
+    }
+
+    /// Probability of each year spread evenly over its bin; the expectation.
+    pub fn expected_year(&self, probs: &[f32]) -> f64 {
+        probs
+            .iter()
+            .enumerate()
+            .map(|(b, &p)| f64::from(p) * self.centre(b))
+            .sum()
+    }
+
+    /// The `q` quantile (0..1) of the year distribution, treating each bin as uniform.
+    pub fn quantile(&self, probs: &[f32], q: f64) -> f64 {
+        let total: f64 = probs.iter().map(|&p| f64::from(p)).sum();
+        let target = q * total.max(1e-12);
+        let mut acc = 0.0;
+        for (b, &p) in probs.iter().enumerate() {
+            let p = f64::from(p);
+            if acc + p >= target && p > 0.0 {
+                let (a, _) = self.range(b);
+                let frac = (target - acc) / p;
+                return f64::from(a) - 0.5 + frac * f64::from(self.width);
+            }
+            acc += p;
+        }
+        let (_, z) = self.range(self.count - 1);
+        f64::from(z) + 0.5
+    }
+
+    /// Probabilities of the eras of `scheme`: each bin's mass is shared among the eras its
+    /// years fall in, in proportion to the years.
+    pub fn era_probs(&self, probs: &[f32], scheme: &EraScheme) -> Vec<f64> {
+        let mut out = vec![0.0; scheme.eras.len()];
+        for (b, &p) in probs.iter().enumerate() {
+            let (a, z) = self.range(b);
+            let share = f64::from(p) / f64::from(z - a + 1);
+            for year in a..=z {
+                out[scheme.era_index(year)] += share;
+            }
+        }
+        out
+    }
+
+    /// Probabilities per decade: `(first year of decade, probability)`.
+    pub fn decade_probs(&self, probs: &[f32]) -> Vec<(i32, f64)> {
+        let mut out: Vec<(i32, f64)> = Vec::new();
+        for (b, &p) in probs.iter().enumerate() {
+            let (a, z) = self.range(b);
+            let share = f64::from(p) / f64::from(z - a + 1);
+            for year in a..=z {
+                let d = year.div_euclid(10) * 10;
+                match out.last_mut() {
+                    Some((last, v)) if *last == d => *v += share,
+                    _ => out.push((d, share)),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Per-channel normalisation computed on the training set (values in 0..1 before it).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Normalisation {
+    /// Channel means (R, G, B).
+    pub mean: [f32; 3],
+    /// Channel standard deviations.
+    pub std: [f32; 3],
+}
+
+impl Default for Normalisation {
+    fn default() -> Self {
+        Self {
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        }
+    }
+}
+
+/// What a model directory's `model.json` holds: everything needed to use the weights.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelConfig {
+    /// Format version of this file.
+    pub format: u32,
+    /// Network shape.
+    pub network: network::NetworkConfig,
+    /// Year bins the outputs stand for.
+    pub bins: YearBins,
+    /// Input normalisation.
+    pub normalisation: Normalisation,
+    /// Era schemes known when the model was trained (any scheme works at run time).
+    pub era_schemes: Vec<String>,
+    /// How it was trained (free-form record of the recipe).
+    pub recipe: serde_json::Value,
+    /// Validation figures at the end of training, if any.
+    pub validation: Option<metrics::Evaluation>,
+}
+
+/// Current `model.json` format.
+pub const MODEL_FORMAT: u32 = 1;
+
+/// File names inside a model directory.
+pub const CONFIG_FILE: &str = "model.json";
+/// Weights file (Burn's burnpack format).
+pub const WEIGHTS_FILE: &str = "model.bpk";
+
+impl ModelConfig {
+    /// Reads `dir/model.json`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let config: Self = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        if config.format != MODEL_FORMAT {
+            return Err(ModelError::Config {
+                path: path.display().to_string(),
+                message: format!("format {} (this build reads {MODEL_FORMAT})", config.format),
+            });
+        }
+        if config.bins.count != config.network.classes {
+            return Err(ModelError::Config {
+                path: path.display().to_string(),
+                message: "bin count and network outputs differ".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Writes `dir/model.json` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(CONFIG_FILE);
+        let text = serde_json::to_string_pretty(self).map_err(|e| ModelError::Config {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|source| ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// The model shipped in `resources/model` (found next to the executable, in the source
+/// tree, or via `MOVIE_ERAS_MODEL_DIR`).
+pub fn default_model_dir() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(dir) = std::env::var("MOVIE_ERAS_MODEL_DIR") {
+        candidates.push(PathBuf::from(dir));
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        candidates.push(dir.join("resources/model"));
+        candidates.push(dir.join("../share/movie-eras/model"));
+    }
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("resources/model"));
+    candidates
+        .into_iter()
+        .find(|d| d.join(CONFIG_FILE).is_file() && d.join(WEIGHTS_FILE).is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eras::EraSchemes;
+
+    #[test]
+    fn bins_map_years_and_sum_to_eras() {
+        let bins = YearBins::default();
+        assert_eq!(bins.bin(1850), 0);
+        assert_eq!(bins.bin(1890), 0);
+        assert_eq!(bins.bin(1954), 12);
+        assert_eq!(bins.bin(1955), 13);
+        assert_eq!(bins.bin(2100), 27);
+        assert_eq!(bins.range(12), (1950, 1954));
+        // All mass in 1935–1939: 4/5 before 1939, 1/5 Golden Age.
+        let mut p = vec![0.0f32; bins.count];
+        p[bins.bin(1937)] = 1.0;
+        let schemes = EraSchemes::builtin();
+        let h = schemes.get("hollywood").unwrap();
+        let eras = bins.era_probs(&p, h);
+        assert!((eras[0] - 0.8).abs() < 1e-9 && (eras[1] - 0.2).abs() < 1e-9);
+        assert!((eras.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!((bins.expected_year(&p) - 1937.0).abs() < 1e-9);
+        let d = bins.decade_probs(&p);
+        let d1930 = d.iter().find(|(y, _)| *y == 1930).unwrap().1;
+        assert!((d1930 - 1.0).abs() < 1e-9);
+        // Quantiles of a single uniform bin run across it.
+        assert!((bins.quantile(&p, 0.5) - 1937.0).abs() < 1e-9);
+        assert!((bins.quantile(&p, 0.0) - 1934.5).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,426 @@
+//! The training loop: Adam with cosine learning-rate decay on soft year-bin targets,
+//! validation after every epoch, a checkpoint per epoch (weights, optimiser state and
+//! progress) that a later run resumes from, and a cancel flag checked between steps.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+use super::backend::{BackendChoice, ChosenBackend};
+use super::data::{self, Augment, Prepared};
+use super::inference::{EraModel, load_net, save_model};
+use super::metrics::{self, Evaluation};
+use super::network::{EraNet, NetworkConfig};
+use super::{MODEL_FORMAT, ModelConfig, ModelError, Result, YearBins};
+use crate::eras::EraSchemes;
+
+/// Training settings.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainOptions {
+    /// Epochs in all (a resumed run continues up to this).
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Weight decay (L2).
+    pub weight_decay: f32,
+    /// Seed of the split, sampling, augmentation and initialisation.
+    pub seed: u64,
+    /// Share of movies held out for validation.
+    pub val_share: f64,
+    /// Exponent of class-balanced sampling (0 natural, 1 fully balanced).
+    pub balance: f64,
+    /// σ of the soft year targets, in years.
+    pub sigma: f64,
+    /// Augmentation.
+    pub augment: Augment,
+    /// Network shape.
+    pub network: NetworkConfig,
+    /// Year bins.
+    pub bins: YearBins,
+    /// Images drawn per epoch (0: the training set's size).
+    pub epoch_size: usize,
+    /// Use at most this many posters (0: all), for quick runs.
+    pub limit: usize,
+    /// Backend.
+    pub backend: BackendChoice,
+    /// Era scheme of the per-era validation figures.
+    pub scheme: String,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 12,
+            batch: 64,
+            lr: 2e-3,
+            weight_decay: 1e-4,
+            seed: 42,
+            val_share: 0.15,
+            balance: 0.5,
+            sigma: 4.0,
+            augment: Augment::default(),
+            network: NetworkConfig::default(),
+            bins: YearBins::default(),
+            epoch_size: 0,
+            limit: 0,
+            backend: BackendChoice::Auto,
+            scheme: "hollywood".into(),
+        }
+    }
+}
+
+/// Figures of one epoch.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EpochReport {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation figures.
+    pub validation: Evaluation,
+    /// Training images per second this epoch.
+    pub images_per_sec: f64,
+    /// Seconds this epoch took (training and validation).
+    pub seconds: f64,
+}
+
+/// What training reports.
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    /// Data ready, backend chosen.
+    Started {
+        /// Backend description.
+        backend: String,
+        /// Training posters.
+        train: usize,
+        /// Validation posters.
+        val: usize,
+        /// Epoch training starts at (1 unless resumed).
+        first_epoch: usize,
+    },
+    /// A training step.
+    Step {
+        /// Epoch.
+        epoch: usize,
+        /// Step within the epoch (1-based).
+        step: usize,
+        /// Steps per epoch.
+        steps: usize,
+        /// Loss of this batch.
+        loss: f64,
+    },
+    /// An epoch ended (and its checkpoint is written).
+    Epoch(EpochReport),
+    /// Something worth telling.
+    Note(String),
+}
+
+/// How a training run ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainSummary {
+    /// Epoch reports of this run.
+    pub epochs: Vec<EpochReport>,
+    /// Whether it was cancelled.
+    pub cancelled: bool,
+    /// The model directory.
+    pub model_dir: PathBuf,
+    /// Backend used.
+    pub backend: String,
+}
+
+/// Progress saved with each checkpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CheckpointState {
+    epoch: usize,
+    options: TrainOptions,
+    history: Vec<EpochReport>,
+}
+
+const CHECKPOINTS: &str = "checkpoints";
+const OPTIM_FILE: &str = "optim.bpk";
+const STATE_FILE: &str = "state.json";
+
+/// The newest checkpoint in `out`, if any.
+pub fn latest_checkpoint(out: &Path) -> Option<(usize, PathBuf)> {
+    let entries = std::fs::read_dir(out.join(CHECKPOINTS)).ok()?;
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n: usize = name.strip_prefix("epoch-")?.parse().ok()?;
+            let dir = e.path();
+            dir.join(STATE_FILE).is_file().then_some((n, dir))
+        })
+        .max_by_key(|(n, _)| *n)
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
+    move |source| ModelError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Soft-target cross-entropy: `-Σ target · log_softmax(logits)`, averaged over the batch.
+pub fn loss(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    (targets * log_softmax(logits, 1))
+        .sum()
+        .mul_scalar(-1.0 / n.max(1) as f64)
+}
+
+/// Cosine decay from `lr` to 5% of it over `total` steps.
+fn lr_at(lr: f64, step: usize, total: usize) -> f64 {
+    let t = step as f64 / total.max(1) as f64;
+    lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos()))
+}
+
+/// Bin probabilities for `images` with the network in inference mode, in batches.
+pub fn predict_prepared(
+    net: &EraNet,
+    images: &[Prepared],
+    config: &ModelConfig,
+    device: &Device,
+    batch: usize,
+) -> Vec<Vec<f32>> {
+    let model = EraModel {
+        net: net.valid(),
+        config: config.clone(),
+        device: device.clone(),
+    };
+    let mut out = Vec::with_capacity(images.len());
+    for chunk in images.chunks(batch.max(1)) {
+        let refs: Vec<&Prepared> = chunk.iter().collect();
+        let b = data::make_batch(
+            &refs,
+            &config.network,
+            &config.bins,
+            &config.normalisation,
+            None,
+            4.0,
+            device,
+        );
+        out.extend(model.probs(b.images));
+    }
+    out
+}
+
+/// Prepared training and validation data.
+pub struct TrainingData {
+    /// Training images.
+    pub train: Vec<Prepared>,
+    /// Validation images.
+    pub val: Vec<Prepared>,
+}
+
+/// Loads, splits and prepares the catalog's posters.
+pub fn load_data(
+    catalog: &crate::catalog::Catalog,
+    data_dir: &crate::paths::DataDir,
+    opts: &TrainOptions,
+    events: &mpsc::Sender<TrainEvent>,
+) -> Result<TrainingData> {
+    let mut samples = data::samples_from_catalog(catalog, data_dir)?;
+    if opts.limit > 0 && samples.len() > opts.limit {
+        // Keep a reproducible subset spread over the catalog.
+        samples.sort_by(|a, b| a.key.cmp(&b.key));
+        samples.truncate(opts.limit);
+    }
+    let (train, val) = data::split(samples, opts.val_share, opts.seed);
+    data::require(train.len(), val.len())?;
+    let started = Instant::now();
+    let (train, bad_t) = data::prepare(&train, &opts.network);
+    let (val, bad_v) = data::prepare(&val, &opts.network);
+    for (path, why) in bad_t.iter().chain(&bad_v).take(20) {
+        let _ = events.send(TrainEvent::Note(format!(
+            "skipped {}: {why}",
+            path.display()
+        )));
+    }
+    let _ = events.send(TrainEvent::Note(format!(
+        "decoded {} training and {} validation posters in {:.1} s ({} unreadable)",
+        train.len(),
+        val.len(),
+        started.elapsed().as_secs_f64(),
+        bad_t.len() + bad_v.len()
+    )));
+    data::require(train.len(), val.len())?;
+    Ok(TrainingData { train, val })
+}
+
+/// Trains on `data`, writing the model and checkpoints under `out`. With `resume`, it
+/// continues from the newest checkpoint there.
+// The arguments are the job's inputs, its backend, and its control and report channels;
+// grouping them in a struct would only move the list.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    data: &TrainingData,
+    out: &Path,
+    opts: &TrainOptions,
+    resume: bool,
+    chosen: &ChosenBackend,
+    schemes: &EraSchemes,
+    cancel: &Arc<AtomicBool>,
+    events: &mpsc::Sender<TrainEvent>,
+) -> Result<TrainSummary> {
+    let scheme = schemes
+        .get(&opts.scheme)
+        .map_err(|e| ModelError::Data(e.to_string()))?
+        .clone();
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let device = chosen.device.clone().autodiff();
+    let mut opts = opts.clone();
+    opts.network.classes = opts.bins.count;
+    let mut history = Vec::new();
+    let mut first_epoch = 1;
+    let normalisation = data::normalisation(&data.train, &opts.network);
+    let mut config = ModelConfig {
+        format: MODEL_FORMAT,
+        network: opts.network.clone(),
+        bins: opts.bins,
+        normalisation,
+        era_schemes: schemes.iter().map(|s| s.name.clone()).collect(),
+        recipe: serde_json::Value::Null,
+        validation: None,
+    };
+    let optim_config =
+        AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(opts.weight_decay)));
+    let mut optim = optim_config.init();
+    let mut net = EraNet::new(&opts.network, &device);
+    if resume && let Some((epoch, dir)) = latest_checkpoint(out) {
+        let text = std::fs::read_to_string(dir.join(STATE_FILE)).map_err(io_err(&dir))?;
+        let state: CheckpointState =
+            serde_json::from_str(&text).map_err(|e| ModelError::Config {
+                path: dir.join(STATE_FILE).display().to_string(),
+                message: e.to_string(),
+            })?;
+        // The run's own settings hold, except the number of epochs asked for now.
+        let epochs = opts.epochs;
+        opts = state.options;
+        opts.epochs = epochs;
+        config = ModelConfig::load(&dir)?;
+        net = load_net(&dir, &config, &device)?;
+        optim = optim
+            .load(dir.join(OPTIM_FILE))
+            .map_err(|e| ModelError::Weights {
+                path: dir.join(OPTIM_FILE).display().to_string(),
+                message: e.to_string(),
+            })?;
+        history = state.history;
+        first_epoch = epoch + 1;
+        let _ = events.send(TrainEvent::Note(format!(
+            "resuming after epoch {epoch} from {}",
+            dir.display()
+        )));
+    }
+    config.recipe = serde_json::to_value(&opts).unwrap_or_default();
+    let _ = events.send(TrainEvent::Started {
+        backend: chosen.description.clone(),
+        train: data.train.len(),
+        val: data.val.len(),
+        first_epoch,
+    });
+    let weights = data::balanced_weights(&data.train, &opts.bins, opts.balance);
+    let epoch_size = if opts.epoch_size == 0 {
+        data.train.len()
+    } else {
+        opts.epoch_size
+    };
+    let steps = epoch_size.div_ceil(opts.batch.max(1)).max(1);
+    let total_steps = steps * opts.epochs;
+    let mut this_run = Vec::new();
+    let mut cancelled = false;
+    for epoch in first_epoch..=opts.epochs {
+        let started = Instant::now();
+        let mut rng = data::rng(opts.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
+        let order = data::weighted_order(&weights, steps * opts.batch, &mut rng);
+        let mut loss_sum = 0.0;
+        let mut seen = 0usize;
+        for (s, chunk) in order.chunks(opts.batch.max(1)).enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                cancelled = true;
+                break;
+            }
+            let items: Vec<&Prepared> = chunk.iter().map(|&i| &data.train[i]).collect();
+            let batch = data::make_batch(
+                &items,
+                &opts.network,
+                &opts.bins,
+                &config.normalisation,
+                Some((&opts.augment, &mut rng)),
+                opts.sigma,
+                &device,
+            );
+            let l = loss(net.forward(batch.images), batch.targets);
+            let value = f64::from(l.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(l.backward(), &net);
+            let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
+            net = optim.step(lr, net, grads);
+            loss_sum += value * items.len() as f64;
+            seen += items.len();
+            let _ = events.send(TrainEvent::Step {
+                epoch,
+                step: s + 1,
+                steps,
+                loss: value,
+            });
+        }
+        if cancelled {
+            let _ = events.send(TrainEvent::Note(format!(
+                "cancelled during epoch {epoch}; the last checkpoint is epoch {}",
+                epoch - 1
+            )));
+            break;
+        }
+        let train_secs = started.elapsed().as_secs_f64();
+        let probs = predict_prepared(&net, &data.val, &config, &chosen.device, 128);
+        let years: Vec<i32> = data.val.iter().map(|p| p.year).collect();
+        let validation = metrics::evaluate(&probs, &years, &opts.bins, &scheme);
+        let report = EpochReport {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            validation: validation.clone(),
+            images_per_sec: seen as f64 / train_secs.max(1e-9),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        history.push(report.clone());
+        this_run.push(report.clone());
+        config.validation = Some(validation);
+        // Checkpoint: weights, config, optimiser state and progress; then the model
+        // directory itself, so `out` always holds the newest usable model.
+        let dir = out.join(CHECKPOINTS).join(format!("epoch-{epoch:03}"));
+        save_model(&net, &config, &dir)?;
+        optim
+            .save(dir.join(OPTIM_FILE))
+            .map_err(|e| ModelError::Weights {
+                path: dir.join(OPTIM_FILE).display().to_string(),
+                message: e.to_string(),
+            })?;
+        let state = CheckpointState {
+            epoch,
+            options: opts.clone(),
+            history: history.clone(),
+        };
+        let text = serde_json::to_string_pretty(&state).unwrap_or_default();
+        crate::fsutil::write_atomic(&dir.join(STATE_FILE), text.as_bytes())
+            .map_err(io_err(&dir))?;
+        save_model(&net, &config, out)?;
+        let _ = events.send(TrainEvent::Epoch(report));
+    }
+    Ok(TrainSummary {
+        epochs: this_run,
+        cancelled,
+        model_dir: out.to_path_buf(),
+        backend: chosen.description.clone(),
+    })
+}

@@ -1,0 +1,62 @@
+//! The model shipped in `resources/model` loads and gives sane answers on generated
+//! posters (no dependence on `../shared`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use image::{Rgb, RgbImage};
+use movie_eras::eras::EraSchemes;
+use movie_eras::model::backend::{self, BackendChoice};
+use movie_eras::model::inference::EraModel;
+
+fn shipped() -> EraModel {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/model");
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    EraModel::load(&dir, &device).expect("the shipped model loads")
+}
+
+#[test]
+fn shipped_model_gives_plausible_answers() {
+    let model = shipped();
+    let schemes = EraSchemes::builtin();
+    for name in ["hollywood", "decades"] {
+        let scheme = schemes.get(name).unwrap();
+        let inputs = [
+            // A grey, grainy, dark poster; a saturated bright one; a flat colour; a tiny
+            // image; a very wide one.
+            RgbImage::from_fn(154, 231, |x, y| {
+                let v = (40 + (x * 7 + y * 13) % 50) as u8;
+                Rgb([v, v, v])
+            }),
+            RgbImage::from_fn(154, 231, |x, y| {
+                Rgb([(x * 255 / 154) as u8, 30, (y * 255 / 231) as u8])
+            }),
+            RgbImage::from_pixel(154, 231, Rgb([10, 10, 12])),
+            RgbImage::from_pixel(1, 1, Rgb([200, 0, 0])),
+            RgbImage::from_pixel(900, 20, Rgb([0, 90, 200])),
+        ];
+        for img in &inputs {
+            let p = model.predict(img, scheme);
+            let total: f64 = p.eras.iter().map(|(_, v)| v).sum();
+            assert!(
+                (total - 1.0).abs() < 1e-3,
+                "era probabilities sum to {total}"
+            );
+            assert!(p.eras.iter().all(|(_, v)| v.is_finite() && *v >= 0.0));
+            let best = p.eras[p.best_era].1;
+            // Better than a uniform guess over the scheme's eras.
+            assert!(best > 1.0 / p.eras.len() as f64, "{name}: best {best}");
+            assert!((1890.0..=2030.0).contains(&p.year), "year {}", p.year);
+            assert!(p.interval.0 <= p.year && p.year <= p.interval.1);
+        }
+    }
+}
+
+#[test]
+fn shipped_model_config_is_complete() {
+    let model = shipped();
+    let c = &model.config;
+    assert_eq!(c.bins.count, c.network.classes);
+    assert!(c.era_schemes.iter().any(|s| s == "hollywood"));
+    assert!(c.validation.is_some(), "validation figures are recorded");
+    assert!(c.normalisation.std.iter().all(|s| *s > 0.0));
+}
