@@ -192,19 +192,13 @@ pub fn model_dir(data_dir: &DataDir, explicit: Option<&Path>) -> Result<PathBuf>
         })
 }
 
-/// Options of `evaluate`.
+/// Options shared by the jobs that use a trained model.
 #[derive(Debug, clap::Args)]
-pub struct EvaluateArgs {
+pub struct ModelArgs {
     /// Model directory (default: the shipped model).
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Folder of posters (with --labels); default: the catalog's validation split.
-    #[arg(long, value_name = "DIR", requires = "labels")]
-    pub images: Option<PathBuf>,
-    /// CSV `file,year` for --images.
-    #[arg(long, value_name = "CSV", requires = "images")]
-    pub labels: Option<PathBuf>,
-    /// Era scheme of the per-era figures.
+    /// Era scheme.
     #[arg(long, default_value = "hollywood")]
     pub scheme: String,
     /// Backend.
@@ -213,6 +207,30 @@ pub struct EvaluateArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ModelArgs {
+    /// Loads the model these options name.
+    fn load(&self, data_dir: &DataDir) -> Result<EraModel> {
+        let dir = model_dir(data_dir, self.model.as_deref())?;
+        let chosen = backend::choose(self.backend)?;
+        EraModel::load(&dir, &chosen.device)
+            .with_context(|| format!("loading the model in {}", dir.display()))
+    }
+}
+
+/// Options of `evaluate`.
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    /// Folder of posters (with --labels); default: the catalog's validation split.
+    #[arg(long, value_name = "DIR", requires = "labels")]
+    pub images: Option<PathBuf>,
+    /// CSV `file,year` for --images.
+    #[arg(long, value_name = "CSV", requires = "images")]
+    pub labels: Option<PathBuf>,
+    /// Model, scheme, backend, output.
+    #[command(flatten)]
+    pub common: ModelArgs,
 }
 
 fn read_labels(images: &Path, labels: &Path) -> Result<Vec<data::Sample>> {
@@ -242,11 +260,8 @@ fn read_labels(images: &Path, labels: &Path) -> Result<Vec<data::Sample>> {
 
 /// Runs `evaluate`.
 pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArgs) -> Result<()> {
-    let dir = model_dir(data_dir, args.model.as_deref())?;
-    let chosen = backend::choose(args.backend)?;
-    let model = EraModel::load(&dir, &chosen.device)
-        .with_context(|| format!("loading the model in {}", dir.display()))?;
-    let scheme = schemes.get(&args.scheme)?;
+    let model = args.common.load(data_dir)?;
+    let scheme = schemes.get(&args.common.scheme)?;
     let samples = match (&args.images, &args.labels) {
         (Some(images), Some(labels)) => read_labels(images, labels)?,
         _ => {
@@ -263,10 +278,10 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         eprintln!("skipped {}: {why}", path.display());
     }
     let probs =
-        training::predict_prepared(&model.net, &prepared, &model.config, &chosen.device, 128);
+        training::predict_prepared(&model.net, &prepared, &model.config, &model.device, 128);
     let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
     let e = metrics::evaluate(&probs, &years, &model.config.bins, scheme);
-    if args.json {
+    if args.common.json {
         println!("{}", serde_json::to_string_pretty(&e)?);
     } else {
         print!("{}", e.report());
@@ -283,34 +298,23 @@ pub struct ClassifyArgs {
     /// Poster images.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
-    /// Model directory (default: the shipped model).
-    #[arg(long, value_name = "DIR")]
-    pub model: Option<PathBuf>,
-    /// Era scheme.
-    #[arg(long, default_value = "hollywood")]
-    pub scheme: String,
-    /// Backend.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
-    pub backend: BackendChoice,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// Model, scheme, backend, output.
+    #[command(flatten)]
+    pub common: ModelArgs,
 }
 
 /// Runs `classify`; fails (non-zero exit) if any image could not be classified.
 pub fn cmd_classify(data_dir: &DataDir, schemes: &EraSchemes, args: &ClassifyArgs) -> Result<()> {
-    let dir = model_dir(data_dir, args.model.as_deref())?;
-    let chosen = backend::choose(args.backend)?;
-    let model = EraModel::load(&dir, &chosen.device)
-        .with_context(|| format!("loading the model in {}", dir.display()))?;
-    let scheme = schemes.get(&args.scheme)?;
+    let model = args.common.load(data_dir)?;
+    let scheme = schemes.get(&args.common.scheme)?;
+    let json = args.common.json;
     let mut failures = 0usize;
     let mut results = Vec::new();
     for path in &args.images {
         match imaging::decode_poster_file(path, &ImageLimits::default()) {
             Ok(decoded) => {
                 let p = model.predict(&decoded.rgb, scheme);
-                if args.json {
+                if json {
                     results.push(serde_json::json!({
                         "file": path, "era": p.eras[p.best_era].0, "year": p.year,
                         "interval": [p.interval.0, p.interval.1],
@@ -330,7 +334,7 @@ pub fn cmd_classify(data_dir: &DataDir, schemes: &EraSchemes, args: &ClassifyArg
             }
             Err(e) => {
                 failures += 1;
-                if args.json {
+                if json {
                     results.push(serde_json::json!({"file": path, "error": e.to_string()}));
                 } else {
                     eprintln!("{}: {e}", path.display());
@@ -338,7 +342,7 @@ pub fn cmd_classify(data_dir: &DataDir, schemes: &EraSchemes, args: &ClassifyArg
             }
         }
     }
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     }
     anyhow::ensure!(
