@@ -270,7 +270,7 @@ impl Fetcher {
                 for (k, v) in headers {
                     req = req.header(*k, v);
                 }
-                match req.send().await {
+                let result = match req.send().await {
                     Err(e) => Err(describe_reqwest(&e)),
                     Ok(resp) => {
                         let status = resp.status().as_u16();
@@ -298,7 +298,11 @@ impl Fetcher {
                             }
                         }
                     }
-                }
+                };
+                // Let the connection task hand the connection back to the pool before the
+                // permit goes, so the next request reuses it instead of opening another.
+                tokio::task::yield_now().await;
+                result
             };
             match outcome {
                 Ok((200..=299, _, content_type, body)) => {
