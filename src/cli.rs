@@ -439,7 +439,9 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
     opts.api_url.clone_from(&args.api_url);
     opts.image_url.clone_from(&args.image_url);
     opts.site_url.clone_from(&args.site_url);
-    opts.api_rate = args.api_rate.unwrap_or(if website { 2.0 } else { 40.0 });
+    opts.api_rate = args
+        .api_rate
+        .unwrap_or_else(|| crate::harvest::default_api_rate(&opts.auth));
     opts.image_rate = args.image_rate;
     opts.retry.max_attempts = args.attempts.max(1);
     opts.retry.base_delay = std::time::Duration::from_millis(args.backoff_ms);

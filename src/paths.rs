@@ -54,6 +54,11 @@ impl DataDir {
         self.root.join("eras.toml")
     }
 
+    /// Where `train` (CLI and Train tab) writes its model by default.
+    pub fn trained_model_dir(&self) -> PathBuf {
+        self.models_dir().join("era-model")
+    }
+
     /// Resolves a poster `file` column: absolute paths as they are, others under the root.
     pub fn poster_path(&self, file: &str) -> PathBuf {
         let p = Path::new(file);

@@ -207,17 +207,6 @@ impl ClassifyTab {
         }
     }
 
-    /// Classifies a file (used by tests and the CLI-like paths).
-    pub fn classify_path(
-        &mut self,
-        ctx: &egui::Context,
-        path: PathBuf,
-        scheme: &crate::eras::EraScheme,
-    ) {
-        self.ensure_worker(ctx);
-        self.submit(path.display().to_string(), Job::File(path), scheme);
-    }
-
     /// Draws the tab.
     pub fn ui(&mut self, ui: &mut egui::Ui, schemes: &EraSchemes, scheme_name: &str) {
         self.ensure_worker(ui.ctx());

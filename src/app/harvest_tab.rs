@@ -186,7 +186,7 @@ impl HarvestTab {
         opts.api_url.clone_from(&s.api_url);
         opts.image_url.clone_from(&s.image_url);
         opts.site_url.clone_from(&s.site_url);
-        opts.api_rate = if website { 2.0 } else { 40.0 };
+        opts.api_rate = crate::harvest::default_api_rate(&opts.auth);
         opts.retry_failed = s.retry_failed;
         let control = HarvestControl::default();
         let (tx, rx) = mpsc::channel();

@@ -2,7 +2,6 @@
 //! accuracy curves (egui_plot), the validation confusion matrix as a heat map, the backend
 //! in use, start / cancel and resume.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -103,7 +102,7 @@ impl TrainTab {
             limit: s.limit,
             ..TrainOptions::default()
         };
-        let out = data_dir.models_dir().join("era-model");
+        let out = data_dir.trained_model_dir();
         let resume = s.resume;
         let data_dir = data_dir.clone();
         let schemes = schemes.clone();
@@ -432,9 +431,4 @@ pub fn confusion_ui(ui: &mut egui::Ui, e: &Evaluation) {
         );
     }
     ui.small("Columns: predicted era, numbered as the rows.");
-}
-
-/// Where the GUI writes its trained model.
-pub fn trained_model_dir(data_dir: &DataDir) -> PathBuf {
-    data_dir.models_dir().join("era-model")
 }

@@ -101,7 +101,7 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| data_dir.models_dir().join("era-model"));
+        .unwrap_or_else(|| data_dir.trained_model_dir());
     let chosen = backend::choose(args.backend)?;
     eprintln!("backend: {}", chosen.description);
     let catalog = Catalog::open(&data_dir.catalog_path())
@@ -174,22 +174,21 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
     Ok(())
 }
 
-/// The model directory to use: `--model`, else the data dir's trained model, else the
-/// shipped default.
+/// The model directory to use: `--model`, else the shipped model, else (when the shipped
+/// one is missing) the model `train` wrote into the data directory.
 pub fn model_dir(data_dir: &DataDir, explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = explicit {
         return Ok(dir.to_path_buf());
     }
+    let trained = data_dir.trained_model_dir();
     crate::model::default_model_dir()
-        .context("no model found: the shipped model is missing (resources/model); pass --model DIR")
-        .or_else(|e| {
-            let trained = data_dir.models_dir().join("era-model");
-            if trained.join(crate::model::CONFIG_FILE).is_file() {
-                Ok(trained)
-            } else {
-                Err(e)
-            }
+        .or_else(|| {
+            trained
+                .join(crate::model::CONFIG_FILE)
+                .is_file()
+                .then_some(trained)
         })
+        .context("no model found: the shipped model is missing (resources/model); pass --model DIR")
 }
 
 /// Options shared by the jobs that use a trained model.

@@ -139,6 +139,16 @@ pub fn resolve_auth(
     }
 }
 
+/// Default API pacing (requests/s): TMDB's ~40/s for the API, a polite 2/s for the
+/// website when there is no key.
+pub fn default_api_rate(auth: &Auth) -> f64 {
+    if matches!(auth, Auth::None) {
+        2.0
+    } else {
+        40.0
+    }
+}
+
 /// Base URL from the environment variable `var`, else `default` (for the GUI; the CLI
 /// reads the same variables through its flags).
 pub fn url_from_env(var: &str, default: &str) -> String {
