@@ -164,6 +164,14 @@ impl MovieErasApp {
         Self::new(data_dir, schemes, settings)
     }
 
+    /// Queues posters for the Classify tab and shows it (no-op for an empty list).
+    pub fn open_posters(&mut self, files: Vec<std::path::PathBuf>) {
+        if !files.is_empty() {
+            self.settings.tab = Tab::Classify;
+            self.classify.queue_files(files);
+        }
+    }
+
     /// The current settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -401,7 +409,12 @@ impl eframe::App for MovieErasApp {
 }
 
 /// Opens the main window and runs until it is closed.
-pub fn run_gui(data_dir: DataDir, schemes: EraSchemes) -> eframe::Result {
+/// `open`: posters to classify at once (from the command line or "Open with").
+pub fn run_gui(
+    data_dir: DataDir,
+    schemes: EraSchemes,
+    open: Vec<std::path::PathBuf>,
+) -> eframe::Result {
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("Movie Eras")
         .with_app_id("movie-eras")
@@ -423,9 +436,9 @@ pub fn run_gui(data_dir: DataDir, schemes: EraSchemes) -> eframe::Result {
         "movie-eras",
         options,
         Box::new(move |cc| {
-            Ok(Box::new(MovieErasApp::from_creation_context(
-                cc, data_dir, schemes,
-            )))
+            let mut app = MovieErasApp::from_creation_context(cc, data_dir, schemes);
+            app.open_posters(open);
+            Ok(Box::new(app))
         }),
     )
 }

@@ -20,7 +20,11 @@ use crate::paths::DataDir;
 
 /// Movie Eras: does a movie poster show its era? With no command, opens the app window.
 #[derive(Debug, Parser)]
-#[command(name = "movie-eras", version = crate::version::VERSION, long_version = LONG_VERSION)]
+#[command(
+    name = "movie-eras",
+    version = crate::version::VERSION,
+    long_version = LONG_VERSION
+)]
 pub struct Cli {
     /// Data directory (catalog, posters, models). Default: the OS data directory.
     #[arg(long, global = true, env = crate::paths::DATA_DIR_ENV, value_name = "DIR")]
@@ -34,6 +38,9 @@ pub struct Cli {
     /// The job to run; none opens the window.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Posters to open in the Classify tab of the window (with no command).
+    #[arg(value_name = "POSTER")]
+    pub open: Vec<PathBuf>,
 }
 
 const LONG_VERSION: &str = concat!(
@@ -509,4 +516,21 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subcommands_and_posters_to_open_parse_apart() {
+        let c = Cli::try_parse_from(["movie-eras", "--data-dir", "d", "classify", "x.jpg"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(c.command, Some(Command::Classify(_))));
+        assert!(c.open.is_empty());
+        let c = Cli::try_parse_from(["movie-eras", "--data-dir", "d", "a.jpg", "b.png"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.command.is_none());
+        assert_eq!(c.open, vec![PathBuf::from("a.jpg"), PathBuf::from("b.png")]);
+    }
 }

@@ -6,7 +6,7 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 
-use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use sha2::{Digest, Sha256};
 
 /// Limits applied to every decoded image.
@@ -82,7 +82,10 @@ pub enum ImageRejection {
         /// Decoder message.
         message: String,
     },
-    /// The path is a directory or other non-file.
+    /// The path is a folder.
+    #[error("a folder, not an image file")]
+    Folder,
+    /// The path is a device, socket or other non-file.
     #[error("not a regular file")]
     NotAFile,
     /// The file could not be read.
@@ -101,6 +104,61 @@ pub struct DecodedPoster {
     pub sha256: String,
     /// Size of the encoded bytes.
     pub bytes: u64,
+    /// What was done to make it plain 8-bit RGB, for the user (CMYK, 16-bit, GIF…).
+    pub conversion: Option<String>,
+}
+
+/// Colour components of a JPEG from its frame header (4 for CMYK/YCCK), if found.
+fn jpeg_components(bytes: &[u8]) -> Option<u8> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
+        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            return bytes.get(i + 9).copied();
+        }
+        if marker == 0xDA {
+            return None; // scan data starts; no frame header before it
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// Describes the conversion of an unusual input into 8-bit RGB, if there was one.
+fn conversion_note(format: ImageFormat, original: image::ExtendedColorType) -> Option<String> {
+    use image::ExtendedColorType as C;
+    let mut notes = Vec::new();
+    if format == ImageFormat::Gif {
+        notes.push("GIF: first frame used".to_owned());
+    }
+    match original {
+        C::Cmyk8 | C::Cmyk16 => notes.push("CMYK converted to RGB".into()),
+        C::L16 | C::La16 | C::Rgb16 | C::Rgba16 => {
+            notes.push("16-bit channels reduced to 8-bit".into());
+        }
+        C::Rgb32F | C::Rgba32F => notes.push("floating-point channels reduced to 8-bit".into()),
+        C::L1 | C::L2 | C::L4 | C::L8 | C::La8 => notes.push("greyscale".into()),
+        _ => {}
+    }
+    if matches!(
+        original,
+        C::La8 | C::La16 | C::Rgba8 | C::Rgba16 | C::Rgba32F
+    ) {
+        notes.push("alpha dropped".into());
+    }
+    (!notes.is_empty()).then(|| notes.join(", "))
 }
 
 /// Lower-case hex SHA-256 of `bytes`.
@@ -117,6 +175,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Reads a file with the byte limit applied before reading it whole.
 pub fn read_image_file(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>, ImageRejection> {
     let meta = std::fs::metadata(path).map_err(|e| ImageRejection::Io(e.to_string()))?;
+    if meta.is_dir() {
+        return Err(ImageRejection::Folder);
+    }
     if !meta.is_file() {
         return Err(ImageRejection::NotAFile);
     }
@@ -150,7 +211,8 @@ pub fn decode_poster_file(
     decode_poster(&bytes, limits)
 }
 
-fn format_name(f: ImageFormat) -> String {
+/// A format's usual name (JPEG, PNG, GIF…).
+pub fn format_name(f: ImageFormat) -> String {
     f.extensions_str()
         .first()
         .map_or_else(|| format!("{f:?}"), |e| e.to_uppercase())
@@ -254,7 +316,18 @@ pub fn decode_poster(bytes: &[u8], limits: &ImageLimits) -> Result<DecodedPoster
     decoder_limits.max_image_height = Some(limits.max_side);
     decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
     reader.limits(decoder_limits);
-    let img = reader.decode().map_err(|e| classify_error(&name, &e))?;
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| classify_error(&name, &e))?;
+    let original = decoder.original_color_type();
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| classify_error(&name, &e))?;
+    let original = if jpeg_components(bytes) == Some(4) {
+        // The JPEG decoder converts CMYK itself and reports RGB.
+        image::ExtendedColorType::Cmyk8
+    } else {
+        original
+    };
+    let conversion = conversion_note(format, original);
     let rgb = match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
@@ -264,6 +337,7 @@ pub fn decode_poster(bytes: &[u8], limits: &ImageLimits) -> Result<DecodedPoster
         format,
         sha256: sha256_hex(bytes),
         bytes: bytes.len() as u64,
+        conversion,
     })
 }
 
@@ -731,5 +805,18 @@ mod tests {
         assert!(decode_poster(&jpeg, &ImageLimits::default()).is_ok());
         let (_, w, h) = make_thumbnail(&solid(50, 40, [0, 0, 0])).unwrap();
         assert_eq!((w, h), (50, 40));
+    }
+
+    #[test]
+    fn cmyk_jpeg_is_converted_with_the_right_colours() {
+        let bytes = include_bytes!("../tests/fixtures/cmyk.jpg");
+        let d = decode_poster(bytes, &ImageLimits::default()).unwrap();
+        assert_eq!(d.rgb.dimensions(), (40, 60));
+        assert!(d.conversion.as_deref().unwrap_or("").contains("CMYK"));
+        // The fixture runs from red (#c03020) at the top to blue (#2040a0) at the bottom.
+        let top = d.rgb.get_pixel(20, 1).0;
+        let bottom = d.rgb.get_pixel(20, 58).0;
+        assert!(top[0] > 150 && top[2] < 90, "top {top:?}");
+        assert!(bottom[2] > 120 && bottom[0] < 80, "bottom {bottom:?}");
     }
 }

@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        return match movie_eras::app::run_gui(data_dir, schemes) {
+        return match movie_eras::app::run_gui(data_dir, schemes, cli.open) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: cannot open the window: {e}");

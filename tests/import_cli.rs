@@ -6,56 +6,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use image::{Rgb, RgbImage};
 use movie_eras::catalog::Catalog;
 
+mod common;
+
+use common::{huge_png_header, poster, write_jpeg};
+
 const BIN: &str = env!("CARGO_BIN_EXE_movie-eras");
-
-fn poster(seed: u32, w: u32, h: u32) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, y| {
-        let v = seed.wrapping_mul(2_654_435_761);
-        Rgb([
-            ((x * 3 + v) % 256) as u8,
-            ((y * 2 + (v >> 8)) % 256) as u8,
-            (((x + y) + (v >> 16)) % 256) as u8,
-        ])
-    })
-}
-
-fn write_jpeg(path: &Path, img: &RgbImage) {
-    let bytes = movie_eras::imaging::encode_jpeg(img, 85).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn huge_png_header() -> Vec<u8> {
-    // IHDR claiming 50000x50000 RGB, followed by a tiny bogus IDAT and IEND.
-    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in kind.iter().chain(data) {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    0xEDB8_8320 ^ (crc >> 1)
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        out.extend_from_slice(&(!crc).to_be_bytes());
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x03, 0x00]);
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
 
 fn run(data: &Path, args: &[&str]) -> std::process::Output {
     Command::new(BIN)

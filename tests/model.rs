@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 
 use image::{Rgb, RgbImage};
-use movie_eras::catalog::{Catalog, NewMovie, PosterRecord, PosterStatus};
+use movie_eras::catalog::Catalog;
 use movie_eras::eras::EraSchemes;
 use movie_eras::model::backend::{self, BackendChoice};
 use movie_eras::model::inference::EraModel;
@@ -17,14 +17,13 @@ use movie_eras::model::network::NetworkConfig;
 use movie_eras::model::training::{self, TrainEvent, TrainOptions};
 use movie_eras::paths::DataDir;
 
+mod common;
+
 /// Old posters (1940s) are dark and grey, new ones (2010s) bright and red, with noise.
 fn poster(year: i32, seed: u32) -> RgbImage {
     let mut state = seed.wrapping_mul(2_654_435_761) | 1;
     RgbImage::from_fn(60, 90, |_, _| {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let n = (state % 40) as u8;
+        let n = (common::xorshift(&mut state) % 40) as u8;
         if year < 1980 {
             Rgb([40 + n, 40 + n, 40 + n])
         } else {
@@ -34,42 +33,10 @@ fn poster(year: i32, seed: u32) -> RgbImage {
 }
 
 fn catalog_with_posters(dir: &Path, per_class: u32) -> DataDir {
-    let data = DataDir::new(dir.join("data"));
-    let images = dir.join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    let mut movies = Vec::new();
-    for i in 0..per_class * 2 {
+    common::catalog_of(dir, per_class * 2, |i| {
         let year = if i % 2 == 0 { 1945 } else { 2015 };
-        let file = images.join(format!("p{i}.png"));
-        poster(year, i + 1).save(&file).unwrap();
-        movies.push(NewMovie {
-            source_key: format!("test:{i}"),
-            source: "test".into(),
-            tmdb_id: None,
-            title: format!("Poster {i}"),
-            year: Some(year),
-            release_date: None,
-            genres: vec![],
-            popularity: None,
-            vote_average: None,
-            vote_count: None,
-            poster: PosterRecord {
-                remote_path: None,
-                file: Some(file.display().to_string()),
-                sha256: Some(format!("{i:064}")),
-                bytes: None,
-                width: Some(60),
-                height: Some(90),
-                status: PosterStatus::Ok,
-                reason: None,
-                stats: None,
-                thumbnail: None,
-            },
-        });
-    }
-    let mut c = Catalog::open(&data.catalog_path()).unwrap();
-    c.insert_movies(&movies).unwrap();
-    data
+        (year, poster(year, i + 1))
+    })
 }
 
 fn tiny_options(epochs: usize) -> TrainOptions {
@@ -149,11 +116,11 @@ fn tiny_model_learns_saves_loads_and_resumes() {
     let b = EraModel::load(&out, &device).unwrap();
     let schemes = EraSchemes::builtin();
     let h = schemes.get("hollywood").unwrap();
-    let old = a.predict(&poster(1945, 999), h);
-    let again = b.predict(&poster(1945, 999), h);
+    let old = a.predict(&poster(1945, 999), h).unwrap();
+    let again = b.predict(&poster(1945, 999), h).unwrap();
     assert_eq!(old.bin_probs, again.bin_probs);
     assert!(old.year < 1975.0, "old poster dated {}", old.year);
-    let new = a.predict(&poster(2015, 998), h);
+    let new = a.predict(&poster(2015, 998), h).unwrap();
     assert!(
         new.year > old.year + 10.0,
         "new poster dated {} vs old {}",
@@ -165,7 +132,10 @@ fn tiny_model_learns_saves_loads_and_resumes() {
     let reloaded_dir = tmp.path().join("copy");
     movie_eras::model::inference::save_model(&a.net, &a.config, &reloaded_dir).unwrap();
     let c = EraModel::load(&reloaded_dir, &device).unwrap();
-    assert_eq!(c.predict(&poster(1945, 999), h).bin_probs, old.bin_probs);
+    assert_eq!(
+        c.predict(&poster(1945, 999), h).unwrap().bin_probs,
+        old.bin_probs
+    );
     assert_eq!(c.config, a.config);
 
     // Resume: continues at epoch 4 up to 5.

@@ -35,7 +35,7 @@ fn shipped_model_gives_plausible_answers() {
             RgbImage::from_pixel(900, 20, Rgb([0, 90, 200])),
         ];
         for img in &inputs {
-            let p = model.predict(img, scheme);
+            let p = model.predict(img, scheme).unwrap();
             let total: f64 = p.eras.iter().map(|(_, v)| v).sum();
             assert!(
                 (total - 1.0).abs() < 1e-3,

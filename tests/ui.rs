@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use eframe::egui;
@@ -26,7 +28,7 @@ fn harness(data: &std::path::Path) -> Harness<'static, MovieErasApp> {
 /// Steps until `label` is on screen (workers report asynchronously).
 fn wait_for(h: &mut Harness<'_, MovieErasApp>, label: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while h.query_by_label_contains(label).is_none() {
+    while h.query_all_by_label_contains(label).next().is_none() {
         assert!(Instant::now() < deadline, "`{label}` never appeared");
         std::thread::sleep(Duration::from_millis(10));
         h.step();
@@ -215,4 +217,56 @@ fn dropping_posters_shows_a_prediction_and_a_clear_error() {
     wait_for(&mut h, "Estimated year");
     wait_for(&mut h, "Cannot classify");
     h.get_by_label_contains("poster.png");
+}
+
+#[test]
+fn saliency_overlay_appears_for_the_predicted_and_a_clicked_era() {
+    let tmp = tempfile::tempdir().unwrap();
+    let poster = tmp.path().join("poster.png");
+    common::poster(4, 154, 231).save(&poster).unwrap();
+    let mut h = harness(&tmp.path().join("data"));
+    h.step();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(poster.clone())));
+    h.step();
+    wait_for(&mut h, "Estimated year");
+    h.get_by_label_contains("Show saliency").click();
+    h.step();
+    wait_for(&mut h, "Grad-CAM for");
+    h.get_by_label("Export overlay PNG…");
+    // Clicking an era's name explains that era instead.
+    h.get_by_label("Golden Age").click();
+    h.step();
+    wait_for(&mut h, "Grad-CAM for Golden Age");
+    for mode in ["Heat map", "Blend", "Mask"] {
+        h.get_by_label(mode).click();
+        h.step();
+    }
+    h.get_by_label_contains("Grad-CAM for Golden Age");
+}
+
+#[test]
+fn bad_and_unusual_files_dropped_on_the_window_get_clear_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = common::bad_inputs(&tmp.path().join("bad"));
+    let odd = common::unusual_inputs(&tmp.path().join("odd"));
+    let mut h = harness(&tmp.path().join("data"));
+    h.step();
+    for (f, _) in bad.iter().chain(&odd) {
+        h.input_mut()
+            .dropped_files
+            .push(std::sync::Arc::new(Dropped(f.clone())));
+    }
+    h.step();
+    for (_, reason) in &bad {
+        wait_for(&mut h, reason);
+    }
+    for (_, note) in &odd {
+        wait_for(&mut h, note);
+    }
+    // The window is still up and answering.
+    h.get_by_label("About").click();
+    h.step();
+    assert_eq!(h.state().settings().tab, Tab::About);
 }

@@ -1,31 +1,78 @@
-//! The Classify tab: drop poster files on the window or open them with a file dialog; a
-//! worker thread holding the model predicts each one (era probabilities for the chosen
-//! scheme, the decade distribution, the estimated year with an 80% interval). Bad files
-//! get their reason on screen; nothing blocks the UI.
+//! The Classify tab: drop poster files on the window, open them with a file dialog or
+//! paste an image; a worker thread holding the model predicts each one (era
+//! probabilities for the chosen scheme, the decade distribution, the estimated year with
+//! an 80% interval) and computes saliency overlays on request. Bad files get their reason
+//! on screen; nothing blocks the UI.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::time::Instant;
 
 use eframe::egui;
 use egui_plot::{Bar, BarChart, Plot};
+use image::RgbImage;
 
-use crate::eras::EraSchemes;
+use crate::eras::{EraScheme, EraSchemes};
 use crate::imaging::{self, ImageLimits};
 use crate::model::backend::{self, BackendChoice};
 use crate::model::inference::{EraModel, Prediction};
+use crate::model::saliency::{self, OverlayMode, SaliencyMap, SaliencyMethod, SaliencySettings};
+
+/// Largest poster kept for saliency (bigger ones are scaled down first).
+const KEEP_W: u32 = 600;
+const KEEP_H: u32 = 900;
 
 /// A poster to classify.
 enum Job {
     File(PathBuf),
+    Pixels(RgbImage),
 }
 
-struct Outcome {
-    id: usize,
-    result: Result<(Prediction, egui::ColorImage), String>,
+/// What an overlay was computed for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SaliencyKey {
+    era: usize,
+    settings: SaliencySettings,
 }
 
 enum Request {
-    Classify(usize, Job, crate::eras::EraScheme),
+    Classify(usize, Job, EraScheme),
+    Saliency(usize, SaliencyKey, EraScheme),
+}
+
+enum Outcome {
+    Classified {
+        id: usize,
+        result: Result<Classified, String>,
+    },
+    Saliency {
+        id: usize,
+        key: SaliencyKey,
+        result: Result<(SaliencyMap, f64), String>,
+    },
+}
+
+/// A classified poster: the prediction, the poster (at most 600×900) and a note on how
+/// an unusual input was converted.
+type Classified = (Prediction, Arc<RgbImage>, Option<String>);
+
+/// Saliency state of one poster.
+struct Overlay {
+    show: bool,
+    settings: SaliencySettings,
+    era: usize,
+    mode: OverlayMode,
+    opacity: f32,
+    /// The key of the request in flight, if any.
+    pending: Option<SaliencyKey>,
+    /// The newest map and what it was computed for, with its time in ms.
+    map: Option<(SaliencyKey, SaliencyMap, f64)>,
+    error: Option<String>,
+    /// Texture of the drawn overlay and what it shows.
+    texture: Option<(egui::TextureHandle, SaliencyKey, OverlayMode, f32)>,
+    export_status: Option<String>,
 }
 
 /// One poster on screen.
@@ -39,8 +86,10 @@ enum EntryState {
     Waiting,
     Done {
         prediction: Box<Prediction>,
-        image: egui::ColorImage,
+        poster: Arc<RgbImage>,
+        note: Option<String>,
         texture: Option<egui::TextureHandle>,
+        overlay: Box<Overlay>,
     },
     Failed(String),
 }
@@ -52,9 +101,13 @@ pub struct ClassifyTab {
     model_status: Result<String, String>,
     status_rx: Option<Receiver<Result<String, String>>>,
     picked: Option<Receiver<Vec<PathBuf>>>,
+    pasted: Option<Receiver<Result<RgbImage, String>>>,
+    exported: Option<Receiver<(usize, String)>>,
     entries: Vec<Entry>,
     next_id: usize,
     model_dir: Option<PathBuf>,
+    paste_note: Option<String>,
+    queued: Vec<PathBuf>,
 }
 
 impl ClassifyTab {
@@ -66,10 +119,19 @@ impl ClassifyTab {
             model_status: Ok("Loading the model…".into()),
             status_rx: None,
             picked: None,
+            pasted: None,
+            exported: None,
             entries: Vec::new(),
             next_id: 0,
             model_dir,
+            paste_note: None,
+            queued: Vec::new(),
         }
+    }
+
+    /// Files to classify on the next frame (e.g. named on the command line).
+    pub fn queue_files(&mut self, files: Vec<PathBuf>) {
+        self.queued.extend(files);
     }
 
     /// Starts the worker that owns the model (once).
@@ -109,13 +171,7 @@ impl ClassifyTab {
                     }
                 };
                 ctx.request_repaint();
-                for Request::Classify(id, job, scheme) in req_rx {
-                    let result = classify(&model, job, &scheme);
-                    if out_tx.send(Outcome { id, result }).is_err() {
-                        break;
-                    }
-                    ctx.request_repaint();
-                }
+                worker_loop(&model, &req_rx, &out_tx, &ctx);
             });
         if let Err(e) = spawned {
             self.model_status = Err(format!("cannot start the classifier: {e}"));
@@ -126,7 +182,7 @@ impl ClassifyTab {
         self.status_rx = Some(status_rx);
     }
 
-    fn submit(&mut self, name: String, job: Job, scheme: &crate::eras::EraScheme) {
+    fn submit(&mut self, name: String, job: Job, scheme: &EraScheme) {
         let id = self.next_id;
         self.next_id += 1;
         self.entries.insert(
@@ -145,12 +201,48 @@ impl ClassifyTab {
         }
     }
 
-    /// Classifies dropped files and the files picked in the dialog.
-    fn take_inputs(&mut self, ctx: &egui::Context, scheme: &crate::eras::EraScheme) {
+    /// Classifies dropped files, picked files and pasted images or paths.
+    fn take_inputs(&mut self, ctx: &egui::Context, scheme: &EraScheme) {
+        for path in std::mem::take(&mut self.queued) {
+            self.submit(path.display().to_string(), Job::File(path), scheme);
+        }
         let dropped = ctx.input(|i| i.raw.dropped_files.clone());
         for f in dropped {
             let path = f.path().to_path_buf();
             self.submit(path.display().to_string(), Job::File(path), scheme);
+        }
+        // Ctrl+V: a pasted file path (or file:// URI) is classified as a file; anything
+        // else asks the clipboard for an image.
+        let pasted_text: Vec<String> = ctx.input(|i| {
+            i.events
+                .iter()
+                .filter_map(|e| match e {
+                    egui::Event::Paste(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect()
+        });
+        let paste_key = ctx.input(|i| {
+            i.events.iter().any(|e| {
+                matches!(e, egui::Event::Key { key: egui::Key::V, pressed: true, modifiers, .. } if modifiers.command)
+            })
+        });
+        let mut want_image = paste_key && pasted_text.is_empty();
+        for text in pasted_text {
+            let paths: Vec<PathBuf> = text
+                .lines()
+                .map(|l| PathBuf::from(l.trim().trim_start_matches("file://")))
+                .filter(|p| p.exists())
+                .collect();
+            if paths.is_empty() {
+                want_image = true;
+            }
+            for p in paths {
+                self.submit(p.display().to_string(), Job::File(p), scheme);
+            }
+        }
+        if want_image {
+            self.paste_image(ctx);
         }
         if let Some(rx) = &self.picked {
             match rx.try_recv() {
@@ -164,6 +256,39 @@ impl ClassifyTab {
                 Err(TryRecvError::Empty) => {}
             }
         }
+        if let Some(rx) = &self.pasted {
+            match rx.try_recv() {
+                Ok(Ok(rgb)) => {
+                    self.pasted = None;
+                    self.paste_note = None;
+                    self.submit("Pasted image".into(), Job::Pixels(rgb), scheme);
+                }
+                Ok(Err(e)) => {
+                    self.pasted = None;
+                    self.paste_note = Some(e);
+                }
+                Err(TryRecvError::Disconnected) => self.pasted = None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+    }
+
+    /// Reads an image from the clipboard on a helper thread.
+    fn paste_image(&mut self, ctx: &egui::Context) {
+        if self.pasted.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("paste".into())
+            .spawn(move || {
+                let _ = tx.send(clipboard_image());
+                ctx.request_repaint();
+            });
+        if spawned.is_ok() {
+            self.pasted = Some(rx);
+        }
     }
 
     fn poll(&mut self) {
@@ -172,17 +297,94 @@ impl ClassifyTab {
         {
             self.model_status = s;
         }
+        if let Some(rx) = &self.exported {
+            match rx.try_recv() {
+                Ok((id, msg)) => {
+                    self.exported = None;
+                    if let Some(Entry {
+                        state: EntryState::Done { overlay, .. },
+                        ..
+                    }) = self.entries.iter_mut().find(|e| e.id == id)
+                    {
+                        overlay.export_status = Some(msg);
+                    }
+                }
+                Err(TryRecvError::Disconnected) => self.exported = None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
         let Some(rx) = &self.outcomes else { return };
         while let Ok(o) = rx.try_recv() {
-            if let Some(e) = self.entries.iter_mut().find(|e| e.id == o.id) {
-                e.state = match o.result {
-                    Ok((prediction, image)) => EntryState::Done {
-                        prediction: Box::new(prediction),
-                        image,
-                        texture: None,
-                    },
-                    Err(reason) => EntryState::Failed(reason),
-                };
+            match o {
+                Outcome::Classified { id, result } => {
+                    if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
+                        e.state = match result {
+                            Ok((prediction, poster, note)) => EntryState::Done {
+                                overlay: Box::new(Overlay {
+                                    show: false,
+                                    settings: SaliencySettings::default()
+                                        .with_method(SaliencyMethod::GradCam),
+                                    era: prediction.best_era,
+                                    mode: OverlayMode::Heatmap,
+                                    opacity: 0.6,
+                                    pending: None,
+                                    map: None,
+                                    error: None,
+                                    texture: None,
+                                    export_status: None,
+                                }),
+                                prediction: Box::new(prediction),
+                                poster,
+                                note,
+                                texture: None,
+                            },
+                            Err(reason) => EntryState::Failed(reason),
+                        };
+                    }
+                }
+                Outcome::Saliency { id, key, result } => {
+                    if let Some(Entry {
+                        state: EntryState::Done { overlay, .. },
+                        ..
+                    }) = self.entries.iter_mut().find(|e| e.id == id)
+                    {
+                        overlay.pending = None;
+                        match result {
+                            Ok((map, ms)) => {
+                                overlay.map = Some((key, map, ms));
+                                overlay.error = None;
+                            }
+                            Err(e) => overlay.error = Some(e),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the worker for overlays that are wanted and not yet computed (one request in
+    /// flight per poster, so dragging a slider does not queue a backlog).
+    fn request_overlays(&mut self, scheme: &EraScheme) {
+        let Some(tx) = &self.requests else { return };
+        for entry in &mut self.entries {
+            let EntryState::Done { overlay, .. } = &mut entry.state else {
+                continue;
+            };
+            if !overlay.show || overlay.pending.is_some() {
+                continue;
+            }
+            let key = SaliencyKey {
+                era: overlay.era,
+                settings: overlay.settings,
+            };
+            if overlay.map.as_ref().is_some_and(|(k, _, _)| *k == key) || overlay.error.is_some() {
+                continue;
+            }
+            if tx
+                .send(Request::Saliency(entry.id, key, scheme.clone()))
+                .is_ok()
+            {
+                overlay.pending = Some(key);
             }
         }
     }
@@ -207,6 +409,39 @@ impl ClassifyTab {
         }
     }
 
+    /// Asks where to save an overlay and writes it there, on a helper thread.
+    fn export(&mut self, ctx: &egui::Context, id: usize, name: &str, png: Vec<u8>) {
+        let (tx, rx) = mpsc::channel();
+        let ctx = ctx.clone();
+        let file_name = format!(
+            "{}.saliency.png",
+            std::path::Path::new(name)
+                .file_stem()
+                .map_or_else(|| "poster".into(), |s| s.to_string_lossy().into_owned())
+        );
+        let spawned = std::thread::Builder::new()
+            .name("export-dialog".into())
+            .spawn(move || {
+                let msg = match rfd::FileDialog::new()
+                    .set_title("Export overlay")
+                    .set_file_name(&file_name)
+                    .add_filter("PNG", &["png"])
+                    .save_file()
+                {
+                    Some(path) => match crate::fsutil::write_atomic(&path, &png) {
+                        Ok(()) => format!("Saved {}", path.display()),
+                        Err(e) => format!("Could not save {}: {e}", path.display()),
+                    },
+                    None => "Export cancelled".into(),
+                };
+                let _ = tx.send((id, msg));
+                ctx.request_repaint();
+            });
+        if spawned.is_ok() {
+            self.exported = Some(rx);
+        }
+    }
+
     /// Draws the tab.
     pub fn ui(&mut self, ui: &mut egui::Ui, schemes: &EraSchemes, scheme_name: &str) {
         self.ensure_worker(ui.ctx());
@@ -218,14 +453,20 @@ impl ClassifyTab {
         self.take_inputs(ui.ctx(), &scheme);
         ui.heading("Classify a poster");
         ui.horizontal(|ui| {
-            ui.label("Drop poster files anywhere on this window, or");
+            ui.label("Drop poster files anywhere on this window, paste one (Ctrl+V), or");
             if ui.button("Open posters…").clicked() {
                 self.open_dialog(ui.ctx());
+            }
+            if ui.button("Paste image").clicked() {
+                self.paste_image(ui.ctx());
             }
             if !self.entries.is_empty() && ui.button("Clear").clicked() {
                 self.entries.clear();
             }
         });
+        if let Some(note) = &self.paste_note {
+            ui.colored_label(ui.visuals().warn_fg_color, note);
+        }
         match &self.model_status {
             Ok(s) => {
                 ui.small(s);
@@ -235,38 +476,103 @@ impl ClassifyTab {
             }
         }
         ui.separator();
+        let mut export = None;
         egui::ScrollArea::vertical()
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 for entry in &mut self.entries {
-                    entry_ui(ui, entry);
+                    if let Some(png) = entry_ui(ui, entry, &scheme) {
+                        export = Some((entry.id, entry.name.clone(), png));
+                    }
                     ui.separator();
                 }
             });
+        if let Some((id, name, png)) = export {
+            self.export(ui.ctx(), id, &name, png);
+        }
+        self.request_overlays(&scheme);
     }
 }
 
-fn classify(
+/// The worker: classifies posters and computes overlays for the ones it has seen.
+fn worker_loop(
     model: &EraModel,
-    job: Job,
-    scheme: &crate::eras::EraScheme,
-) -> Result<(Prediction, egui::ColorImage), String> {
-    let limits = ImageLimits::default();
-    let Job::File(path) = job;
-    if path.is_dir() {
-        return Err(format!("{} is a folder, not an image", path.display()));
+    requests: &Receiver<Request>,
+    outcomes: &Sender<Outcome>,
+    ctx: &egui::Context,
+) {
+    let mut posters: HashMap<usize, Arc<RgbImage>> = HashMap::new();
+    for request in requests {
+        let outcome = match request {
+            Request::Classify(id, job, scheme) => {
+                let result = classify(model, job, &scheme);
+                if let Ok((_, poster, _)) = &result {
+                    posters.insert(id, poster.clone());
+                }
+                Outcome::Classified { id, result }
+            }
+            Request::Saliency(id, key, scheme) => {
+                let result = match posters.get(&id) {
+                    Some(poster) => {
+                        let started = Instant::now();
+                        saliency::saliency(model, poster, &scheme, key.era, &key.settings)
+                            .map(|m| (m, started.elapsed().as_secs_f64() * 1e3))
+                            .map_err(|e| e.to_string())
+                    }
+                    None => Err("the poster is no longer loaded".into()),
+                };
+                Outcome::Saliency { id, key, result }
+            }
+        };
+        if outcomes.send(outcome).is_err() {
+            break;
+        }
+        ctx.request_repaint();
     }
-    let decoded = imaging::decode_poster_file(&path, &limits).map_err(|e| e.to_string())?;
-    let prediction = model.predict(&decoded.rgb, scheme);
-    let shown = imaging::fit_within(&decoded.rgb, 240, 360);
-    let image = egui::ColorImage::from_rgb(
-        [shown.width() as usize, shown.height() as usize],
-        shown.as_raw(),
-    );
-    Ok((prediction, image))
 }
 
-fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry) {
+/// Reads an image from the system clipboard.
+fn clipboard_image() -> Result<RgbImage, String> {
+    let mut clipboard =
+        arboard::Clipboard::new().map_err(|e| format!("cannot open the clipboard: {e}"))?;
+    let img = clipboard
+        .get_image()
+        .map_err(|e| format!("no image on the clipboard ({e})"))?;
+    let (w, h) = (img.width as u32, img.height as u32);
+    let limits = ImageLimits::default();
+    if w == 0 || h == 0 || w > limits.max_side || h > limits.max_side {
+        return Err(format!(
+            "the clipboard image is {w}x{h}, outside the limits"
+        ));
+    }
+    let rgba = image::RgbaImage::from_raw(w, h, img.bytes.into_owned())
+        .ok_or_else(|| "the clipboard image data is incomplete".to_owned())?;
+    Ok(image::DynamicImage::ImageRgba8(rgba).to_rgb8())
+}
+
+fn classify(model: &EraModel, job: Job, scheme: &EraScheme) -> Result<Classified, String> {
+    let (rgb, note) = match job {
+        Job::File(path) => {
+            let d = imaging::decode_poster_file(&path, &ImageLimits::default())
+                .map_err(|e| e.to_string())?;
+            let note = d
+                .conversion
+                .map(|c| format!("{} poster; {c}", imaging::format_name(d.format)));
+            (d.rgb, note)
+        }
+        Job::Pixels(rgb) => (rgb, None),
+    };
+    let prediction = model.predict(&rgb, scheme).map_err(|e| e.to_string())?;
+    let kept = Arc::new(imaging::fit_within(&rgb, KEEP_W, KEEP_H));
+    Ok((prediction, kept, note))
+}
+
+fn colour_image(rgb: &RgbImage) -> egui::ColorImage {
+    egui::ColorImage::from_rgb([rgb.width() as usize, rgb.height() as usize], rgb.as_raw())
+}
+
+/// Draws one poster; returns overlay PNG bytes when the user asked to export them.
+fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry, scheme: &EraScheme) -> Option<Vec<u8>> {
     ui.strong(&entry.name);
     match &mut entry.state {
         EntryState::Waiting => {
@@ -274,34 +580,181 @@ fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry) {
                 ui.spinner();
                 ui.label("Classifying…");
             });
+            None
         }
         EntryState::Failed(reason) => {
             ui.colored_label(
                 ui.visuals().error_fg_color,
                 format!("Cannot classify: {reason}"),
             );
+            None
         }
         EntryState::Done {
             prediction,
-            image,
+            poster,
+            note,
             texture,
+            overlay,
         } => {
-            let tex = texture.get_or_insert_with(|| {
+            let id = entry.id;
+            if let Some(note) = note {
+                ui.small(note.as_str());
+            }
+            let plain = texture.get_or_insert_with(|| {
                 ui.ctx().load_texture(
-                    format!("poster-{}", entry.id),
-                    image.clone(),
+                    format!("poster-{id}"),
+                    colour_image(poster),
                     egui::TextureOptions::LINEAR,
                 )
             });
+            let plain = plain.id();
+            let overlaid = overlay_texture(ui.ctx(), id, poster, overlay);
+            let size = display_size(poster);
+            let mut export = None;
             ui.horizontal_top(|ui| {
-                ui.image((tex.id(), tex.size_vec2()));
-                ui.vertical(|ui| prediction_ui(ui, entry.id, prediction));
+                // With an overlay, the poster and its overlay side by side.
+                ui.image((plain, size));
+                if let Some(tex) = overlaid {
+                    ui.image((tex, size));
+                }
+                ui.vertical(|ui| {
+                    prediction_ui(ui, id, prediction, overlay);
+                    ui.add_space(6.0);
+                    export = saliency_ui(ui, id, scheme, poster, overlay);
+                });
             });
+            export
         }
     }
 }
 
-fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction) {
+/// On-screen size of a poster: at most 240×360, small posters scaled up to fill it.
+fn display_size(poster: &RgbImage) -> egui::Vec2 {
+    let (w, h) = (poster.width() as f32, poster.height() as f32);
+    let scale = (240.0 / w).min(360.0 / h);
+    egui::vec2(w * scale, h * scale)
+}
+
+/// The overlay texture, redrawn when its map, mode or opacity changed; `None` when the
+/// overlay is off or not computed yet.
+fn overlay_texture(
+    ctx: &egui::Context,
+    id: usize,
+    poster: &RgbImage,
+    overlay: &mut Overlay,
+) -> Option<egui::TextureId> {
+    if !overlay.show {
+        return None;
+    }
+    let (key, map, _) = overlay.map.as_ref()?;
+    let fresh = overlay
+        .texture
+        .as_ref()
+        .is_some_and(|(_, k, m, o)| k == key && *m == overlay.mode && *o == overlay.opacity);
+    if !fresh {
+        let img = saliency::render_overlay(poster, map, overlay.mode, overlay.opacity);
+        let colour = egui::ColorImage::from_rgba_unmultiplied(
+            [img.width() as usize, img.height() as usize],
+            img.as_raw(),
+        );
+        let handle = ctx.load_texture(
+            format!("overlay-{id}"),
+            colour,
+            egui::TextureOptions::LINEAR,
+        );
+        overlay.texture = Some((handle, *key, overlay.mode, overlay.opacity));
+    }
+    overlay.texture.as_ref().map(|(t, _, _, _)| t.id())
+}
+
+/// Saliency controls; returns PNG bytes to export when asked.
+fn saliency_ui(
+    ui: &mut egui::Ui,
+    id: usize,
+    scheme: &EraScheme,
+    poster: &RgbImage,
+    o: &mut Overlay,
+) -> Option<Vec<u8>> {
+    ui.checkbox(
+        &mut o.show,
+        "Show saliency (which pixels drove the prediction)",
+    );
+    if !o.show {
+        return None;
+    }
+    let before = (o.settings, o.era);
+    ui.horizontal(|ui| {
+        egui::ComboBox::from_id_salt(("method", id))
+            .selected_text(o.settings.method.label())
+            .show_ui(ui, |ui| {
+                for m in SaliencyMethod::ALL {
+                    ui.selectable_value(&mut o.settings.method, m, m.label());
+                }
+            });
+        ui.label("for");
+        egui::ComboBox::from_id_salt(("era", id))
+            .selected_text(scheme.eras.get(o.era).map_or("?", |e| e.name.as_str()))
+            .show_ui(ui, |ui| {
+                for (i, e) in scheme.eras.iter().enumerate() {
+                    ui.selectable_value(&mut o.era, i, &e.name);
+                }
+            });
+    });
+    match o.settings.method {
+        SaliencyMethod::SmoothGrad => {
+            ui.horizontal(|ui| {
+                ui.add(egui::Slider::new(&mut o.settings.samples, 2..=64).text("samples"));
+                ui.add(egui::Slider::new(&mut o.settings.noise, 0.0..=0.5).text("noise"));
+            });
+        }
+        SaliencyMethod::Ig => {
+            ui.add(egui::Slider::new(&mut o.settings.steps, 2..=64).text("steps"));
+        }
+        SaliencyMethod::Occlusion => {
+            ui.add(egui::Slider::new(&mut o.settings.patch, 0.05..=0.5).text("patch size"));
+        }
+        SaliencyMethod::Gradient | SaliencyMethod::GradCam => {}
+    }
+    if (o.settings, o.era) != before {
+        o.error = None;
+    }
+    ui.horizontal(|ui| {
+        for mode in OverlayMode::ALL {
+            ui.radio_value(&mut o.mode, mode, mode.label());
+        }
+        ui.add(egui::Slider::new(&mut o.opacity, 0.0..=1.0).text("opacity"));
+    });
+    let mut export = None;
+    ui.horizontal(|ui| {
+        if o.pending.is_some() {
+            ui.spinner();
+            ui.label(format!("Computing {}…", o.settings.method.label()));
+        } else if let Some(e) = &o.error {
+            ui.colored_label(ui.visuals().error_fg_color, format!("Saliency failed: {e}"));
+        } else if let Some((key, _, ms)) = &o.map {
+            let era = scheme.eras.get(key.era).map_or("?", |e| e.name.as_str());
+            ui.label(format!(
+                "{} for {era} in {ms:.0} ms",
+                key.settings.method.label()
+            ));
+        }
+        if let Some((_, map, _)) = &o.map
+            && ui.button("Export overlay PNG…").clicked()
+        {
+            let img = saliency::render_overlay(poster, map, o.mode, o.opacity);
+            match saliency::encode_overlay_png(&img) {
+                Ok(png) => export = Some(png),
+                Err(e) => o.export_status = Some(format!("Could not encode the PNG: {e}")),
+            }
+        }
+    });
+    if let Some(s) = &o.export_status {
+        ui.small(s);
+    }
+    export
+}
+
+fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Overlay) {
     let (best, prob) = &p.eras[p.best_era];
     ui.heading(format!("{best} ({:.0}%)", 100.0 * prob));
     ui.label(format!(
@@ -309,9 +762,22 @@ fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction) {
         p.year, p.interval.0, p.interval.1
     ));
     ui.add_space(4.0);
-    for (name, prob) in &p.eras {
+    for (i, (name, prob)) in p.eras.iter().enumerate() {
         ui.horizontal(|ui| {
-            ui.add_sized([170.0, 16.0], egui::Label::new(name));
+            // Clicking an era explains that era.
+            let chosen = overlay.show && overlay.era == i;
+            let label = ui.add_sized(
+                [170.0, 16.0],
+                egui::Button::selectable(chosen, name.as_str()),
+            );
+            if label
+                .on_hover_text("Show which pixels point to this era")
+                .clicked()
+            {
+                overlay.era = i;
+                overlay.show = true;
+                overlay.error = None;
+            }
             ui.add(
                 egui::ProgressBar::new(*prob as f32)
                     .desired_width(200.0)

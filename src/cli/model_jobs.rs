@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 
 use crate::catalog::Catalog;
 use crate::eras::EraSchemes;
 use crate::imaging::{self, ImageLimits};
 use crate::model::backend::{self, BackendChoice};
 use crate::model::inference::EraModel;
+use crate::model::saliency::{self, OverlayMode, SaliencyMethod, SaliencySettings};
 use crate::model::training::{self, TrainEvent, TrainOptions};
 use crate::model::{data, metrics};
 use crate::paths::DataDir;
@@ -277,7 +279,7 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         eprintln!("skipped {}: {why}", path.display());
     }
     let probs =
-        training::predict_prepared(&model.net, &prepared, &model.config, &model.device, 128);
+        training::predict_prepared(&model.net, &prepared, &model.config, &model.device, 128)?;
     let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
     let e = metrics::evaluate(&probs, &years, &model.config.bins, scheme);
     if args.common.json {
@@ -300,6 +302,106 @@ pub struct ClassifyArgs {
     /// Model, scheme, backend, output.
     #[command(flatten)]
     pub common: ModelArgs,
+    /// Write a saliency overlay PNG: this file for one image; with several images, a
+    /// folder that receives `<image name>.<method>.png` for each.
+    #[arg(long, value_name = "OUT.png")]
+    pub saliency: Option<PathBuf>,
+    /// Saliency method.
+    #[arg(long, value_enum, default_value_t = SaliencyMethod::GradCam)]
+    pub method: SaliencyMethod,
+    /// Era to explain (a name of the scheme; default: the predicted era).
+    #[arg(long)]
+    pub era: Option<String>,
+    /// How the overlay is drawn.
+    #[arg(long, value_enum, default_value_t = OverlayMode::Heatmap)]
+    pub overlay: OverlayMode,
+    /// Overlay opacity, 0..1.
+    #[arg(long, default_value_t = 0.6)]
+    pub opacity: f32,
+    /// SmoothGrad samples.
+    #[arg(long, default_value_t = 16)]
+    pub samples: usize,
+    /// SmoothGrad noise (share of the input range).
+    #[arg(long, default_value_t = 0.15)]
+    pub noise: f32,
+    /// Integrated Gradients steps.
+    #[arg(long, default_value_t = 16)]
+    pub steps: usize,
+}
+
+impl ClassifyArgs {
+    fn settings(&self) -> SaliencySettings {
+        SaliencySettings {
+            method: self.method,
+            samples: self.samples,
+            noise: self.noise,
+            steps: self.steps,
+            ..SaliencySettings::default()
+        }
+    }
+
+    /// Where the overlay of `image` goes, if one was asked for.
+    fn overlay_path(&self, image: &Path) -> Option<PathBuf> {
+        let out = self.saliency.as_ref()?;
+        if self.images.len() == 1 && !out.is_dir() {
+            return Some(out.clone());
+        }
+        let stem = image
+            .file_stem()
+            .map_or_else(|| "poster".into(), |s| s.to_string_lossy().into_owned());
+        let method = self
+            .method
+            .to_possible_value()
+            .map_or_else(|| "saliency".to_owned(), |v| v.get_name().to_owned());
+        Some(out.join(format!("{stem}.{method}.png")))
+    }
+}
+
+/// Classifies one file and writes its overlay if asked; the JSON record or the error.
+fn classify_one(
+    model: &EraModel,
+    scheme: &crate::eras::EraScheme,
+    args: &ClassifyArgs,
+    path: &Path,
+) -> Result<serde_json::Value> {
+    let decoded = imaging::decode_poster_file(path, &ImageLimits::default())?;
+    let p = model.predict(&decoded.rgb, scheme)?;
+    let mut record = serde_json::json!({
+        "file": path, "format": imaging::format_name(decoded.format),
+        "conversion": decoded.conversion,
+        "width": decoded.rgb.width(), "height": decoded.rgb.height(),
+        "era": p.eras[p.best_era].0, "year": p.year,
+        "interval": [p.interval.0, p.interval.1],
+        "eras": p.eras, "decades": p.decades,
+    });
+    if let Some(out) = args.overlay_path(path) {
+        let era = match &args.era {
+            Some(name) => scheme
+                .eras
+                .iter()
+                .position(|e| e.name.eq_ignore_ascii_case(name))
+                .with_context(|| {
+                    let names: Vec<&str> = scheme.eras.iter().map(|e| e.name.as_str()).collect();
+                    format!(
+                        "no era {name:?} in the {} scheme ({})",
+                        scheme.name,
+                        names.join(", ")
+                    )
+                })?,
+            None => p.best_era,
+        };
+        let started = std::time::Instant::now();
+        let map = saliency::saliency(model, &decoded.rgb, scheme, era, &args.settings())?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let overlay = saliency::render_overlay(&decoded.rgb, &map, args.overlay, args.opacity);
+        let png = saliency::encode_overlay_png(&overlay)?;
+        crate::fsutil::write_atomic(&out, &png)
+            .with_context(|| format!("writing {}", out.display()))?;
+        record["saliency"] = serde_json::json!({
+            "file": out, "method": args.method, "era": scheme.eras[era].name, "ms": ms,
+        });
+    }
+    Ok(record)
 }
 
 /// Runs `classify`; fails (non-zero exit) if any image could not be classified.
@@ -310,33 +412,44 @@ pub fn cmd_classify(data_dir: &DataDir, schemes: &EraSchemes, args: &ClassifyArg
     let mut failures = 0usize;
     let mut results = Vec::new();
     for path in &args.images {
-        match imaging::decode_poster_file(path, &ImageLimits::default()) {
-            Ok(decoded) => {
-                let p = model.predict(&decoded.rgb, scheme);
-                if json {
-                    results.push(serde_json::json!({
-                        "file": path, "era": p.eras[p.best_era].0, "year": p.year,
-                        "interval": [p.interval.0, p.interval.1],
-                        "eras": p.eras, "decades": p.decades,
-                    }));
-                } else {
-                    let (era, prob) = &p.eras[p.best_era];
+        match classify_one(&model, scheme, args, path) {
+            Ok(r) => {
+                if !json {
+                    let prob = r["eras"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|e| e[0] == r["era"]))
+                        .and_then(|e| e[1].as_f64())
+                        .unwrap_or(0.0);
                     println!(
-                        "{}: {era} ({:.0}%), about {:.0} (80% interval {:.0}–{:.0})",
+                        "{}: {} ({:.0}%), about {:.0} (80% interval {:.0}–{:.0})",
                         path.display(),
+                        r["era"].as_str().unwrap_or("?"),
                         100.0 * prob,
-                        p.year,
-                        p.interval.0,
-                        p.interval.1
+                        r["year"].as_f64().unwrap_or(0.0),
+                        r["interval"][0].as_f64().unwrap_or(0.0),
+                        r["interval"][1].as_f64().unwrap_or(0.0),
                     );
+                    if let Some(note) = r["conversion"].as_str() {
+                        println!("  note: {note}");
+                    }
+                    if let Some(s) = r.get("saliency") {
+                        println!(
+                            "  saliency ({}, {}): {} in {:.0} ms",
+                            s["method"].as_str().unwrap_or("?"),
+                            s["era"].as_str().unwrap_or("?"),
+                            s["file"].as_str().unwrap_or("?"),
+                            s["ms"].as_f64().unwrap_or(0.0)
+                        );
+                    }
                 }
+                results.push(r);
             }
             Err(e) => {
                 failures += 1;
                 if json {
-                    results.push(serde_json::json!({"file": path, "error": e.to_string()}));
+                    results.push(serde_json::json!({"file": path, "error": format!("{e:#}")}));
                 } else {
-                    eprintln!("{}: {e}", path.display());
+                    eprintln!("{}: {e:#}", path.display());
                 }
             }
         }

@@ -109,15 +109,21 @@ impl EraModel {
     }
 
     /// Bin probabilities for a batch of input tensors `[n, 3, h, w]`.
-    pub fn probs(&self, images: Tensor<4>) -> Vec<Vec<f32>> {
+    pub fn probs(&self, images: Tensor<4>) -> Result<Vec<Vec<f32>>> {
         let [n, _, _, _] = images.dims();
         let p = softmax(self.net.forward(images), 1);
-        let flat: Vec<f32> = p.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let flat: Vec<f32> = p
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| ModelError::Inference(format!("reading probabilities: {e:?}")))?;
         let k = self.config.bins.count;
         if flat.len() != n * k {
-            return vec![vec![1.0 / k as f32; k]; n];
+            return Err(ModelError::Inference(format!(
+                "the network gave {} outputs for {n} posters × {k} bins",
+                flat.len()
+            )));
         }
-        flat.chunks(k).map(<[f32]>::to_vec).collect()
+        Ok(flat.chunks(k).map(<[f32]>::to_vec).collect())
     }
 
     /// Turns bin probabilities into a prediction for `scheme`.
@@ -148,9 +154,13 @@ impl EraModel {
     }
 
     /// Predicts one poster.
-    pub fn predict(&self, rgb: &RgbImage, scheme: &EraScheme) -> Prediction {
+    pub fn predict(&self, rgb: &RgbImage, scheme: &EraScheme) -> Result<Prediction> {
         let x = self.input_tensor(rgb, &self.device);
-        let probs = self.probs(x).into_iter().next().unwrap_or_default();
-        self.describe(probs, scheme)
+        let probs = self
+            .probs(x)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ModelError::Inference("no output for the poster".into()))?;
+        Ok(self.describe(probs, scheme))
     }
 }

@@ -6,13 +6,15 @@
 //! Split by concern, as in Burn's examples: [`network`] (the CNN), [`data`] (catalog →
 //! tensors, split, sampling, augmentation, normalisation), [`training`] (the loop,
 //! checkpoints, resume, cancel), [`inference`] (loading and predicting), [`metrics`]
-//! (evaluation), [`backend`] (GPU or CPU at run time).
+//! (evaluation), [`backend`] (GPU or CPU at run time), [`saliency`] (which pixels drove a
+//! prediction).
 
 pub mod backend;
 pub mod data;
 pub mod inference;
 pub mod metrics;
 pub mod network;
+pub mod saliency;
 pub mod training;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +60,9 @@ pub enum ModelError {
     /// The requested backend is not available.
     #[error("{0}")]
     Backend(String),
+    /// A forward or backward pass gave something unusable.
+    #[error("model inference failed: {0}")]
+    Inference(String),
 }
 
 /// Result alias.

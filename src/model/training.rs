@@ -192,7 +192,7 @@ pub fn predict_prepared(
     config: &ModelConfig,
     device: &Device,
     batch: usize,
-) -> Vec<Vec<f32>> {
+) -> Result<Vec<Vec<f32>>> {
     let model = EraModel {
         net: net.valid(),
         config: config.clone(),
@@ -210,9 +210,9 @@ pub fn predict_prepared(
             4.0,
             device,
         );
-        out.extend(model.probs(b.images));
+        out.extend(model.probs(b.images)?);
     }
-    out
+    Ok(out)
 }
 
 /// Prepared training and validation data.
@@ -296,6 +296,8 @@ pub fn train(
     let optim_config =
         AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(opts.weight_decay)));
     let mut optim = optim_config.init();
+    // Seeded so that a rerun with the same seed starts from the same weights.
+    device.seed(opts.seed);
     let mut net = EraNet::new(&opts.network, &device);
     if resume && let Some((epoch, dir)) = latest_checkpoint(out) {
         let text = std::fs::read_to_string(dir.join(STATE_FILE)).map_err(io_err(&dir))?;
@@ -383,7 +385,7 @@ pub fn train(
             break;
         }
         let train_secs = started.elapsed().as_secs_f64();
-        let probs = predict_prepared(&net, &data.val, &config, &chosen.device, 128);
+        let probs = predict_prepared(&net, &data.val, &config, &chosen.device, 128)?;
         let years: Vec<i32> = data.val.iter().map(|p| p.year).collect();
         let validation = metrics::evaluate(&probs, &years, &opts.bins, &scheme);
         let report = EpochReport {

@@ -1,0 +1,799 @@
+//! Exploring the catalog, shared by the Gallery and Compare tabs (and testable without a
+//! window): filters and sorting, reproducible samples, per-year and per-era poster
+//! statistics, average posters, palettes, a 2-D projection of model features and
+//! contact sheets.
+
+use std::collections::{BTreeSet, HashMap};
+
+use image::{Rgb, RgbImage};
+
+use crate::catalog::{MovieRow, PosterStatus};
+use crate::eras::EraScheme;
+use crate::imaging::HUE_BINS;
+
+/// What the gallery shows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Filter {
+    /// Only this era (index into the scheme's eras).
+    pub era: Option<usize>,
+    /// Only this decade (its first year).
+    pub decade: Option<i32>,
+    /// Only years in this inclusive range.
+    pub years: Option<(i32, i32)>,
+    /// Only movies with this genre.
+    pub genre: Option<String>,
+    /// Title contains this (case-insensitive).
+    pub title: String,
+    /// Only posters with this status.
+    pub status: Option<PosterStatus>,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Self {
+            era: None,
+            decade: None,
+            years: None,
+            genre: None,
+            title: String::new(),
+            status: Some(PosterStatus::Ok),
+        }
+    }
+}
+
+/// Gallery order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum SortKey {
+    /// Release year, then title.
+    #[default]
+    Year,
+    /// Title.
+    Title,
+    /// TMDB popularity.
+    Popularity,
+    /// |predicted year − release year| (movies without a prediction last).
+    Error,
+}
+
+impl SortKey {
+    /// All keys, in menu order.
+    pub const ALL: [Self; 4] = [Self::Year, Self::Title, Self::Popularity, Self::Error];
+
+    /// Name shown to users.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Year => "Year",
+            Self::Title => "Title",
+            Self::Popularity => "Popularity",
+            Self::Error => "Prediction error",
+        }
+    }
+}
+
+/// The catalog prepared for exploring: rows plus what the filters offer.
+#[derive(Debug, Clone, Default)]
+pub struct Explorer {
+    /// Movies, as the catalog lists them.
+    pub rows: Vec<MovieRow>,
+    /// Lower-cased titles, for search.
+    titles_lower: Vec<String>,
+    /// Every genre present, sorted.
+    pub genres: Vec<String>,
+    /// Smallest and largest year present.
+    pub year_range: Option<(i32, i32)>,
+}
+
+impl Explorer {
+    /// Prepares `rows`.
+    pub fn new(rows: Vec<MovieRow>) -> Self {
+        let titles_lower = rows.iter().map(|r| r.title.to_lowercase()).collect();
+        let mut genres = BTreeSet::new();
+        for r in &rows {
+            for g in r.genres.split(',') {
+                let g = g.trim();
+                if !g.is_empty() {
+                    genres.insert(g.to_owned());
+                }
+            }
+        }
+        let years = rows.iter().filter_map(|r| r.year);
+        let year_range = years
+            .clone()
+            .min()
+            .zip(rows.iter().filter_map(|r| r.year).max());
+        Self {
+            rows,
+            titles_lower,
+            genres: genres.into_iter().collect(),
+            year_range,
+        }
+    }
+
+    /// Indices of the rows `filter` keeps, in `sort` order. `errors` holds the
+    /// prediction error per movie id, for [`SortKey::Error`].
+    pub fn select(
+        &self,
+        scheme: &EraScheme,
+        filter: &Filter,
+        sort: SortKey,
+        descending: bool,
+        errors: &HashMap<i64, f32>,
+    ) -> Vec<usize> {
+        let title = filter.title.trim().to_lowercase();
+        let mut out: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| {
+                let r = &self.rows[i];
+                if filter.status.is_some() && r.status != filter.status {
+                    return false;
+                }
+                if !title.is_empty() && !self.titles_lower[i].contains(&title) {
+                    return false;
+                }
+                if let Some(g) = &filter.genre
+                    && !r.genres.split(',').any(|x| x.trim() == g)
+                {
+                    return false;
+                }
+                let needs_year =
+                    filter.era.is_some() || filter.decade.is_some() || filter.years.is_some();
+                match r.year {
+                    None => !needs_year,
+                    Some(y) => {
+                        filter.era.is_none_or(|e| scheme.era_index(y) == e)
+                            && filter.decade.is_none_or(|d| y.div_euclid(10) * 10 == d)
+                            && filter.years.is_none_or(|(a, b)| (a..=b).contains(&y))
+                    }
+                }
+            })
+            .collect();
+        let rows = &self.rows;
+        match sort {
+            SortKey::Year => out.sort_by(|&a, &b| {
+                rows[a]
+                    .year
+                    .cmp(&rows[b].year)
+                    .then_with(|| rows[a].title.cmp(&rows[b].title))
+            }),
+            SortKey::Title => out.sort_by(|&a, &b| {
+                self.titles_lower[a]
+                    .cmp(&self.titles_lower[b])
+                    .then(rows[a].year.cmp(&rows[b].year))
+            }),
+            SortKey::Popularity => out.sort_by(|&a, &b| {
+                rows[a]
+                    .popularity
+                    .unwrap_or(0.0)
+                    .total_cmp(&rows[b].popularity.unwrap_or(0.0))
+            }),
+            SortKey::Error => out.sort_by(|&a, &b| {
+                let ea = errors.get(&rows[a].id).copied().unwrap_or(-1.0);
+                let eb = errors.get(&rows[b].id).copied().unwrap_or(-1.0);
+                ea.total_cmp(&eb)
+            }),
+        }
+        if descending {
+            out.reverse();
+        }
+        out
+    }
+
+    /// Indices of the posters (status ok) of era `era` of `scheme`.
+    pub fn era_members(&self, scheme: &EraScheme, era: usize) -> Vec<usize> {
+        (0..self.rows.len())
+            .filter(|&i| {
+                let r = &self.rows[i];
+                r.status == Some(PosterStatus::Ok)
+                    && r.year.is_some_and(|y| scheme.era_index(y) == era)
+            })
+            .collect()
+    }
+
+    /// Indices of the posters (status ok) released in `year`.
+    pub fn year_members(&self, year: i32) -> Vec<usize> {
+        (0..self.rows.len())
+            .filter(|&i| {
+                self.rows[i].status == Some(PosterStatus::Ok) && self.rows[i].year == Some(year)
+            })
+            .collect()
+    }
+}
+
+/// Deterministic 64-bit mix of a movie id and a seed.
+fn id_hash(id: i64, seed: u64) -> u64 {
+    let mut h = (id as u64) ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// A reproducible sample of `n` of `indices`: the same catalog and seed always give the
+/// same posters, in year order, and adding movies changes the sample only where a new
+/// one ranks in.
+pub fn sample(rows: &[MovieRow], indices: &[usize], n: usize, seed: u64) -> Vec<usize> {
+    let mut ranked: Vec<(u64, usize)> = indices
+        .iter()
+        .map(|&i| (id_hash(rows[i].id, seed), i))
+        .collect();
+    ranked.sort_unstable();
+    let mut picked: Vec<usize> = ranked.into_iter().take(n).map(|(_, i)| i).collect();
+    picked.sort_by_key(|&i| (rows[i].year, rows[i].id));
+    picked
+}
+
+/// Mean poster statistics of one release year.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct YearStats {
+    /// The year.
+    pub year: i32,
+    /// Posters with statistics.
+    pub count: usize,
+    /// Mean brightness (0..1).
+    pub brightness: f32,
+    /// Mean share of dark pixels.
+    pub dark_share: f32,
+    /// Mean saturation.
+    pub saturation: f32,
+    /// Mean colourfulness (Hasler–Süsstrunk).
+    pub colourfulness: f32,
+    /// Share of near-greyscale posters.
+    pub grey_share: f32,
+    /// Mean share of warm hues among chromatic pixels.
+    pub warm_share: f32,
+    /// Mean share of cool hues among chromatic pixels.
+    pub cool_share: f32,
+}
+
+/// Per-year means over the posters that have colour statistics, in year order.
+pub fn year_stats(rows: &[MovieRow]) -> Vec<YearStats> {
+    let mut by_year: std::collections::BTreeMap<i32, YearStats> = Default::default();
+    for r in rows {
+        let (Some(year), Some(s)) = (r.year, &r.stats) else {
+            continue;
+        };
+        let e = by_year.entry(year).or_insert(YearStats {
+            year,
+            ..YearStats::default()
+        });
+        e.count += 1;
+        e.brightness += s.brightness;
+        e.dark_share += s.dark_share;
+        e.saturation += s.saturation;
+        e.colourfulness += s.colourfulness;
+        e.grey_share += f32::from(u8::from(s.is_near_greyscale()));
+        e.warm_share += s.warm_share();
+        e.cool_share += s.cool_share();
+    }
+    by_year
+        .into_values()
+        .map(|mut e| {
+            let n = e.count.max(1) as f32;
+            e.brightness /= n;
+            e.dark_share /= n;
+            e.saturation /= n;
+            e.colourfulness /= n;
+            e.grey_share /= n;
+            e.warm_share /= n;
+            e.cool_share /= n;
+            e
+        })
+        .collect()
+}
+
+/// Mean hue histogram (chromatic pixels, 30° bins from red) of the posters at `indices`.
+pub fn hue_histogram(rows: &[MovieRow], indices: &[usize]) -> [f32; HUE_BINS] {
+    let mut out = [0f32; HUE_BINS];
+    let mut n = 0usize;
+    for &i in indices {
+        if let Some(s) = &rows[i].stats {
+            for (o, v) in out.iter_mut().zip(s.hue_hist) {
+                *o += v;
+            }
+            n += 1;
+        }
+    }
+    if n > 0 {
+        for o in &mut out {
+            *o /= n as f32;
+        }
+    }
+    out
+}
+
+/// Running pixel mean of posters resized to a fixed size: the "average poster".
+#[derive(Debug, Clone)]
+pub struct AveragePoster {
+    width: u32,
+    height: u32,
+    sums: Vec<u64>,
+    count: u64,
+}
+
+impl AveragePoster {
+    /// An empty average of `width × height`.
+    pub fn new(width: u32, height: u32) -> Self {
+        Self {
+            width,
+            height,
+            sums: vec![0; width as usize * height as usize * 3],
+            count: 0,
+        }
+    }
+
+    /// Adds a poster (resized to the average's size).
+    pub fn add(&mut self, poster: &RgbImage) {
+        let img = if poster.dimensions() == (self.width, self.height) {
+            poster.clone()
+        } else {
+            crate::imaging::area_resize(poster, self.width, self.height)
+        };
+        for (s, &v) in self.sums.iter_mut().zip(img.as_raw()) {
+            *s += u64::from(v);
+        }
+        self.count += 1;
+    }
+
+    /// Merges another average of the same size.
+    pub fn merge(&mut self, other: &Self) {
+        if (other.width, other.height) == (self.width, self.height) {
+            for (a, b) in self.sums.iter_mut().zip(&other.sums) {
+                *a += b;
+            }
+            self.count += other.count;
+        }
+    }
+
+    /// Posters added.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The mean image (black when empty).
+    pub fn image(&self) -> RgbImage {
+        let n = self.count.max(1);
+        let px: Vec<u8> = self
+            .sums
+            .iter()
+            .map(|&s| ((s + n / 2) / n).min(255) as u8)
+            .collect();
+        RgbImage::from_raw(self.width, self.height, px)
+            .unwrap_or_else(|| RgbImage::new(self.width, self.height))
+    }
+}
+
+/// The `k` dominant colours of `pixels` (k-means, deterministic start at luminance
+/// quantiles), with their shares, most common first.
+pub fn palette(pixels: &[[u8; 3]], k: usize) -> Vec<([u8; 3], f32)> {
+    if pixels.is_empty() || k == 0 {
+        return Vec::new();
+    }
+    let lum = |p: &[f32; 3]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+    let mut pts: Vec<[f32; 3]> = pixels
+        .iter()
+        .map(|p| [f32::from(p[0]), f32::from(p[1]), f32::from(p[2])])
+        .collect();
+    pts.sort_by(|a, b| lum(a).total_cmp(&lum(b)));
+    let k = k.min(pts.len());
+    let mut centres: Vec<[f32; 3]> = (0..k)
+        .map(|i| pts[(2 * i + 1) * pts.len() / (2 * k)])
+        .collect();
+    let mut assign = vec![0usize; pts.len()];
+    for _ in 0..12 {
+        for (a, p) in assign.iter_mut().zip(&pts) {
+            *a = nearest(&centres, p);
+        }
+        let mut sums = vec![[0f32; 4]; k];
+        for (&a, p) in assign.iter().zip(&pts) {
+            for c in 0..3 {
+                sums[a][c] += p[c];
+            }
+            sums[a][3] += 1.0;
+        }
+        for (c, s) in centres.iter_mut().zip(&sums) {
+            if s[3] > 0.0 {
+                *c = [s[0] / s[3], s[1] / s[3], s[2] / s[3]];
+            }
+        }
+    }
+    let mut counts = vec![0usize; k];
+    for p in &pts {
+        counts[nearest(&centres, p)] += 1;
+    }
+    let mut out: Vec<([u8; 3], f32)> = centres
+        .iter()
+        .zip(&counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, &n)| {
+            (
+                [c[0].round() as u8, c[1].round() as u8, c[2].round() as u8],
+                n as f32 / pts.len() as f32,
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
+fn nearest(centres: &[[f32; 3]], p: &[f32; 3]) -> usize {
+    centres
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let d: f32 = (0..3).map(|j| (c[j] - p[j]) * (c[j] - p[j])).sum();
+            (i, d)
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Every `step`-th pixel of `img`, for palettes.
+pub fn pixel_sample(img: &RgbImage, step: usize) -> Vec<[u8; 3]> {
+    img.pixels().step_by(step.max(1)).map(|p| p.0).collect()
+}
+
+/// Projects feature vectors (rows of `dim` values) onto their two principal components
+/// (power iteration on the covariance, deterministic start). Returns one `[x, y]` per
+/// vector.
+pub fn pca_2d(features: &[f32], dim: usize) -> Vec<[f32; 2]> {
+    if dim == 0 || features.len() < dim {
+        return Vec::new();
+    }
+    let n = features.len() / dim;
+    let mut mean = vec![0f64; dim];
+    for row in features.chunks(dim) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += f64::from(v) / n as f64;
+        }
+    }
+    let mut cov = vec![0f64; dim * dim];
+    for row in features.chunks(dim) {
+        let c: Vec<f64> = row.iter().zip(&mean).map(|(&v, m)| f64::from(v) - m).collect();
+        for i in 0..dim {
+            for j in i..dim {
+                cov[i * dim + j] += c[i] * c[j];
+            }
+        }
+    }
+    for i in 0..dim {
+        for j in 0..i {
+            cov[i * dim + j] = cov[j * dim + i];
+        }
+    }
+    let mut axes: Vec<Vec<f64>> = Vec::new();
+    for a in 0..2 {
+        let mut v: Vec<f64> = (0..dim).map(|i| 1.0 + ((i * 7 + a * 3) % 5) as f64).collect();
+        for _ in 0..200 {
+            let mut w = vec![0f64; dim];
+            for i in 0..dim {
+                w[i] = (0..dim).map(|j| cov[i * dim + j] * v[j]).sum();
+            }
+            for prev in &axes {
+                let d: f64 = w.iter().zip(prev).map(|(x, y)| x * y).sum();
+                for (x, y) in w.iter_mut().zip(prev) {
+                    *x -= d * y;
+                }
+            }
+            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm < 1e-12 {
+                break;
+            }
+            v = w.into_iter().map(|x| x / norm).collect();
+        }
+        axes.push(v);
+    }
+    features
+        .chunks(dim)
+        .map(|row| {
+            let mut out = [0f32; 2];
+            for (o, axis) in out.iter_mut().zip(&axes) {
+                *o = row
+                    .iter()
+                    .zip(&mean)
+                    .zip(axis)
+                    .map(|((&v, m), a)| (f64::from(v) - m) * a)
+                    .sum::<f64>() as f32;
+            }
+            out
+        })
+        .collect()
+}
+
+/// A distinct colour for era `i` (for plots and contact-sheet headers).
+pub fn era_colour(i: usize) -> [u8; 3] {
+    const COLOURS: [[u8; 3]; 10] = [
+        [230, 159, 0],
+        [86, 180, 233],
+        [0, 158, 115],
+        [240, 228, 66],
+        [0, 114, 178],
+        [213, 94, 0],
+        [204, 121, 167],
+        [170, 170, 170],
+        [140, 86, 75],
+        [23, 190, 207],
+    ];
+    COLOURS[i % COLOURS.len()]
+}
+
+/// One column of a contact sheet.
+#[derive(Debug, Clone)]
+pub struct SheetColumn {
+    /// Header colour (the era's colour).
+    pub colour: [u8; 3],
+    /// The average poster, if computed.
+    pub average: Option<RgbImage>,
+    /// Palette colours with shares.
+    pub palette: Vec<([u8; 3], f32)>,
+    /// Thumbnails of the sampled posters.
+    pub thumbs: Vec<RgbImage>,
+}
+
+/// Composes columns side by side: a colour band, the average poster, the palette as a
+/// proportional strip, then the sampled thumbnails in a grid of `per_row`.
+pub fn contact_sheet(columns: &[SheetColumn], cell: (u32, u32), per_row: u32) -> RgbImage {
+    let (cw, ch) = cell;
+    let per_row = per_row.max(1);
+    let gap = 6u32;
+    let col_w = per_row * cw + (per_row - 1) * gap;
+    let rows_of = |c: &SheetColumn| (c.thumbs.len() as u32).div_ceil(per_row);
+    let avg_h = ch * 2;
+    let max_rows = columns.iter().map(rows_of).max().unwrap_or(0);
+    let height = 12 + gap + avg_h + gap + 16 + gap + max_rows * (ch + gap) + gap;
+    let width = columns.len() as u32 * (col_w + 2 * gap) + gap;
+    let mut sheet = RgbImage::from_pixel(width.max(1), height.max(1), Rgb([24, 24, 24]));
+    for (i, col) in columns.iter().enumerate() {
+        let x0 = gap + i as u32 * (col_w + 2 * gap);
+        fill(&mut sheet, x0, 0, col_w, 12, col.colour);
+        let mut y = 12 + gap;
+        if let Some(avg) = &col.average {
+            let aw = (avg_h * 2 / 3).min(col_w);
+            let img = crate::imaging::area_resize(avg, aw, avg_h);
+            blit(&mut sheet, &img, x0 + (col_w - aw) / 2, y);
+        }
+        y += avg_h + gap;
+        let mut px = x0;
+        for (c, share) in &col.palette {
+            let w = ((*share * col_w as f32).round() as u32).min(x0 + col_w - px);
+            fill(&mut sheet, px, y, w, 16, *c);
+            px += w;
+        }
+        y += 16 + gap;
+        for (j, t) in col.thumbs.iter().enumerate() {
+            let (r, c) = (j as u32 / per_row, j as u32 % per_row);
+            let img = if t.dimensions() == (cw, ch) {
+                t.clone()
+            } else {
+                image::imageops::resize(t, cw, ch, image::imageops::FilterType::Triangle)
+            };
+            blit(&mut sheet, &img, x0 + c * (cw + gap), y + r * (ch + gap));
+        }
+    }
+    sheet
+}
+
+fn fill(img: &mut RgbImage, x0: u32, y0: u32, w: u32, h: u32, c: [u8; 3]) {
+    for y in y0..(y0 + h).min(img.height()) {
+        for x in x0..(x0 + w).min(img.width()) {
+            img.put_pixel(x, y, Rgb(c));
+        }
+    }
+}
+
+fn blit(dst: &mut RgbImage, src: &RgbImage, x0: u32, y0: u32) {
+    for (x, y, p) in src.enumerate_pixels() {
+        if x0 + x < dst.width() && y0 + y < dst.height() {
+            dst.put_pixel(x0 + x, y0 + y, *p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eras::EraSchemes;
+    use crate::imaging::ColourStats;
+
+    fn row(id: i64, title: &str, year: Option<i32>, genres: &str, pop: f64) -> MovieRow {
+        MovieRow {
+            id,
+            tmdb_id: None,
+            title: title.into(),
+            year,
+            genres: genres.into(),
+            popularity: Some(pop),
+            poster_id: Some(id),
+            poster_file: None,
+            poster_sha256: None,
+            status: Some(PosterStatus::Ok),
+            reason: None,
+            stats: None,
+        }
+    }
+
+    fn explorer() -> Explorer {
+        let mut rows = vec![
+            row(1, "Casablanca", Some(1942), "Drama, Romance", 30.0),
+            row(2, "Jaws", Some(1975), "Thriller", 50.0),
+            row(3, "Star Wars", Some(1977), "Adventure, Science Fiction", 90.0),
+            row(4, "The Avengers", Some(2012), "Action, Science Fiction", 99.0),
+            row(5, "Undated", None, "Drama", 1.0),
+        ];
+        rows[1].status = Some(PosterStatus::Failed);
+        Explorer::new(rows)
+    }
+
+    fn titles(e: &Explorer, idx: &[usize]) -> Vec<String> {
+        idx.iter().map(|&i| e.rows[i].title.clone()).collect()
+    }
+
+    #[test]
+    fn filters_combine_and_sorts_order() {
+        let e = explorer();
+        let schemes = EraSchemes::builtin();
+        let h = schemes.get("hollywood").unwrap_or_else(|e| panic!("{e}"));
+        let none = HashMap::new();
+        let all = Filter {
+            status: None,
+            ..Filter::default()
+        };
+        assert_eq!(e.select(h, &all, SortKey::Year, false, &none).len(), 5);
+        // Default: posters that are ok only.
+        let ok = e.select(h, &Filter::default(), SortKey::Year, false, &none);
+        assert_eq!(
+            titles(&e, &ok),
+            ["Undated", "Casablanca", "Star Wars", "The Avengers"]
+        );
+        let f = Filter {
+            era: Some(h.era_index(1977)),
+            ..Filter::default()
+        };
+        assert_eq!(
+            titles(&e, &e.select(h, &f, SortKey::Year, false, &none)),
+            ["Star Wars"]
+        );
+        let f = Filter {
+            genre: Some("Science Fiction".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            titles(&e, &e.select(h, &f, SortKey::Popularity, true, &none)),
+            ["The Avengers", "Star Wars"]
+        );
+        let f = Filter {
+            title: "  CASA ".into(),
+            ..Filter::default()
+        };
+        assert_eq!(
+            titles(&e, &e.select(h, &f, SortKey::Title, false, &none)),
+            ["Casablanca"]
+        );
+        let f = Filter {
+            decade: Some(1970),
+            status: None,
+            ..Filter::default()
+        };
+        assert_eq!(
+            titles(&e, &e.select(h, &f, SortKey::Year, true, &none)),
+            ["Star Wars", "Jaws"]
+        );
+        let f = Filter {
+            years: Some((1940, 1980)),
+            ..Filter::default()
+        };
+        assert_eq!(e.select(h, &f, SortKey::Year, false, &none).len(), 2);
+        let errors: HashMap<i64, f32> = [(1, 30.0), (3, 2.0), (4, 10.0)].into_iter().collect();
+        let by_err = e.select(h, &Filter::default(), SortKey::Error, true, &errors);
+        assert_eq!(
+            titles(&e, &by_err),
+            ["Casablanca", "The Avengers", "Star Wars", "Undated"]
+        );
+        assert_eq!(
+            e.genres,
+            [
+                "Action",
+                "Adventure",
+                "Drama",
+                "Romance",
+                "Science Fiction",
+                "Thriller"
+            ]
+        );
+        assert_eq!(e.year_range, Some((1942, 2012)));
+    }
+
+    #[test]
+    fn samples_are_reproducible_and_stable() {
+        let rows: Vec<MovieRow> = (0..200)
+            .map(|i| row(i, &format!("m{i}"), Some(1950 + (i % 50) as i32), "", 0.0))
+            .collect();
+        let idx: Vec<usize> = (0..200).collect();
+        let a = sample(&rows, &idx, 12, 7);
+        assert_eq!(a.len(), 12);
+        assert_eq!(a, sample(&rows, &idx, 12, 7));
+        assert_ne!(a, sample(&rows, &idx, 12, 8));
+        // Fewer candidates than asked: all of them.
+        assert_eq!(sample(&rows, &idx[..5], 12, 7).len(), 5);
+        // Year order.
+        assert!(a.windows(2).all(|w| rows[w[0]].year <= rows[w[1]].year));
+    }
+
+    #[test]
+    fn year_stats_average_per_year() {
+        let stats = |b: f32, grey: bool| ColourStats {
+            brightness: b,
+            dark_share: 0.5,
+            saturation: if grey { 0.0 } else { 0.5 },
+            colourfulness: 10.0,
+            hue_hist: [1.0 / HUE_BINS as f32; HUE_BINS],
+            chromatic_share: if grey { 0.0 } else { 0.5 },
+        };
+        let mut rows = vec![
+            row(1, "a", Some(1950), "", 0.0),
+            row(2, "b", Some(1950), "", 0.0),
+            row(3, "c", Some(2000), "", 0.0),
+        ];
+        rows[0].stats = Some(stats(0.2, true));
+        rows[1].stats = Some(stats(0.4, false));
+        rows[2].stats = Some(stats(0.9, false));
+        let ys = year_stats(&rows);
+        assert_eq!(ys.len(), 2);
+        assert_eq!((ys[0].year, ys[0].count), (1950, 2));
+        assert!((ys[0].brightness - 0.3).abs() < 1e-6);
+        assert!((ys[0].grey_share - 0.5).abs() < 1e-6);
+        assert!((ys[1].brightness - 0.9).abs() < 1e-6);
+        let h = hue_histogram(&rows, &[0, 1, 2]);
+        assert!((h.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn average_poster_and_palette() {
+        let mut avg = AveragePoster::new(4, 6);
+        avg.add(&RgbImage::from_pixel(8, 12, Rgb([200, 0, 0])));
+        avg.add(&RgbImage::from_pixel(4, 6, Rgb([0, 0, 100])));
+        let img = avg.image();
+        assert_eq!(img.dimensions(), (4, 6));
+        assert_eq!(img.get_pixel(2, 3).0, [100, 0, 50]);
+        let mut px = vec![[250, 10, 10]; 300];
+        px.extend(vec![[10, 10, 250]; 100]);
+        let p = palette(&px, 2);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].0, [250, 10, 10]);
+        assert!((p[0].1 - 0.75).abs() < 1e-6);
+        assert_eq!(p[1].0, [10, 10, 250]);
+    }
+
+    #[test]
+    fn pca_finds_the_spread_axis() {
+        // Points along (1, 1, 0) with small noise on the third axis.
+        let mut f = Vec::new();
+        for i in 0..50 {
+            let t = i as f32 - 25.0;
+            f.extend([t, t, ((i * 7) % 3) as f32 * 0.01]);
+        }
+        let p = pca_2d(&f, 3);
+        assert_eq!(p.len(), 50);
+        // The first coordinate is monotone along the line and spans about 2·25·√2.
+        let xs: Vec<f32> = p.iter().map(|q| q[0]).collect();
+        let span = xs.iter().copied().fold(f32::MIN, f32::max)
+            - xs.iter().copied().fold(f32::MAX, f32::min);
+        assert!((span - 49.0 * 2f32.sqrt()).abs() < 0.5, "{span}");
+        assert!(p.iter().all(|q| q[1].abs() < 0.1));
+    }
+
+    #[test]
+    fn contact_sheet_lays_out_columns() {
+        let col = |c: [u8; 3], n: usize| SheetColumn {
+            colour: c,
+            average: Some(RgbImage::from_pixel(10, 15, Rgb(c))),
+            palette: vec![(c, 1.0)],
+            thumbs: vec![RgbImage::from_pixel(20, 30, Rgb(c)); n],
+        };
+        let sheet = contact_sheet(&[col([255, 0, 0], 5), col([0, 0, 255], 2)], (20, 30), 3);
+        // Two columns of 3 cells (20 px) with 6 px gaps, plus margins.
+        assert_eq!(sheet.width(), 2 * (3 * 20 + 2 * 6 + 12) + 6);
+        assert_eq!(sheet.get_pixel(6, 0).0, [255, 0, 0]);
+        let second_x = 6 + (3 * 20 + 2 * 6 + 12);
+        assert_eq!(sheet.get_pixel(second_x, 0).0, [0, 0, 255]);
+    }
+}

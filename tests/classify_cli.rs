@@ -1,0 +1,152 @@
+//! `classify` through the real binary with the shipped model: bad files give a reason and
+//! a non-zero exit, unusual but valid ones are converted and classified, and saliency
+//! overlays are written as PNGs of the poster's size.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_movie-eras");
+
+fn classify(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("classify")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn each_bad_file_fails_with_its_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for (file, reason) in common::bad_inputs(&tmp.path().join("bad")) {
+        let o = classify(&data, &[file.to_str().unwrap()]);
+        let out = text(&o);
+        assert!(
+            !o.status.success(),
+            "{} was accepted: {out}",
+            file.display()
+        );
+        assert!(
+            out.contains(reason),
+            "{}: expected {reason:?} in {out}",
+            file.display()
+        );
+        assert!(!out.contains("panicked"), "{out}");
+    }
+    // Several files at once: the good one is classified, the run still fails, and the
+    // JSON names each bad file with its error.
+    let good = tmp.path().join("good.jpg");
+    common::write_jpeg(&good, &common::poster(1, 154, 231));
+    let empty = tmp.path().join("bad/empty.jpg");
+    let o = classify(
+        &data,
+        &["--json", good.to_str().unwrap(), empty.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v[0]["era"].is_string(), "{v}");
+    assert!(
+        v[1]["error"].as_str().unwrap().contains("empty file"),
+        "{v}"
+    );
+}
+
+#[test]
+fn unusual_valid_posters_are_converted_and_classified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for (file, note) in common::unusual_inputs(&tmp.path().join("odd")) {
+        let o = classify(&data, &["--json", file.to_str().unwrap()]);
+        let out = text(&o);
+        assert!(o.status.success(), "{}: {out}", file.display());
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v[0]["era"].is_string(), "{v}");
+        assert!(
+            v[0]["conversion"].as_str().unwrap_or("").contains(note),
+            "{}: expected {note:?} in {v}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn saliency_overlays_are_written_at_the_posters_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let a = tmp.path().join("a.jpg");
+    let b = tmp.path().join("b.png");
+    common::write_jpeg(&a, &common::poster(7, 154, 231));
+    common::poster(8, 185, 278).save(&b).unwrap();
+    for method in ["gradient", "smoothgrad", "gradcam", "ig", "occlusion"] {
+        let out = tmp.path().join(format!("{method}.png"));
+        let o = classify(
+            &data,
+            &[
+                a.to_str().unwrap(),
+                "--saliency",
+                out.to_str().unwrap(),
+                "--method",
+                method,
+                "--overlay",
+                "blend",
+            ],
+        );
+        assert!(o.status.success(), "{method}: {}", text(&o));
+        let img = image::open(&out).unwrap();
+        assert_eq!((img.width(), img.height()), (154, 231), "{method}");
+        assert!(text(&o).contains("saliency ("), "{}", text(&o));
+    }
+    // Several images: a folder of `<name>.<method>.png`, for a chosen era.
+    let dir = tmp.path().join("overlays");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = classify(
+        &data,
+        &[
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--saliency",
+            dir.to_str().unwrap(),
+            "--method",
+            "gradcam",
+            "--scheme",
+            "decades",
+            "--era",
+            "1950s",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[1]["saliency"]["era"], "1950s", "{v}");
+    let b_overlay = image::open(dir.join("b.gradcam.png")).unwrap();
+    assert_eq!((b_overlay.width(), b_overlay.height()), (185, 278));
+    assert!(dir.join("a.gradcam.png").is_file());
+    // An era the scheme does not have is a clear error.
+    let o = classify(
+        &data,
+        &[
+            a.to_str().unwrap(),
+            "--saliency",
+            dir.to_str().unwrap(),
+            "--era",
+            "Jurassic",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no era \"Jurassic\""), "{}", text(&o));
+}
