@@ -1,8 +1,12 @@
 //! The desktop app: tabs over the shared domain core. Long work runs on worker threads
 //! that report over channels and wake the UI with `request_repaint`.
 
+pub mod analysis;
 pub mod classify_tab;
+pub mod compare_tab;
+pub mod gallery_tab;
 pub mod harvest_tab;
+pub mod thumbs;
 pub mod train_tab;
 
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -11,10 +15,15 @@ use eframe::egui;
 
 use crate::catalog::{Catalog, CatalogCounts};
 use crate::eras::EraSchemes;
+use crate::explore::Explorer;
 use crate::paths::DataDir;
 use crate::version;
 use classify_tab::ClassifyTab;
+use compare_tab::{CompareSettings, CompareTab};
+use gallery_tab::{GallerySettings, GalleryTab};
 use harvest_tab::{HarvestSettings, HarvestTab};
+use std::sync::Arc;
+use thumbs::Thumbnails;
 use train_tab::{TrainSettings, TrainTab};
 
 /// The app's tabs.
@@ -70,6 +79,10 @@ pub struct Settings {
     pub harvest: HarvestSettings,
     /// The Train tab's form.
     pub train: TrainSettings,
+    /// The Gallery's filters and view.
+    pub gallery: GallerySettings,
+    /// The Compare tab's columns.
+    pub compare: CompareSettings,
 }
 
 impl Default for Settings {
@@ -79,6 +92,8 @@ impl Default for Settings {
             scheme: "hollywood".into(),
             harvest: HarvestSettings::default(),
             train: TrainSettings::default(),
+            gallery: GallerySettings::default(),
+            compare: CompareSettings::default(),
         }
     }
 }
@@ -123,6 +138,10 @@ pub struct MovieErasApp {
     harvest: HarvestTab,
     train: TrainTab,
     classify: ClassifyTab,
+    gallery: GalleryTab,
+    compare: CompareTab,
+    explorer: Loading<Arc<Explorer>>,
+    thumbs: Option<Thumbnails>,
 }
 
 impl MovieErasApp {
@@ -136,6 +155,10 @@ impl MovieErasApp {
             harvest: HarvestTab::new(crate::config::default_path()),
             train: TrainTab::default(),
             classify: ClassifyTab::new(None),
+            gallery: GalleryTab::new(),
+            compare: CompareTab::new(),
+            explorer: Loading::Idle,
+            thumbs: None,
         }
     }
 
@@ -175,6 +198,43 @@ impl MovieErasApp {
     /// The current settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Reads the whole catalog for the Gallery and Compare tabs, on a worker thread.
+    fn load_explorer(&mut self, ctx: &egui::Context) {
+        let (tx, rx) = mpsc::channel();
+        let path = self.data_dir.catalog_path();
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            let result = Catalog::open(&path)
+                .and_then(|c| c.movies())
+                .map(|rows| Arc::new(Explorer::new(rows)))
+                .map_err(|e| e.to_string());
+            let _ = tx.send(result);
+            ctx.request_repaint();
+        });
+        self.explorer = Loading::Running(rx);
+    }
+
+    /// Re-reads the catalog (after a harvest or an import).
+    pub fn reload_catalog(&mut self, ctx: &egui::Context) {
+        self.refresh_summary(ctx);
+        self.load_explorer(ctx);
+        self.compare.invalidate();
+        self.gallery = GalleryTab::new();
+    }
+
+    /// The explorer, once loaded (for tests and benchmarks).
+    pub fn explorer(&self) -> Option<&Arc<Explorer>> {
+        match &self.explorer {
+            Loading::Done(Ok(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The Gallery tab (for tests and benchmarks).
+    pub fn gallery(&self) -> &GalleryTab {
+        &self.gallery
     }
 
     fn refresh_summary(&mut self, ctx: &egui::Context) {
@@ -218,6 +278,17 @@ impl MovieErasApp {
         self.harvest.poll();
         if std::mem::take(&mut self.harvest.catalog_changed) {
             self.summary = Loading::Idle;
+            self.explorer = Loading::Idle;
+            self.compare.invalidate();
+        }
+        if let Loading::Running(rx) = &self.explorer {
+            match rx.try_recv() {
+                Ok(r) => self.explorer = Loading::Done(r),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => {
+                    self.explorer = Loading::Done(Err("the catalog worker stopped".into()));
+                }
+            }
         }
         if let Loading::Running(rx) = &self.summary {
             match rx.try_recv() {
@@ -236,6 +307,14 @@ impl MovieErasApp {
         if matches!(self.summary, Loading::Idle) {
             self.refresh_summary(ui.ctx());
         }
+        if matches!(self.explorer, Loading::Idle) {
+            self.load_explorer(ui.ctx());
+        }
+        let ctx = ui.ctx().clone();
+        let thumbs = self
+            .thumbs
+            .get_or_insert_with(|| Thumbnails::new(self.data_dir.catalog_path(), 1500, &ctx));
+        thumbs.begin_frame(&ctx);
         // Posters dropped anywhere go to the Classify tab.
         if ui.ctx().input(|i| !i.raw.dropped_files.is_empty()) {
             self.settings.tab = Tab::Classify;
@@ -273,6 +352,13 @@ impl MovieErasApp {
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.label(format!("Data: {}", self.data_dir.root().display()));
+                if ui
+                    .small_button("Reload")
+                    .on_hover_text("Read the catalog again")
+                    .clicked()
+                {
+                    self.reload_catalog(ui.ctx());
+                }
                 ui.separator();
                 match &self.summary {
                     Loading::Done(Ok(s)) => {
@@ -296,30 +382,81 @@ impl MovieErasApp {
         });
         egui::CentralPanel::default().show(ui, |ui| match self.settings.tab {
             Tab::About => self.about_ui(ui),
-            Tab::Gallery => self.catalog_summary_ui(ui),
+            Tab::Gallery | Tab::Compare => self.explore_ui(ui),
             Tab::Harvest => self
                 .harvest
                 .ui(ui, &self.data_dir, &mut self.settings.harvest),
-            Tab::Compare => coming_ui(
-                ui,
-                "Compare",
-                "Side-by-side poster grids for chosen decades or eras, with average posters, \
-                 palettes and per-era colour statistics over the years.",
-            ),
             Tab::Train => {
                 self.train
                     .ui(ui, &self.data_dir, &self.schemes, &mut self.settings.train);
             }
             Tab::Classify => self.classify.ui(ui, &self.schemes, &self.settings.scheme),
         });
+        if let Some(t) = &mut self.thumbs {
+            t.end_frame();
+        }
+    }
+
+    /// The Gallery or Compare tab, once the catalog is read.
+    fn explore_ui(&mut self, ui: &mut egui::Ui) {
+        let explorer = match &self.explorer {
+            Loading::Done(Ok(e)) => e.clone(),
+            Loading::Done(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("Catalog error: {e}"));
+                if ui.button("Try again").clicked() {
+                    self.load_explorer(ui.ctx());
+                }
+                return;
+            }
+            _ => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Reading the catalog…");
+                });
+                return;
+            }
+        };
+        if explorer.rows.is_empty() {
+            self.catalog_summary_ui(ui);
+            return;
+        }
+        let Ok(scheme) = self.schemes.get(&self.settings.scheme).cloned() else {
+            ui.label(format!("Unknown era scheme {}", self.settings.scheme));
+            return;
+        };
+        let Some(thumbs) = self.thumbs.as_mut() else {
+            return;
+        };
+        if self.settings.tab == Tab::Gallery {
+            self.gallery.ui(
+                ui,
+                &explorer,
+                &scheme,
+                &self.data_dir,
+                thumbs,
+                &mut self.settings.gallery,
+            );
+        } else {
+            self.compare.ui(
+                ui,
+                &explorer,
+                &scheme,
+                &self.data_dir,
+                thumbs,
+                &mut self.settings.compare,
+            );
+        }
     }
 
     fn catalog_summary_ui(&mut self, ui: &mut egui::Ui) {
-        ui.heading("Catalog");
-        ui.label("The poster grid with filters is coming; this is what the catalog holds now.");
+        ui.heading("The catalog is empty");
+        ui.label(
+            "Harvest posters from TMDB in the Harvest tab, or import a folder of posters \
+             with `movie-eras import DIR --labels CSV`; then reload.",
+        );
         ui.add_space(8.0);
-        if ui.button("Refresh").clicked() {
-            self.refresh_summary(ui.ctx());
+        if ui.button("Reload catalog").clicked() {
+            self.reload_catalog(ui.ctx());
         }
         match &self.summary {
             Loading::Done(Ok(s)) => {
@@ -384,12 +521,6 @@ impl MovieErasApp {
         ui.add_space(8.0);
         ui.label("Built with egui, eframe, rusqlite and image. Licensed MIT OR Apache-2.0.");
     }
-}
-
-fn coming_ui(ui: &mut egui::Ui, title: &str, what: &str) {
-    ui.heading(title);
-    ui.add_space(6.0);
-    ui.label(format!("Coming soon: {what}"));
 }
 
 impl eframe::App for MovieErasApp {

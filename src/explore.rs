@@ -448,7 +448,11 @@ pub fn pca_2d(features: &[f32], dim: usize) -> Vec<[f32; 2]> {
     }
     let mut cov = vec![0f64; dim * dim];
     for row in features.chunks(dim) {
-        let c: Vec<f64> = row.iter().zip(&mean).map(|(&v, m)| f64::from(v) - m).collect();
+        let c: Vec<f64> = row
+            .iter()
+            .zip(&mean)
+            .map(|(&v, m)| f64::from(v) - m)
+            .collect();
         for i in 0..dim {
             for j in i..dim {
                 cov[i * dim + j] += c[i] * c[j];
@@ -462,7 +466,9 @@ pub fn pca_2d(features: &[f32], dim: usize) -> Vec<[f32; 2]> {
     }
     let mut axes: Vec<Vec<f64>> = Vec::new();
     for a in 0..2 {
-        let mut v: Vec<f64> = (0..dim).map(|i| 1.0 + ((i * 7 + a * 3) % 5) as f64).collect();
+        let mut v: Vec<f64> = (0..dim)
+            .map(|i| 1.0 + ((i * 7 + a * 3) % 5) as f64)
+            .collect();
         for _ in 0..200 {
             let mut w = vec![0f64; dim];
             for i in 0..dim {
@@ -615,8 +621,20 @@ mod tests {
         let mut rows = vec![
             row(1, "Casablanca", Some(1942), "Drama, Romance", 30.0),
             row(2, "Jaws", Some(1975), "Thriller", 50.0),
-            row(3, "Star Wars", Some(1977), "Adventure, Science Fiction", 90.0),
-            row(4, "The Avengers", Some(2012), "Action, Science Fiction", 99.0),
+            row(
+                3,
+                "Star Wars",
+                Some(1977),
+                "Adventure, Science Fiction",
+                90.0,
+            ),
+            row(
+                4,
+                "The Avengers",
+                Some(2012),
+                "Action, Science Fiction",
+                99.0,
+            ),
             row(5, "Undated", None, "Drama", 1.0),
         ];
         rows[1].status = Some(PosterStatus::Failed);

@@ -2,7 +2,7 @@
 //!
 //! One domain core shared by the desktop app ([`app`]) and the headless CLI ([`cli`]):
 //! the SQLite [`catalog`], [`eras`] schemes, poster [`imaging`], [`import`], [`export`]
-//! and the TMDB [`harvest`]er.
+//! and the TMDB [`harvest`]er, the era [`model`], and what the gallery shows ([`explore`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod eras;
+pub mod explore;
 pub mod export;
 pub mod fsutil;
 pub mod harvest;

@@ -48,40 +48,138 @@ fn about_panel_shows_tmdb_attribution() {
     h.get_by_label_contains(movie_eras::version::VERSION);
 }
 
-#[test]
-fn gallery_summary_counts_movies_per_era() {
-    let tmp = tempfile::tempdir().unwrap();
-    {
-        let mut c = Catalog::open(&tmp.path().join("catalog.sqlite")).unwrap();
-        let movies: Vec<NewMovie> = [1950, 1951, 1977]
-            .iter()
-            .enumerate()
-            .map(|(i, &year)| NewMovie {
+/// A catalog of six movies with poster files: five posters ok, one failed.
+fn gallery_catalog(data: &std::path::Path) {
+    let images = data.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let movies = [
+        ("Casablanca", 1942, "Drama, Romance"),
+        ("Rebecca", 1940, "Drama"),
+        ("Jaws", 1975, "Thriller"),
+        ("Star Wars", 1977, "Adventure, Science Fiction"),
+        ("The Avengers", 2012, "Action, Science Fiction"),
+        ("Lost Reel", 1999, "Drama"),
+    ];
+    let rows: Vec<NewMovie> = movies
+        .iter()
+        .enumerate()
+        .map(|(i, (title, year, genres))| {
+            let file = images.join(format!("p{i}.png"));
+            common::poster(i as u32 + 1, 154, 231).save(&file).unwrap();
+            let poster = if *title == "Lost Reel" {
+                PosterRecord::failed(None, "HTTP 404".into())
+            } else {
+                PosterRecord {
+                    remote_path: None,
+                    file: Some(file.display().to_string()),
+                    sha256: Some(format!("{i:064}")),
+                    bytes: None,
+                    width: Some(154),
+                    height: Some(231),
+                    status: PosterStatus::Ok,
+                    reason: None,
+                    stats: None,
+                    thumbnail: None,
+                }
+            };
+            NewMovie {
                 source_key: format!("t:{i}"),
                 source: "test".into(),
-                tmdb_id: None,
-                title: format!("M{i}"),
-                year: Some(year),
+                tmdb_id: Some(100 + i as i64),
+                title: (*title).into(),
+                year: Some(*year),
                 release_date: None,
-                genres: vec![],
-                popularity: None,
+                genres: genres
+                    .split(", ")
+                    .map(|g| (g.bytes().map(i64::from).sum::<i64>(), g.to_owned()))
+                    .collect(),
+                popularity: Some(10.0 * i as f64),
                 vote_average: None,
                 vote_count: None,
-                poster: PosterRecord::failed(None, "x".into()),
-            })
-            .collect();
-        c.insert_movies(&movies).unwrap();
-        assert_eq!(c.counts().unwrap().failed, 3);
-        let _ = PosterStatus::Ok;
-    }
+                poster,
+            }
+        })
+        .collect();
+    let mut c = Catalog::open(&data.join("catalog.sqlite")).unwrap();
+    c.insert_movies(&rows).unwrap();
+}
+
+#[test]
+fn gallery_filters_change_what_is_shown_and_a_click_opens_details() {
+    let tmp = tempfile::tempdir().unwrap();
+    gallery_catalog(tmp.path());
     let mut h = harness(tmp.path());
-    wait_for(&mut h, "3 movies");
-    h.get_by_label("Gallery").click();
+    wait_for(&mut h, "5 of 6 movies");
+    // Posters that are ok, in year order.
+    for t in [
+        "Rebecca (1940)",
+        "Casablanca (1942)",
+        "Jaws (1975)",
+        "The Avengers (2012)",
+    ] {
+        h.get_by_label(t);
+    }
+    // Typing in the search box narrows the grid.
+    h.get_by_role(egui::Role::TextInput).focus();
+    h.get_by_role(egui::Role::TextInput).type_text("casa");
     h.step();
-    // Hollywood scheme: 2 in the Golden Age, 1 in New Hollywood.
-    h.get_by_label("Golden Age");
-    h.get_by_label("New Hollywood");
-    assert!(h.query_all_by_label("2").count() >= 1);
+    h.step();
+    wait_for(&mut h, "1 of 6 movies");
+    assert!(h.query_by_label("Jaws (1975)").is_none());
+    // An era filter (set as the era menu does) and the failed-poster filter.
+    h.state_mut().settings_mut().gallery.filter.title.clear();
+    let golden = EraSchemes::builtin()
+        .get("hollywood")
+        .unwrap()
+        .era_index(1942);
+    h.state_mut().settings_mut().gallery.filter.era = Some(golden);
+    h.step();
+    wait_for(&mut h, "2 of 6 movies");
+    assert!(h.query_by_label("Star Wars (1977)").is_none());
+    h.state_mut().settings_mut().gallery.filter = movie_eras::explore::Filter {
+        status: Some(PosterStatus::Failed),
+        ..movie_eras::explore::Filter::default()
+    };
+    h.step();
+    wait_for(&mut h, "1 of 6 movies");
+    h.get_by_label("Lost Reel (1999)");
+    h.state_mut().settings_mut().gallery.filter = movie_eras::explore::Filter::default();
+    h.step();
+    wait_for(&mut h, "5 of 6 movies");
+    // Clicking a poster opens its details with the model's prediction and Grad-CAM.
+    h.get_by_label("Casablanca (1942)").click();
+    h.step();
+    wait_for(&mut h, "Drama, Romance");
+    wait_for(&mut h, "Estimated year");
+    h.get_by_label_contains("Grad-CAM");
+    h.get_by_label_contains("p0.png");
+}
+
+#[test]
+fn compare_shows_the_chosen_eras_with_their_average_posters() {
+    let tmp = tempfile::tempdir().unwrap();
+    gallery_catalog(tmp.path());
+    let mut app = MovieErasApp::new(
+        DataDir::new(tmp.path()),
+        EraSchemes::builtin(),
+        Settings::default(),
+    );
+    let hollywood = EraSchemes::builtin().get("hollywood").unwrap().clone();
+    let cols = vec![hollywood.era_index(1942), hollywood.era_index(1975)];
+    app.settings_mut()
+        .compare
+        .columns
+        .insert("hollywood".into(), cols);
+    app.settings_mut().tab = Tab::Compare;
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    wait_for(&mut h, "Golden Age (1939–1954)");
+    wait_for(&mut h, "New Hollywood (1967–1982)");
+    // Golden Age: Rebecca and Casablanca; New Hollywood: Jaws and Star Wars.
+    wait_for(&mut h, "Average of 2 posters");
+    assert_eq!(h.query_all_by_label("2 posters").count(), 2);
+    h.get_by_label("Poster statistics over the years");
 }
 
 /// A harness showing the Harvest tab of `app`.

@@ -126,6 +126,43 @@ impl EraModel {
         Ok(flat.chunks(k).map(<[f32]>::to_vec).collect())
     }
 
+    /// Bin probabilities and embeddings (pooled last-block features) for posters, in
+    /// one batch.
+    pub fn probs_and_embeddings(&self, posters: &[RgbImage]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        if posters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let net = &self.config.network;
+        let mut values = Vec::with_capacity(posters.len() * 3 * net.input_width * net.input_height);
+        for p in posters {
+            values.extend(self.input(p));
+        }
+        let n = posters.len();
+        let x: Tensor<4> = Tensor::from_data(
+            TensorData::new(values, [n, 3, net.input_height, net.input_width]),
+            &self.device,
+        );
+        let out = self.net.forward_full(x);
+        let [_, c, _, _] = out.features.dims();
+        let emb = out.features.mean_dim(3).mean_dim(2).reshape([n, c]);
+        let read = |t: Tensor<2>| {
+            t.into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| ModelError::Inference(format!("reading outputs: {e:?}")))
+        };
+        let probs = read(softmax(out.logits, 1))?;
+        let emb = read(emb)?;
+        let k = self.config.bins.count;
+        if probs.len() != n * k || emb.len() != n * c {
+            return Err(ModelError::Inference("unexpected output sizes".into()));
+        }
+        Ok(probs
+            .chunks(k)
+            .zip(emb.chunks(c))
+            .map(|(p, e)| (p.to_vec(), e.to_vec()))
+            .collect())
+    }
+
     /// Turns bin probabilities into a prediction for `scheme`.
     pub fn describe(&self, bin_probs: Vec<f32>, scheme: &EraScheme) -> Prediction {
         let bins = &self.config.bins;

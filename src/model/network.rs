@@ -116,6 +116,14 @@ impl EraNet {
         self.forward_full(images).logits
     }
 
+    /// Pooled last-block features `[batch, channels]`: the poster's embedding (what the
+    /// classifier sees), for maps of the catalog.
+    pub fn embed(&self, images: Tensor<4>) -> Tensor<2> {
+        let features = self.forward_full(images).features;
+        let [b, c, _, _] = features.dims();
+        features.mean_dim(3).mean_dim(2).reshape([b, c])
+    }
+
     /// Logits from last-block features (the part after Grad-CAM's layer).
     pub fn head_from_features(&self, features: Tensor<4>) -> Tensor<2> {
         let [b, c, _, _] = features.dims();

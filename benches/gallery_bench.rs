@@ -1,0 +1,211 @@
+//! Gallery performance with a 13,000-movie catalog, driven headless by egui_kittest
+//! (the app's own `show`, no GPU): time to the first frame, time until the grid is
+//! filled, UI frame CPU time while scrolling the whole gallery top to bottom (mean, 95th
+//! percentile, worst), and the process's resident memory afterwards.
+//!
+//! `cargo bench --profile dev --bench gallery_bench` generates a catalog of 13,000
+//! movies with thumbnails; `-- --data-dir DIR` uses an existing data directory instead
+//! (e.g. one with the 13,137 shared posters imported).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use image::{Rgb, RgbImage};
+use movie_eras::app::{MovieErasApp, Settings, Tab};
+use movie_eras::catalog::{Catalog, NewMovie, PosterRecord, PosterStatus};
+use movie_eras::eras::EraSchemes;
+use movie_eras::imaging;
+use movie_eras::paths::DataDir;
+
+fn generated_catalog(dir: &std::path::Path, n: u32) {
+    let mut c = Catalog::open(&dir.join("catalog.sqlite")).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let year = 1920 + (i % 105) as i32;
+        let v = i.wrapping_mul(2_654_435_761);
+        let img = RgbImage::from_fn(imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT, |x, y| {
+            Rgb([
+                ((x * 2 + v) % 256) as u8,
+                ((y + (v >> 8)) % 256) as u8,
+                ((x + y + (v >> 16)) % 256) as u8,
+            ])
+        });
+        let jpeg = imaging::encode_jpeg(&img, 80).unwrap();
+        batch.push(NewMovie {
+            source_key: format!("bench:{i}"),
+            source: "bench".into(),
+            tmdb_id: Some(i64::from(i)),
+            title: format!("Movie {i}"),
+            year: Some(year),
+            release_date: None,
+            genres: vec![(18, "Drama".into())],
+            popularity: Some(f64::from(i % 100)),
+            vote_average: None,
+            vote_count: None,
+            poster: PosterRecord {
+                remote_path: None,
+                file: None,
+                sha256: Some(format!("{i:064}")),
+                bytes: None,
+                width: Some(154),
+                height: Some(231),
+                status: PosterStatus::Ok,
+                reason: None,
+                stats: Some(imaging::colour_stats(&img)),
+                thumbnail: Some((jpeg, img.width(), img.height())),
+            },
+        });
+        if batch.len() == 1000 {
+            c.insert_movies(&batch).unwrap();
+            batch.clear();
+        }
+    }
+    c.insert_movies(&batch).unwrap();
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let given = args
+        .iter()
+        .position(|a| a == "--data-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = match given {
+        Some(d) => d,
+        None => {
+            let t = Instant::now();
+            generated_catalog(tmp.path(), 13_000);
+            println!(
+                "generated 13,000 movies in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            tmp.path().to_path_buf()
+        }
+    };
+    let rss_before = rss_mib();
+    let frame_ms: Rc<RefCell<Vec<f64>>> = Rc::default();
+    let times = frame_ms.clone();
+    let started = Instant::now();
+    let settings = Settings {
+        tab: Tab::Gallery,
+        ..Settings::default()
+    };
+    let app = MovieErasApp::new(DataDir::new(&data), EraSchemes::builtin(), settings);
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .build_ui_state(
+            move |ui, app: &mut MovieErasApp| {
+                let t = Instant::now();
+                app.show(ui);
+                times.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
+            },
+            app,
+        );
+    h.step();
+    let first_frame = started.elapsed();
+    while h.state().explorer().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "catalog never loaded"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        h.step();
+    }
+    h.step();
+    let movies = h.state().explorer().map_or(0, |e| e.rows.len());
+    let filled = started.elapsed();
+    println!(
+        "catalog: {} ({movies} movies); first frame {:.0} ms; grid filled {:.0} ms after start",
+        data.display(),
+        first_frame.as_secs_f64() * 1e3,
+        filled.as_secs_f64() * 1e3
+    );
+    // Scroll top to bottom with the wheel, 400 points per frame (about 2.5 rows of
+    // posters), at most 60 frames per second, as a fast reader would.
+    frame_ms.borrow_mut().clear();
+    let rows = h.state().gallery().shown().len().div_ceil(11);
+    let frames = (rows as f64 * 150.0 / 400.0).ceil() as usize + 10;
+    let scroll_started = Instant::now();
+    for _ in 0..frames {
+        let frame_start = Instant::now();
+        h.event(egui::Event::PointerMoved(egui::pos2(500.0, 400.0)));
+        h.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, -400.0),
+            phase: egui::TouchPhase::Move,
+            modifiers: egui::Modifiers::NONE,
+            source: egui::MouseWheelSource::Wheel,
+        });
+        h.step();
+        let spent = frame_start.elapsed();
+        if spent < Duration::from_micros(16_667) {
+            std::thread::sleep(Duration::from_micros(16_667) - spent);
+        }
+    }
+    let scroll_secs = scroll_started.elapsed().as_secs_f64();
+    // The last year's posters are on screen: the whole gallery was scrolled through.
+    let last_year = h
+        .state()
+        .explorer()
+        .and_then(|e| e.year_range)
+        .map_or(0, |(_, b)| b);
+    let at_end = h
+        .query_all_by_label_contains(&format!("({last_year})"))
+        .count();
+    println!("after {frames} wheel steps: {at_end} posters of {last_year} on screen");
+    assert!(at_end > 0, "the scroll did not reach the end");
+    let mut t = frame_ms.borrow().clone();
+    t.sort_by(f64::total_cmp);
+    let mean = t.iter().sum::<f64>() / t.len().max(1) as f64;
+    println!("| measure | value | target |");
+    println!("|---|---:|---:|");
+    println!(
+        "| first frame | {:.0} ms | 1000 ms |",
+        first_frame.as_secs_f64() * 1e3
+    );
+    println!(
+        "| grid filled (catalog read) | {:.0} ms | |",
+        filled.as_secs_f64() * 1e3
+    );
+    println!(
+        "| UI frame CPU time while scrolling, mean ({} passes of `show` in {frames} frames, {:.1} s) | {mean:.2} ms | |",
+        t.len(),
+        scroll_secs
+    );
+    println!(
+        "| UI frame CPU time while scrolling, 95th percentile | {:.2} ms | 8 ms |",
+        percentile(&t, 0.95)
+    );
+    println!(
+        "| UI frame CPU time while scrolling, worst | {:.2} ms | |",
+        t.last().copied().unwrap_or(0.0)
+    );
+    println!(
+        "| resident memory after scrolling (before the app: {rss_before:.0} MiB) | {:.0} MiB | 600 MiB |",
+        rss_mib()
+    );
+}

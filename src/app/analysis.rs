@@ -1,0 +1,348 @@
+//! The model's view of the catalog, computed on a worker thread: the predicted year of
+//! every poster (from its thumbnail) and its embedding, projected to 2-D for the map;
+//! and, on request, one poster's full prediction with a Grad-CAM overlay for the details
+//! panel. The worker loads the shipped model once and answers detail requests between
+//! batches, so details never wait for the whole pass.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+
+use eframe::egui;
+use rayon::prelude::*;
+
+use crate::catalog::Catalog;
+use crate::eras::EraScheme;
+use crate::imaging::{self, ImageLimits};
+use crate::model::YearBins;
+use crate::model::backend::{self, BackendChoice};
+use crate::model::inference::{EraModel, Prediction};
+use crate::model::saliency::{self, OverlayMode, SaliencyMethod, SaliencySettings};
+
+/// A poster to analyse.
+#[derive(Debug, Clone)]
+pub struct PosterRef {
+    /// Movie id.
+    pub movie_id: i64,
+    /// Poster id (for the thumbnail).
+    pub poster_id: i64,
+}
+
+/// The whole-catalog pass.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogAnalysis {
+    /// Movie id → index into the vectors below.
+    pub index: HashMap<i64, usize>,
+    /// Movie ids.
+    pub movie_ids: Vec<i64>,
+    /// Expected year per poster.
+    pub years: Vec<f32>,
+    /// Bin probabilities per poster.
+    pub probs: Vec<Vec<f32>>,
+    /// 2-D position (first two principal components of the embeddings).
+    pub coords: Vec<[f32; 2]>,
+    /// The model's year bins.
+    pub bins: YearBins,
+}
+
+/// A poster's details as the model sees it.
+pub struct Detail {
+    /// Movie id.
+    pub movie_id: i64,
+    /// Prediction for the scheme asked for, the poster and its Grad-CAM overlay.
+    pub result: Result<(Prediction, egui::ColorImage, egui::ColorImage), String>,
+}
+
+enum Request {
+    Pass(Vec<PosterRef>),
+    Detail(i64, PathBuf, EraScheme),
+}
+
+/// What the worker reports.
+enum Event {
+    Progress(usize, usize),
+    Done(Arc<CatalogAnalysis>),
+    Failed(String),
+    Detail(Detail),
+}
+
+/// Handle to the worker.
+pub struct Analysis {
+    requests: Sender<Request>,
+    events: Receiver<Event>,
+    cancel: Arc<AtomicBool>,
+    /// Progress of the pass: `(done, total)`.
+    pub progress: Option<(usize, usize)>,
+    /// The finished pass.
+    pub result: Option<Arc<CatalogAnalysis>>,
+    /// Why the pass or the model failed.
+    pub error: Option<String>,
+    started: bool,
+}
+
+impl Analysis {
+    /// Starts the worker (it loads the model on its first request).
+    pub fn new(catalog_path: PathBuf, model_dir: Option<PathBuf>, ctx: &egui::Context) -> Self {
+        let (req_tx, req_rx) = mpsc::channel();
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = cancel.clone();
+        let ctx = ctx.clone();
+        let _ = std::thread::Builder::new()
+            .name("analysis".into())
+            .spawn(move || {
+                worker(
+                    &catalog_path,
+                    model_dir.as_deref(),
+                    &req_rx,
+                    &ev_tx,
+                    &stop,
+                    &ctx,
+                );
+            });
+        Self {
+            requests: req_tx,
+            events: ev_rx,
+            cancel,
+            progress: None,
+            result: None,
+            error: None,
+            started: false,
+        }
+    }
+
+    /// Starts the whole-catalog pass once.
+    pub fn start_pass(&mut self, posters: Vec<PosterRef>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.progress = Some((0, posters.len()));
+        let _ = self.requests.send(Request::Pass(posters));
+    }
+
+    /// Whether the pass was started.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Asks for one poster's details.
+    pub fn request_detail(&self, movie_id: i64, file: PathBuf, scheme: EraScheme) {
+        let _ = self.requests.send(Request::Detail(movie_id, file, scheme));
+    }
+
+    /// Takes in reports; returns finished details.
+    pub fn poll(&mut self) -> Vec<Detail> {
+        let mut details = Vec::new();
+        loop {
+            match self.events.try_recv() {
+                Ok(Event::Progress(done, total)) => self.progress = Some((done, total)),
+                Ok(Event::Done(r)) => {
+                    self.progress = None;
+                    self.result = Some(r);
+                }
+                Ok(Event::Failed(e)) => {
+                    self.progress = None;
+                    self.error = Some(e);
+                }
+                Ok(Event::Detail(d)) => details.push(d),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        details
+    }
+}
+
+impl Drop for Analysis {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+fn load_model(dir: Option<PathBuf>) -> Result<EraModel, String> {
+    let dir = dir
+        .or_else(crate::model::default_model_dir)
+        .ok_or_else(|| "no model found (resources/model is missing)".to_owned())?;
+    let chosen = backend::choose(BackendChoice::Cpu).map_err(|e| e.to_string())?;
+    EraModel::load(&dir, &chosen.device).map_err(|e| e.to_string())
+}
+
+fn worker(
+    catalog_path: &std::path::Path,
+    model_dir: Option<&std::path::Path>,
+    requests: &Receiver<Request>,
+    events: &Sender<Event>,
+    cancel: &AtomicBool,
+    ctx: &egui::Context,
+) {
+    let mut model: Option<Result<EraModel, String>> = None;
+    let mut pending_pass: Option<Vec<PosterRef>> = None;
+    loop {
+        // Details first; then the pass, a batch at a time.
+        let request = if pending_pass.is_some() {
+            match requests.try_recv() {
+                Ok(r) => Some(r),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        } else {
+            match requests.recv() {
+                Ok(r) => Some(r),
+                Err(_) => return,
+            }
+        };
+        if cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        let m =
+            model.get_or_insert_with(|| load_model(model_dir.map(std::path::Path::to_path_buf)));
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                let e = e.clone();
+                match request {
+                    Some(Request::Detail(id, ..)) => {
+                        let _ = events.send(Event::Detail(Detail {
+                            movie_id: id,
+                            result: Err(e),
+                        }));
+                    }
+                    _ => {
+                        pending_pass = None;
+                        let _ = events.send(Event::Failed(e));
+                    }
+                }
+                ctx.request_repaint();
+                continue;
+            }
+        };
+        match request {
+            Some(Request::Detail(id, file, scheme)) => {
+                let _ = events.send(Event::Detail(Detail {
+                    movie_id: id,
+                    result: detail(m, &file, &scheme),
+                }));
+                ctx.request_repaint();
+            }
+            Some(Request::Pass(posters)) => pending_pass = Some(posters),
+            None => {}
+        }
+        if let Some(posters) = pending_pass.take() {
+            match run_pass(m, catalog_path, &posters, requests, events, cancel, ctx) {
+                PassOutcome::Done(r) => {
+                    let _ = events.send(Event::Done(Arc::new(r)));
+                }
+                PassOutcome::Failed(e) => {
+                    let _ = events.send(Event::Failed(e));
+                }
+                PassOutcome::Cancelled => return,
+            }
+            ctx.request_repaint();
+        }
+    }
+}
+
+enum PassOutcome {
+    Done(CatalogAnalysis),
+    Failed(String),
+    Cancelled,
+}
+
+/// Predicts every poster from its thumbnail, 64 at a time, answering detail requests
+/// between batches.
+fn run_pass(
+    model: &EraModel,
+    catalog_path: &std::path::Path,
+    posters: &[PosterRef],
+    requests: &Receiver<Request>,
+    events: &Sender<Event>,
+    cancel: &AtomicBool,
+    ctx: &egui::Context,
+) -> PassOutcome {
+    let catalog = match Catalog::open(catalog_path) {
+        Ok(c) => c,
+        Err(e) => return PassOutcome::Failed(e.to_string()),
+    };
+    let limits = ImageLimits::default();
+    let mut out = CatalogAnalysis {
+        bins: model.config.bins,
+        ..CatalogAnalysis::default()
+    };
+    let mut embeddings: Vec<f32> = Vec::new();
+    let mut dim = 0;
+    for (n, chunk) in posters.chunks(64).enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            return PassOutcome::Cancelled;
+        }
+        while let Ok(Request::Detail(id, file, scheme)) = requests.try_recv() {
+            let _ = events.send(Event::Detail(Detail {
+                movie_id: id,
+                result: detail(model, &file, &scheme),
+            }));
+        }
+        let jpegs: Vec<(i64, Option<Vec<u8>>)> = chunk
+            .iter()
+            .map(|p| (p.movie_id, catalog.thumbnail(p.poster_id).ok().flatten()))
+            .collect();
+        let decoded: Vec<(i64, image::RgbImage)> = jpegs
+            .into_par_iter()
+            .filter_map(|(id, j)| Some((id, imaging::decode_poster(&j?, &limits).ok()?.rgb)))
+            .collect();
+        let imgs: Vec<image::RgbImage> = decoded.iter().map(|(_, i)| i.clone()).collect();
+        match model.probs_and_embeddings(&imgs) {
+            Ok(results) => {
+                for ((id, _), (probs, emb)) in decoded.iter().zip(results) {
+                    out.index.insert(*id, out.movie_ids.len());
+                    out.movie_ids.push(*id);
+                    out.years
+                        .push(model.config.bins.expected_year(&probs) as f32);
+                    out.probs.push(probs);
+                    dim = emb.len();
+                    embeddings.extend(emb);
+                }
+            }
+            Err(e) => return PassOutcome::Failed(e.to_string()),
+        }
+        let _ = events.send(Event::Progress(
+            ((n + 1) * 64).min(posters.len()),
+            posters.len(),
+        ));
+        ctx.request_repaint();
+    }
+    out.coords = crate::explore::pca_2d(&embeddings, dim);
+    PassOutcome::Done(out)
+}
+
+/// One poster's prediction and Grad-CAM overlay (shown at most 240×360).
+fn detail(
+    model: &EraModel,
+    file: &std::path::Path,
+    scheme: &EraScheme,
+) -> Result<(Prediction, egui::ColorImage, egui::ColorImage), String> {
+    let decoded =
+        imaging::decode_poster_file(file, &ImageLimits::default()).map_err(|e| e.to_string())?;
+    let prediction = model
+        .predict(&decoded.rgb, scheme)
+        .map_err(|e| e.to_string())?;
+    let shown = imaging::fit_within(&decoded.rgb, 240, 360);
+    let settings = SaliencySettings::default().with_method(SaliencyMethod::GradCam);
+    let map = saliency::saliency_at(
+        model,
+        &decoded.rgb,
+        scheme,
+        prediction.best_era,
+        &settings,
+        shown.width(),
+        shown.height(),
+    )
+    .map_err(|e| e.to_string())?;
+    let overlay = saliency::render_overlay(&shown, &map, OverlayMode::Heatmap, 0.55);
+    let size = [shown.width() as usize, shown.height() as usize];
+    Ok((
+        prediction,
+        egui::ColorImage::from_rgb(size, shown.as_raw()),
+        egui::ColorImage::from_rgba_unmultiplied(size, overlay.as_raw()),
+    ))
+}

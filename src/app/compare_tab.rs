@@ -1,0 +1,722 @@
+//! The Compare tab: columns side by side for chosen eras (of any scheme, decades
+//! included), each a reproducible sample of that era's posters with its average poster
+//! (pixel mean over all of the era's posters) and palette; plots of poster statistics
+//! over the years, where hovering a year shows its posters; a hue histogram per chosen
+//! era; and a PNG contact sheet of the comparison.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use eframe::egui;
+use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, VLine};
+use image::RgbImage;
+use rayon::prelude::*;
+
+use super::thumbs::Thumbnails;
+use crate::catalog::Catalog;
+use crate::eras::EraScheme;
+use crate::explore::{self, AveragePoster, Explorer, SheetColumn, YearStats};
+use crate::imaging::{self, HUE_BINS, ImageLimits};
+use crate::paths::DataDir;
+
+/// Compare settings remembered between runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CompareSettings {
+    /// Era index of each column, per scheme name.
+    pub columns: HashMap<String, Vec<usize>>,
+    /// Posters sampled per column.
+    pub per_column: usize,
+    /// Sampling seed.
+    pub seed: u64,
+}
+
+impl Default for CompareSettings {
+    fn default() -> Self {
+        Self {
+            columns: HashMap::new(),
+            per_column: 12,
+            seed: 1,
+        }
+    }
+}
+
+/// Default columns: three eras spread over the scheme (e.g. 1950s, 1980s, 2010s).
+fn default_columns(scheme: &EraScheme) -> Vec<usize> {
+    let n = scheme.eras.len();
+    let pick = |year: i32| scheme.era_index(year);
+    let mut cols = vec![pick(1952), pick(1985), pick(2015)];
+    cols.dedup();
+    cols.retain(|&c| c < n);
+    if cols.is_empty() && n > 0 {
+        cols.push(0);
+    }
+    cols
+}
+
+/// The average poster and palette of one era.
+struct EraLook {
+    average: RgbImage,
+    texture: Option<egui::TextureHandle>,
+    palette: Vec<([u8; 3], f32)>,
+    count: u64,
+}
+
+type LookKey = (String, usize);
+
+/// What a contact-sheet column is made of: the era, its average and palette, and the
+/// posters to show.
+pub type SheetSource = (
+    usize,
+    Option<RgbImage>,
+    Vec<([u8; 3], f32)>,
+    Vec<PosterSource>,
+);
+
+/// A poster's id (for its catalog thumbnail) and its file (when there is no thumbnail).
+pub type PosterSource = (i64, Option<std::path::PathBuf>);
+
+/// A statistic plotted over the years.
+#[derive(Clone, Copy)]
+struct Stat {
+    name: &'static str,
+    get: fn(&YearStats) -> f32,
+}
+
+const STATS: [Stat; 7] = [
+    Stat {
+        name: "Brightness",
+        get: |s| s.brightness,
+    },
+    Stat {
+        name: "Dark-pixel share",
+        get: |s| s.dark_share,
+    },
+    Stat {
+        name: "Saturation",
+        get: |s| s.saturation,
+    },
+    Stat {
+        name: "Colourfulness",
+        get: |s| s.colourfulness,
+    },
+    Stat {
+        name: "Near-greyscale share",
+        get: |s| s.grey_share,
+    },
+    Stat {
+        name: "Warm-hue share",
+        get: |s| s.warm_share,
+    },
+    Stat {
+        name: "Cool-hue share",
+        get: |s| s.cool_share,
+    },
+];
+
+/// State of the Compare tab.
+pub struct CompareTab {
+    requests: Option<Sender<(LookKey, Vec<PosterSource>)>>,
+    looks_rx: Option<Receiver<(LookKey, Option<EraLook>)>>,
+    /// Computed (`Some`) or asked for (`None`) averages.
+    looks: HashMap<LookKey, Option<EraLook>>,
+    /// Eras whose average came back empty.
+    empty_looks: std::collections::HashSet<LookKey>,
+    year_stats: Option<(usize, Vec<YearStats>)>,
+    hovered_year: Option<i32>,
+    export_rx: Option<Receiver<String>>,
+    export_status: Option<String>,
+}
+
+impl Default for CompareTab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CompareTab {
+    /// An empty tab.
+    pub fn new() -> Self {
+        Self {
+            requests: None,
+            looks_rx: None,
+            looks: HashMap::new(),
+            empty_looks: Default::default(),
+            year_stats: None,
+            hovered_year: None,
+            export_rx: None,
+            export_status: None,
+        }
+    }
+
+    /// Starts the worker computing average posters and palettes (once).
+    fn ensure_worker(&mut self, data_dir: &DataDir, ctx: &egui::Context) {
+        if self.requests.is_some() {
+            return;
+        }
+        let (req_tx, req_rx) = mpsc::channel::<(LookKey, Vec<PosterSource>)>();
+        let (tx, rx) = mpsc::channel();
+        let path = data_dir.catalog_path();
+        let ctx = ctx.clone();
+        let _ = std::thread::Builder::new()
+            .name("compare".into())
+            .spawn(move || {
+                let Ok(catalog) = Catalog::open(&path) else {
+                    return;
+                };
+                for (key, posters) in req_rx {
+                    let look = era_look(&catalog, &posters);
+                    if tx.send((key, look)).is_err() {
+                        return;
+                    }
+                    ctx.request_repaint();
+                }
+            });
+        self.requests = Some(req_tx);
+        self.looks_rx = Some(rx);
+    }
+
+    /// Forgets computed averages (after the catalog changed).
+    pub fn invalidate(&mut self) {
+        self.looks.clear();
+        self.empty_looks.clear();
+        self.year_stats = None;
+    }
+
+    /// Draws the tab.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        explorer: &Arc<Explorer>,
+        scheme: &EraScheme,
+        data_dir: &DataDir,
+        thumbs: &mut Thumbnails,
+        settings: &mut CompareSettings,
+    ) {
+        self.ensure_worker(data_dir, ui.ctx());
+        if let Some(rx) = &self.looks_rx {
+            while let Ok((key, look)) = rx.try_recv() {
+                if look.is_none() {
+                    self.empty_looks.insert(key.clone());
+                }
+                self.looks.insert(key, look);
+            }
+        }
+        if let Some(rx) = &self.export_rx
+            && let Ok(msg) = rx.try_recv()
+        {
+            self.export_status = Some(msg);
+            self.export_rx = None;
+        }
+        if self
+            .year_stats
+            .as_ref()
+            .is_none_or(|(n, _)| *n != explorer.rows.len())
+        {
+            self.year_stats = Some((explorer.rows.len(), explore::year_stats(&explorer.rows)));
+        }
+        let columns = settings
+            .columns
+            .entry(scheme.name.clone())
+            .or_insert_with(|| default_columns(scheme));
+        columns.retain(|&c| c < scheme.eras.len());
+        let mut export = false;
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Columns:");
+            let mut remove = None;
+            for (k, col) in columns.iter_mut().enumerate() {
+                egui::ComboBox::from_id_salt(("compare-col", k))
+                    .selected_text(scheme.eras.get(*col).map_or("?", |e| e.name.as_str()))
+                    .show_ui(ui, |ui| {
+                        for (i, e) in scheme.eras.iter().enumerate() {
+                            ui.selectable_value(col, i, &e.name);
+                        }
+                    });
+                if ui
+                    .small_button("x")
+                    .on_hover_text("Remove this column")
+                    .clicked()
+                {
+                    remove = Some(k);
+                }
+            }
+            if let Some(k) = remove {
+                columns.remove(k);
+            }
+            if columns.len() < 6 && ui.button("Add column").clicked() {
+                let next = (0..scheme.eras.len())
+                    .find(|e| !columns.contains(e))
+                    .unwrap_or(0);
+                columns.push(next);
+            }
+            ui.separator();
+            ui.add(egui::Slider::new(&mut settings.per_column, 3..=30).text("posters each"));
+            ui.add(egui::DragValue::new(&mut settings.seed).prefix("sample seed "));
+            if ui.button("Export contact sheet…").clicked() {
+                export = true;
+            }
+        });
+        if let Some(s) = &self.export_status {
+            ui.small(s.as_str());
+        }
+        let columns = columns.clone();
+        let samples: Vec<(usize, Vec<usize>, usize)> = columns
+            .iter()
+            .map(|&era| {
+                let members = explorer.era_members(scheme, era);
+                let picked =
+                    explore::sample(&explorer.rows, &members, settings.per_column, settings.seed);
+                (era, picked, members.len())
+            })
+            .collect();
+        // Ask for the averages not computed yet.
+        for (era, _, _) in &samples {
+            let key = (scheme.name.clone(), *era);
+            if !self.looks.contains_key(&key)
+                && let Some(tx) = &self.requests
+            {
+                let ids: Vec<PosterSource> = explorer
+                    .era_members(scheme, *era)
+                    .into_iter()
+                    .filter_map(|i| {
+                        let r = &explorer.rows[i];
+                        Some((
+                            r.poster_id?,
+                            r.poster_file.as_deref().map(|f| data_dir.poster_path(f)),
+                        ))
+                    })
+                    .collect();
+                if tx.send((key.clone(), ids)).is_ok() {
+                    self.looks.insert(key, None);
+                }
+            }
+        }
+        if export {
+            self.export(ui.ctx(), data_dir, explorer, scheme, &samples);
+        }
+        ui.separator();
+        egui::ScrollArea::vertical()
+            .id_salt("compare")
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                ui.columns(samples.len().max(1), |cols| {
+                    for (ui, (era, picked, total)) in cols.iter_mut().zip(&samples) {
+                        self.column_ui(
+                            ui, explorer, scheme, data_dir, thumbs, *era, picked, *total,
+                        );
+                    }
+                });
+                ui.separator();
+                self.plots_ui(ui, explorer, scheme, data_dir, thumbs, &columns);
+            });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn column_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        explorer: &Explorer,
+        scheme: &EraScheme,
+        data_dir: &DataDir,
+        thumbs: &mut Thumbnails,
+        era: usize,
+        picked: &[usize],
+        total: usize,
+    ) {
+        let Some(e) = scheme.eras.get(era) else {
+            return;
+        };
+        let [r, g, b] = explore::era_colour(era);
+        ui.colored_label(
+            egui::Color32::from_rgb(r, g, b),
+            egui::RichText::new(format!("{} ({})", e.name, e.range_label())).strong(),
+        );
+        ui.label(format!("{total} posters"));
+        let key = (scheme.name.clone(), era);
+        match self.looks.get_mut(&key) {
+            Some(Some(look)) => {
+                let tex = look.texture.get_or_insert_with(|| {
+                    ui.ctx().load_texture(
+                        format!("average-{}-{era}", scheme.name),
+                        egui::ColorImage::from_rgb(
+                            [
+                                look.average.width() as usize,
+                                look.average.height() as usize,
+                            ],
+                            look.average.as_raw(),
+                        ),
+                        egui::TextureOptions::LINEAR,
+                    )
+                });
+                ui.horizontal(|ui| {
+                    ui.image((tex.id(), egui::vec2(80.0, 120.0)));
+                    ui.vertical(|ui| {
+                        ui.small(format!("Average of {} posters", look.count));
+                        let (rect, _) =
+                            ui.allocate_exact_size(egui::vec2(120.0, 18.0), egui::Sense::hover());
+                        let mut x = rect.left();
+                        for (c, share) in &look.palette {
+                            let w = share * rect.width();
+                            ui.painter().rect_filled(
+                                egui::Rect::from_min_size(
+                                    egui::pos2(x, rect.top()),
+                                    egui::vec2(w, rect.height()),
+                                ),
+                                0.0,
+                                egui::Color32::from_rgb(c[0], c[1], c[2]),
+                            );
+                            x += w;
+                        }
+                        ui.small("Palette");
+                    });
+                });
+            }
+            Some(None) if self.empty_looks.contains(&key) => {
+                ui.small("No readable posters to average");
+            }
+            Some(None) => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.small("Averaging posters…");
+                });
+            }
+            None => {}
+        }
+        let cell = egui::vec2(64.0, 96.0);
+        let per_row = ((ui.available_width() + 4.0) / (cell.x + 4.0))
+            .floor()
+            .max(1.0) as usize;
+        for row in picked.chunks(per_row) {
+            ui.horizontal(|ui| {
+                ui.spacing_mut().item_spacing.x = 4.0;
+                for &i in row {
+                    let m = &explorer.rows[i];
+                    let (rect, resp) = ui.allocate_exact_size(cell, egui::Sense::hover());
+                    let file = m
+                        .poster_file
+                        .as_deref()
+                        .map(|f| data_dir.poster_path(f).display().to_string());
+                    if let Some(pid) = m.poster_id {
+                        match thumbs.get(pid, file.as_deref()) {
+                            Some(tex) => {
+                                ui.painter().image(
+                                    tex,
+                                    rect,
+                                    egui::Rect::from_min_max(
+                                        egui::pos2(0.0, 0.0),
+                                        egui::pos2(1.0, 1.0),
+                                    ),
+                                    egui::Color32::WHITE,
+                                );
+                            }
+                            None => {
+                                ui.painter()
+                                    .rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
+                            }
+                        }
+                    }
+                    resp.on_hover_text(format!("{} ({})", m.title, m.year.unwrap_or(0)));
+                }
+            });
+        }
+    }
+
+    fn plots_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        explorer: &Explorer,
+        scheme: &EraScheme,
+        data_dir: &DataDir,
+        thumbs: &mut Thumbnails,
+        columns: &[usize],
+    ) {
+        let Some((_, stats)) = &self.year_stats else {
+            return;
+        };
+        ui.heading("Poster statistics over the years");
+        ui.label("Coloured segments are the chosen eras; hover a plot to see that year's posters.");
+        let boundaries: Vec<i32> = scheme.eras.iter().skip(1).filter_map(|e| e.from).collect();
+        let mut hovered = None;
+        let plot_w = ((ui.available_width() - 24.0) / 2.0).max(240.0);
+        egui::Grid::new("stat-plots").num_columns(2).show(ui, |ui| {
+            for (k, stat) in STATS.iter().enumerate() {
+                let all: Vec<[f64; 2]> = stats
+                    .iter()
+                    .filter(|s| s.count > 0)
+                    .map(|s| [f64::from(s.year), f64::from((stat.get)(s))])
+                    .collect();
+                let resp = ui
+                    .vertical(|ui| {
+                        ui.strong(stat.name);
+                        Plot::new(("stat", k))
+                            .height(140.0)
+                            .width(plot_w)
+                            .allow_drag(false)
+                            .allow_zoom(false)
+                            .allow_scroll(false)
+                            .show(ui, |plot| {
+                                plot.line(
+                                    Line::new(stat.name, PlotPoints::from(all.clone()))
+                                        .color(egui::Color32::GRAY),
+                                );
+                                for &era in columns {
+                                    let pts: Vec<[f64; 2]> = all
+                                        .iter()
+                                        .filter(|p| scheme.era_index(p[0] as i32) == era)
+                                        .copied()
+                                        .collect();
+                                    let [r, g, b] = explore::era_colour(era);
+                                    plot.line(
+                                        Line::new(
+                                            scheme.eras[era].name.clone(),
+                                            PlotPoints::from(pts),
+                                        )
+                                        .color(egui::Color32::from_rgb(r, g, b))
+                                        .width(2.5),
+                                    );
+                                }
+                                for &b in &boundaries {
+                                    plot.vline(
+                                        VLine::new("", f64::from(b))
+                                            .color(egui::Color32::from_gray(90))
+                                            .width(0.5),
+                                    );
+                                }
+                                plot.pointer_coordinate()
+                            })
+                    })
+                    .inner;
+                if resp.response.hovered()
+                    && let Some(p) = resp.inner
+                {
+                    hovered = Some(p.x.round() as i32);
+                }
+                if k % 2 == 1 {
+                    ui.end_row();
+                }
+            }
+            // The hue histogram of each chosen era, in the grid's last cell.
+            let bars: Vec<BarChart> = columns
+                .iter()
+                .enumerate()
+                .map(|(n, &era)| {
+                    let members = explorer.era_members(scheme, era);
+                    let h = explore::hue_histogram(&explorer.rows, &members);
+                    let width = 24.0 / (columns.len().max(1) as f64 + 1.0);
+                    let [r, g, b] = explore::era_colour(era);
+                    BarChart::new(
+                        scheme.eras[era].name.clone(),
+                        (0..HUE_BINS)
+                            .map(|i| {
+                                Bar::new(
+                                    i as f64 * 30.0 + (n as f64 - 1.0) * width,
+                                    f64::from(h[i]),
+                                )
+                                .width(width)
+                            })
+                            .collect(),
+                    )
+                    .color(egui::Color32::from_rgb(r, g, b))
+                })
+                .collect();
+            ui.vertical(|ui| {
+                ui.strong("Hue mix of the chosen eras");
+                Plot::new("hue-hist")
+                    .height(140.0)
+                    .width(plot_w)
+                    .legend(Legend::default())
+                    .allow_drag(false)
+                    .allow_zoom(false)
+                    .allow_scroll(false)
+                    .x_axis_label("hue (degrees, 30-degree bins from red)")
+                    .show(ui, |plot| {
+                        for b in bars {
+                            plot.bar_chart(b);
+                        }
+                    });
+            });
+            ui.end_row();
+        });
+        if hovered.is_some() {
+            self.hovered_year = hovered;
+        }
+        if let Some(year) = self.hovered_year {
+            let members = explorer.year_members(year);
+            ui.label(format!("Posters from {year} ({}):", members.len()));
+            let picked = explore::sample(&explorer.rows, &members, 16, 3);
+            ui.horizontal_wrapped(|ui| {
+                for i in picked {
+                    let m = &explorer.rows[i];
+                    let (rect, resp) =
+                        ui.allocate_exact_size(egui::vec2(48.0, 72.0), egui::Sense::hover());
+                    let file = m
+                        .poster_file
+                        .as_deref()
+                        .map(|f| data_dir.poster_path(f).display().to_string());
+                    if let Some(pid) = m.poster_id
+                        && let Some(tex) = thumbs.get(pid, file.as_deref())
+                    {
+                        ui.painter().image(
+                            tex,
+                            rect,
+                            egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+                            egui::Color32::WHITE,
+                        );
+                    }
+                    resp.on_hover_text(&m.title);
+                }
+            });
+        }
+    }
+
+    /// Builds the contact sheet and saves it, on a helper thread.
+    fn export(
+        &mut self,
+        ctx: &egui::Context,
+        data_dir: &DataDir,
+        explorer: &Explorer,
+        scheme: &EraScheme,
+        samples: &[(usize, Vec<usize>, usize)],
+    ) {
+        let columns: Vec<SheetSource> = samples
+            .iter()
+            .map(|(era, picked, _)| {
+                let look = self
+                    .looks
+                    .get(&(scheme.name.clone(), *era))
+                    .and_then(Option::as_ref);
+                (
+                    *era,
+                    look.map(|l| l.average.clone()),
+                    look.map(|l| l.palette.clone()).unwrap_or_default(),
+                    picked
+                        .iter()
+                        .filter_map(|&i| {
+                            let r = &explorer.rows[i];
+                            Some((
+                                r.poster_id?,
+                                r.poster_file.as_deref().map(|f| data_dir.poster_path(f)),
+                            ))
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let names: Vec<String> = samples
+            .iter()
+            .map(|(e, _, _)| scheme.eras[*e].name.replace(' ', "-"))
+            .collect();
+        let path = data_dir.catalog_path();
+        let (tx, rx) = mpsc::channel();
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("contact-sheet".into())
+            .spawn(move || {
+                let msg = match rfd::FileDialog::new()
+                    .set_title("Export contact sheet")
+                    .set_file_name(format!("compare-{}.png", names.join("-vs-")))
+                    .add_filter("PNG", &["png"])
+                    .save_file()
+                {
+                    Some(out) => match write_contact_sheet(&path, columns, &out) {
+                        Ok(()) => format!("Saved {}", out.display()),
+                        Err(e) => format!("Could not save {}: {e}", out.display()),
+                    },
+                    None => "Export cancelled".into(),
+                };
+                let _ = tx.send(msg);
+                ctx.request_repaint();
+            });
+        if spawned.is_ok() {
+            self.export_rx = Some(rx);
+        }
+    }
+}
+
+/// Writes a contact sheet: per column its era colour, average, palette and thumbnails.
+pub fn write_contact_sheet(
+    catalog_path: &std::path::Path,
+    columns: Vec<SheetSource>,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    let catalog = Catalog::open(catalog_path).map_err(|e| e.to_string())?;
+    let sheet_columns: Vec<SheetColumn> = columns
+        .into_iter()
+        .map(|(era, average, palette, ids)| SheetColumn {
+            colour: explore::era_colour(era),
+            average,
+            palette,
+            thumbs: ids
+                .iter()
+                .filter_map(|p| thumbnail_of(&catalog, p))
+                .collect(),
+        })
+        .collect();
+    let sheet = explore::contact_sheet(&sheet_columns, (96, 144), 4);
+    let png = imaging::encode_png(&sheet).map_err(|e| e.to_string())?;
+    crate::fsutil::write_atomic(out, &png).map_err(|e| e.to_string())
+}
+
+/// A poster's thumbnail from the catalog, else its file scaled down.
+fn thumbnail_of(catalog: &Catalog, (id, file): &PosterSource) -> Option<RgbImage> {
+    let limits = ImageLimits::default();
+    if let Some(j) = catalog.thumbnail(*id).ok().flatten()
+        && let Ok(d) = imaging::decode_poster(&j, &limits)
+    {
+        return Some(d.rgb);
+    }
+    let d = imaging::decode_poster_file(file.as_deref()?, &limits).ok()?;
+    Some(imaging::fit_within(
+        &d.rgb,
+        imaging::THUMB_WIDTH,
+        imaging::THUMB_HEIGHT,
+    ))
+}
+
+/// Average poster (64×96) and 6-colour palette of these posters, from their thumbnails.
+fn era_look(catalog: &Catalog, posters: &[PosterSource]) -> Option<EraLook> {
+    // Thumbnails are read on this thread (one connection), decoded in parallel.
+    let limits = ImageLimits::default();
+    let sources: Vec<(Option<Vec<u8>>, Option<std::path::PathBuf>)> = posters
+        .iter()
+        .map(|(id, f)| (catalog.thumbnail(*id).ok().flatten(), f.clone()))
+        .collect();
+    let (avg, pixels) = sources
+        .par_iter()
+        .fold(
+            || (AveragePoster::new(64, 96), Vec::new()),
+            |(mut avg, mut px), (jpeg, file)| {
+                let img = match jpeg.as_deref().map(|j| imaging::decode_poster(j, &limits)) {
+                    Some(Ok(d)) => Some(d.rgb),
+                    _ => file
+                        .as_deref()
+                        .and_then(|f| imaging::decode_poster_file(f, &limits).ok())
+                        .map(|d| {
+                            imaging::fit_within(&d.rgb, imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT)
+                        }),
+                };
+                if let Some(img) = img {
+                    avg.add(&img);
+                    if px.len() < 40_000 {
+                        px.extend(explore::pixel_sample(&img, 97));
+                    }
+                }
+                (avg, px)
+            },
+        )
+        .reduce(
+            || (AveragePoster::new(64, 96), Vec::new()),
+            |(mut a, mut pa), (b, pb)| {
+                a.merge(&b);
+                pa.extend(pb);
+                (a, pa)
+            },
+        );
+    (avg.count() > 0).then(|| EraLook {
+        average: avg.image(),
+        texture: None,
+        palette: explore::palette(&pixels, 6),
+        count: avg.count(),
+    })
+}

@@ -1,0 +1,669 @@
+//! The Gallery tab: a virtualised grid over the whole catalog (only the rows on screen
+//! are laid out; thumbnails load lazily off the UI thread into a bounded cache), filters
+//! by era, decade, year range, genre, title and poster status, four sort orders, a
+//! thumbnail size slider, a details panel with the model's prediction and Grad-CAM, and
+//! a 2-D map of the catalog laid out by the model's features.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use eframe::egui;
+use egui_plot::{Legend, Plot, PlotPoints, Points};
+
+use super::analysis::{Analysis, CatalogAnalysis, PosterRef};
+use super::thumbs::Thumbnails;
+use crate::catalog::PosterStatus;
+use crate::eras::EraScheme;
+use crate::explore::{self, Explorer, Filter, SortKey};
+use crate::model::inference::Prediction;
+use crate::paths::DataDir;
+
+/// Gallery settings remembered between runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GallerySettings {
+    /// Filters.
+    pub filter: Filter,
+    /// Order.
+    pub sort: SortKey,
+    /// Largest first.
+    pub descending: bool,
+    /// Thumbnail width in points.
+    pub thumb_width: f32,
+    /// Show the 2-D map instead of the grid.
+    pub map: bool,
+}
+
+impl Default for GallerySettings {
+    fn default() -> Self {
+        Self {
+            filter: Filter::default(),
+            sort: SortKey::Year,
+            descending: false,
+            thumb_width: 96.0,
+            map: false,
+        }
+    }
+}
+
+/// What the shown list was computed for.
+#[derive(Clone, PartialEq)]
+struct SelectionKey {
+    filter: Filter,
+    sort: SortKey,
+    descending: bool,
+    scheme: String,
+    rows: usize,
+    analysed: bool,
+}
+
+enum DetailState {
+    Loading,
+    Ready {
+        prediction: Box<Prediction>,
+        poster: egui::TextureHandle,
+        overlay: egui::TextureHandle,
+    },
+    Failed(String),
+}
+
+/// State of the Gallery tab.
+pub struct GalleryTab {
+    analysis: Option<Analysis>,
+    shown: Vec<usize>,
+    key: Option<SelectionKey>,
+    errors: HashMap<i64, f32>,
+    selected: Option<usize>,
+    detail: Option<(i64, DetailState)>,
+    map_pick: Vec<usize>,
+}
+
+impl Default for GalleryTab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GalleryTab {
+    /// An empty tab.
+    pub fn new() -> Self {
+        Self {
+            analysis: None,
+            shown: Vec::new(),
+            key: None,
+            errors: HashMap::new(),
+            selected: None,
+            detail: None,
+            map_pick: Vec::new(),
+        }
+    }
+
+    /// The rows shown now (indices into the explorer's rows), for tests.
+    pub fn shown(&self) -> &[usize] {
+        &self.shown
+    }
+
+    fn analysis(&mut self, data_dir: &DataDir, ctx: &egui::Context) -> &mut Analysis {
+        self.analysis
+            .get_or_insert_with(|| Analysis::new(data_dir.catalog_path(), None, ctx))
+    }
+
+    fn start_pass(&mut self, explorer: &Explorer, data_dir: &DataDir, ctx: &egui::Context) {
+        let posters: Vec<PosterRef> = explorer
+            .rows
+            .iter()
+            .filter(|r| r.status == Some(PosterStatus::Ok))
+            .filter_map(|r| {
+                Some(PosterRef {
+                    movie_id: r.id,
+                    poster_id: r.poster_id?,
+                })
+            })
+            .collect();
+        self.analysis(data_dir, ctx).start_pass(posters);
+    }
+
+    fn poll(&mut self, ctx: &egui::Context, explorer: &Explorer) {
+        let Some(a) = &mut self.analysis else { return };
+        for d in a.poll() {
+            if self
+                .detail
+                .as_ref()
+                .is_some_and(|(id, _)| *id == d.movie_id)
+            {
+                let state = match d.result {
+                    Ok((prediction, poster, overlay)) => DetailState::Ready {
+                        prediction: Box::new(prediction),
+                        poster: ctx.load_texture(
+                            "detail-poster",
+                            poster,
+                            egui::TextureOptions::LINEAR,
+                        ),
+                        overlay: ctx.load_texture(
+                            "detail-overlay",
+                            overlay,
+                            egui::TextureOptions::LINEAR,
+                        ),
+                    },
+                    Err(e) => DetailState::Failed(e),
+                };
+                self.detail = Some((d.movie_id, state));
+            }
+        }
+        if self.errors.is_empty()
+            && let Some(r) = &a.result
+        {
+            self.errors = errors_of(explorer, r);
+        }
+    }
+
+    /// Draws the tab.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        explorer: &Arc<Explorer>,
+        scheme: &EraScheme,
+        data_dir: &DataDir,
+        thumbs: &mut Thumbnails,
+        settings: &mut GallerySettings,
+    ) {
+        self.poll(ui.ctx(), explorer);
+        filters_ui(ui, explorer, scheme, settings);
+        if settings.sort == SortKey::Error || settings.map {
+            self.start_pass(explorer, data_dir, ui.ctx());
+        }
+        let key = SelectionKey {
+            filter: settings.filter.clone(),
+            sort: settings.sort,
+            descending: settings.descending,
+            scheme: scheme.name.clone(),
+            rows: explorer.rows.len(),
+            analysed: !self.errors.is_empty(),
+        };
+        if self.key.as_ref() != Some(&key) {
+            self.shown =
+                explorer.select(scheme, &key.filter, key.sort, key.descending, &self.errors);
+            self.key = Some(key);
+            if self.selected.is_some_and(|s| !self.shown.contains(&s)) {
+                self.selected = None;
+                self.detail = None;
+            }
+        }
+        ui.horizontal(|ui| {
+            ui.label(format!(
+                "{} of {} movies",
+                self.shown.len(),
+                explorer.rows.len()
+            ));
+            if let Some(a) = &self.analysis {
+                if let Some((done, total)) = a.progress {
+                    ui.spinner();
+                    ui.label(format!("Model: predicting {done} / {total} posters…"));
+                } else if let Some(e) = &a.error {
+                    ui.colored_label(ui.visuals().error_fg_color, format!("Model: {e}"));
+                }
+            }
+        });
+        ui.separator();
+        if self.selected.is_some() {
+            egui::Panel::right("gallery-details")
+                .resizable(true)
+                .default_size(300.0)
+                .show(ui, |ui| self.details_ui(ui, explorer, scheme, data_dir));
+        }
+        let clicked = if settings.map {
+            self.map_ui(ui, explorer, scheme, thumbs, data_dir)
+        } else {
+            self.grid_ui(ui, explorer, thumbs, settings.thumb_width, data_dir)
+        };
+        if let Some(i) = clicked {
+            self.select(i, explorer, scheme, data_dir, ui.ctx());
+        }
+    }
+
+    fn select(
+        &mut self,
+        i: usize,
+        explorer: &Explorer,
+        scheme: &EraScheme,
+        data_dir: &DataDir,
+        ctx: &egui::Context,
+    ) {
+        self.selected = Some(i);
+        let r = &explorer.rows[i];
+        self.detail = None;
+        if let Some(file) = &r.poster_file
+            && r.status == Some(PosterStatus::Ok)
+        {
+            let path = data_dir.poster_path(file);
+            let id = r.id;
+            self.analysis(data_dir, ctx)
+                .request_detail(id, path, scheme.clone());
+            self.detail = Some((id, DetailState::Loading));
+        }
+    }
+
+    /// The virtualised grid; returns the poster clicked.
+    fn grid_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        explorer: &Arc<Explorer>,
+        thumbs: &mut Thumbnails,
+        thumb_width: f32,
+        data_dir: &DataDir,
+    ) -> Option<usize> {
+        let cell = egui::vec2(thumb_width, thumb_width * 1.5);
+        let gap = 6.0;
+        // What is really visible (the panel may have been widened by wide content).
+        let width = (ui.clip_rect().right() - ui.cursor().left() - 16.0)
+            .min(ui.available_width())
+            .max(cell.x);
+        let per_row = (((width + gap) / (cell.x + gap)).floor() as usize).max(1);
+        let rows = self.shown.len().div_ceil(per_row);
+        let mut clicked = None;
+        egui::ScrollArea::vertical()
+            .id_salt("gallery-grid")
+            .auto_shrink([false, false])
+            .show_rows(ui, cell.y, rows, |ui, range| {
+                for row in range {
+                    ui.horizontal(|ui| {
+                        ui.spacing_mut().item_spacing.x = gap;
+                        for col in 0..per_row {
+                            let Some(&i) = self.shown.get(row * per_row + col) else {
+                                break;
+                            };
+                            let r = &explorer.rows[i];
+                            let label = match r.year {
+                                Some(y) => format!("{} ({y})", r.title),
+                                None => r.title.clone(),
+                            };
+                            let (rect, resp) = ui.allocate_exact_size(cell, egui::Sense::click());
+                            resp.widget_info(|| {
+                                egui::WidgetInfo::labeled(egui::Role::Button, true, &label)
+                            });
+                            if ui.is_rect_visible(rect) {
+                                let file = r
+                                    .poster_file
+                                    .as_deref()
+                                    .map(|f| data_dir.poster_path(f).display().to_string());
+                                cell_ui(ui, thumbs, r, file.as_deref(), rect);
+                                if self.selected == Some(i) {
+                                    ui.painter().rect_stroke(
+                                        rect.expand(2.0),
+                                        2.0,
+                                        egui::Stroke::new(3.0, ui.visuals().selection.bg_fill),
+                                        egui::StrokeKind::Outside,
+                                    );
+                                }
+                            }
+                            if resp.on_hover_text(&label).clicked() {
+                                clicked = Some(i);
+                            }
+                        }
+                    });
+                }
+            });
+        clicked
+    }
+
+    /// The 2-D map of model features; returns the poster clicked in the strip below it.
+    fn map_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        explorer: &Arc<Explorer>,
+        scheme: &EraScheme,
+        thumbs: &mut Thumbnails,
+        data_dir: &DataDir,
+    ) -> Option<usize> {
+        let Some(result) = self.analysis.as_ref().and_then(|a| a.result.clone()) else {
+            ui.label(
+                "The map appears when the model has seen every poster (see the progress above).",
+            );
+            return None;
+        };
+        ui.label(
+            "Each point is a poster, placed by the first two principal components of the \
+             model's features and coloured by its release era. Click a region to see its posters.",
+        );
+        // Points of the movies the filters keep, grouped by era for the legend.
+        let mut by_era: Vec<Vec<[f64; 2]>> = vec![Vec::new(); scheme.eras.len()];
+        let mut members: Vec<(usize, [f32; 2])> = Vec::new();
+        for &i in &self.shown {
+            let r = &explorer.rows[i];
+            let (Some(&k), Some(year)) = (result.index.get(&r.id), r.year) else {
+                continue;
+            };
+            let c = result.coords[k];
+            by_era[scheme.era_index(year)].push([f64::from(c[0]), f64::from(c[1])]);
+            members.push((i, c));
+        }
+        let height = (ui.available_height() - 150.0).max(200.0);
+        let response = Plot::new("feature-map")
+            .height(height)
+            .legend(Legend::default())
+            .data_aspect(1.0)
+            .allow_double_click_reset(true)
+            .show(ui, |plot| {
+                for (e, pts) in by_era.into_iter().enumerate() {
+                    if pts.is_empty() {
+                        continue;
+                    }
+                    let [r, g, b] = explore::era_colour(e);
+                    plot.points(
+                        Points::new(scheme.eras[e].name.clone(), PlotPoints::from(pts))
+                            .radius(2.0)
+                            .color(egui::Color32::from_rgb(r, g, b)),
+                    );
+                }
+                plot.pointer_coordinate()
+            });
+        if response.response.clicked()
+            && let Some(p) = response.inner
+        {
+            // The 24 posters nearest the click.
+            let mut near: Vec<(f32, usize)> = members
+                .iter()
+                .map(|(i, c)| {
+                    let dx = c[0] - p.x as f32;
+                    let dy = c[1] - p.y as f32;
+                    (dx * dx + dy * dy, *i)
+                })
+                .collect();
+            near.sort_by(|a, b| a.0.total_cmp(&b.0));
+            self.map_pick = near.into_iter().take(24).map(|(_, i)| i).collect();
+        }
+        let mut clicked = None;
+        if !self.map_pick.is_empty() {
+            ui.label("Posters near the point clicked:");
+            egui::ScrollArea::horizontal()
+                .id_salt("map-pick")
+                .show(ui, |ui| {
+                    ui.horizontal(|ui| {
+                        for &i in &self.map_pick {
+                            let r = &explorer.rows[i];
+                            let (rect, resp) = ui
+                                .allocate_exact_size(egui::vec2(64.0, 96.0), egui::Sense::click());
+                            let file = r
+                                .poster_file
+                                .as_deref()
+                                .map(|f| data_dir.poster_path(f).display().to_string());
+                            cell_ui(ui, thumbs, r, file.as_deref(), rect);
+                            let label = format!("{} ({})", r.title, r.year.unwrap_or(0));
+                            if resp.on_hover_text(label).clicked() {
+                                clicked = Some(i);
+                            }
+                        }
+                    });
+                });
+        }
+        clicked
+    }
+
+    fn details_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        explorer: &Explorer,
+        scheme: &EraScheme,
+        data_dir: &DataDir,
+    ) {
+        let Some(i) = self.selected else { return };
+        let r = &explorer.rows[i];
+        ui.horizontal(|ui| {
+            ui.heading(&r.title);
+            if ui.button("Close").clicked() {
+                self.selected = None;
+                self.detail = None;
+            }
+        });
+        egui::Grid::new("details").num_columns(2).show(ui, |ui| {
+            ui.label("Year");
+            ui.label(r.year.map_or_else(|| "unknown".into(), |y| y.to_string()));
+            ui.end_row();
+            ui.label("Era");
+            ui.label(
+                r.year
+                    .map_or_else(|| "unknown".into(), |y| scheme.era_of(y).name.clone()),
+            );
+            ui.end_row();
+            ui.label("Genres");
+            ui.label(if r.genres.is_empty() {
+                "none listed"
+            } else {
+                r.genres.as_str()
+            });
+            ui.end_row();
+            if let Some(p) = r.popularity {
+                ui.label("Popularity");
+                ui.label(format!("{p:.1}"));
+                ui.end_row();
+            }
+            if let Some(id) = r.tmdb_id {
+                ui.label("TMDB id");
+                ui.label(id.to_string());
+                ui.end_row();
+            }
+            ui.label("Poster");
+            ui.label(match r.status {
+                Some(PosterStatus::Ok) => "ok".to_owned(),
+                Some(PosterStatus::Failed) => {
+                    format!(
+                        "failed: {}",
+                        r.reason.as_deref().unwrap_or("no reason recorded")
+                    )
+                }
+                Some(PosterStatus::Pending) => "not downloaded yet".to_owned(),
+                None => "none".to_owned(),
+            });
+            ui.end_row();
+            if let Some(f) = &r.poster_file {
+                ui.label("File");
+                ui.label(data_dir.poster_path(f).display().to_string());
+                ui.end_row();
+            }
+        });
+        ui.separator();
+        match &self.detail {
+            None => {}
+            Some((_, DetailState::Loading)) => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Asking the model…");
+                });
+            }
+            Some((_, DetailState::Failed(e))) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("Model: {e}"));
+            }
+            Some((
+                _,
+                DetailState::Ready {
+                    prediction,
+                    poster,
+                    overlay,
+                },
+            )) => {
+                let (era, p) = &prediction.eras[prediction.best_era];
+                ui.strong(format!("Model: {era} ({:.0}%)", 100.0 * p));
+                ui.label(format!(
+                    "Estimated year {:.0} (80% interval {:.0}–{:.0})",
+                    prediction.year, prediction.interval.0, prediction.interval.1
+                ));
+                if let Some(y) = r.year {
+                    ui.label(format!(
+                        "Off by {:.0} years",
+                        (prediction.year - f64::from(y)).abs()
+                    ));
+                }
+                ui.label("Poster and Grad-CAM (what drove the prediction):");
+                let w = (ui.available_width() / 2.0 - 4.0).max(60.0);
+                let size = poster.size_vec2() * (w / poster.size_vec2().x);
+                ui.horizontal(|ui| {
+                    ui.image((poster.id(), size));
+                    ui.image((overlay.id(), size));
+                });
+            }
+        }
+    }
+}
+
+/// One grid cell: the thumbnail, or a placeholder while it loads, or the reason a poster
+/// is missing.
+fn cell_ui(
+    ui: &egui::Ui,
+    thumbs: &mut Thumbnails,
+    r: &crate::catalog::MovieRow,
+    file: Option<&str>,
+    rect: egui::Rect,
+) {
+    let painter = ui.painter();
+    let bg = ui.visuals().extreme_bg_color;
+    match (r.status, r.poster_id) {
+        (Some(PosterStatus::Ok), Some(pid)) => match thumbs.get(pid, file) {
+            Some(tex) => {
+                painter.image(
+                    tex,
+                    rect,
+                    egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+                    egui::Color32::WHITE,
+                );
+            }
+            None => {
+                painter.rect_filled(rect, 2.0, bg);
+                if thumbs.is_failed(pid) {
+                    painter.text(
+                        rect.center(),
+                        egui::Align2::CENTER_CENTER,
+                        "unreadable",
+                        egui::FontId::proportional(10.0),
+                        ui.visuals().error_fg_color,
+                    );
+                }
+            }
+        },
+        (status, _) => {
+            painter.rect_filled(rect, 2.0, bg);
+            let text = match status {
+                Some(PosterStatus::Failed) => "failed",
+                Some(PosterStatus::Pending) => "pending",
+                _ => "no poster",
+            };
+            painter.text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                format!(
+                    "{text}\n{}",
+                    r.year.map_or(String::new(), |y| y.to_string())
+                ),
+                egui::FontId::proportional(10.0),
+                ui.visuals().weak_text_color(),
+            );
+        }
+    }
+}
+
+/// |predicted − actual| per movie with a year and a prediction.
+fn errors_of(explorer: &Explorer, a: &CatalogAnalysis) -> HashMap<i64, f32> {
+    explorer
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let k = *a.index.get(&r.id)?;
+            Some((r.id, (a.years[k] - r.year? as f32).abs()))
+        })
+        .collect()
+}
+
+/// The filter bar.
+fn filters_ui(ui: &mut egui::Ui, explorer: &Explorer, scheme: &EraScheme, s: &mut GallerySettings) {
+    ui.horizontal_wrapped(|ui| {
+        ui.selectable_value(&mut s.map, false, "Grid");
+        ui.selectable_value(&mut s.map, true, "Map");
+        ui.separator();
+        ui.label("Era");
+        egui::ComboBox::from_id_salt("gallery-era")
+            .selected_text(
+                s.filter
+                    .era
+                    .and_then(|e| scheme.eras.get(e))
+                    .map_or("All", |e| e.name.as_str()),
+            )
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut s.filter.era, None, "All");
+                for (i, e) in scheme.eras.iter().enumerate() {
+                    ui.selectable_value(&mut s.filter.era, Some(i), &e.name);
+                }
+            });
+        let decades: Vec<i32> = explorer.year_range.map_or_else(Vec::new, |(a, b)| {
+            (a.div_euclid(10)..=b.div_euclid(10))
+                .map(|d| d * 10)
+                .collect()
+        });
+        ui.label("Decade");
+        egui::ComboBox::from_id_salt("gallery-decade")
+            .selected_text(
+                s.filter
+                    .decade
+                    .map_or_else(|| "All".into(), |d| format!("{d}s")),
+            )
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut s.filter.decade, None, "All");
+                for d in decades {
+                    ui.selectable_value(&mut s.filter.decade, Some(d), format!("{d}s"));
+                }
+            });
+        let mut use_years = s.filter.years.is_some();
+        ui.checkbox(&mut use_years, "Years");
+        if use_years {
+            let (lo, hi) = explorer.year_range.unwrap_or((1900, 2030));
+            let (mut a, mut b) = s.filter.years.unwrap_or((lo, hi));
+            ui.add(egui::DragValue::new(&mut a).range(1870..=2100));
+            ui.label("to");
+            ui.add(egui::DragValue::new(&mut b).range(1870..=2100));
+            s.filter.years = Some((a.min(b), a.max(b)));
+        } else {
+            s.filter.years = None;
+        }
+        ui.label("Genre");
+        egui::ComboBox::from_id_salt("gallery-genre")
+            .selected_text(s.filter.genre.as_deref().unwrap_or("All"))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut s.filter.genre, None, "All");
+                for g in &explorer.genres {
+                    ui.selectable_value(&mut s.filter.genre, Some(g.clone()), g);
+                }
+            });
+        ui.end_row();
+        ui.add(
+            egui::TextEdit::singleline(&mut s.filter.title)
+                .hint_text("Search titles")
+                .desired_width(160.0),
+        );
+        ui.label("Poster");
+        egui::ComboBox::from_id_salt("gallery-status")
+            .selected_text(match s.filter.status {
+                None => "Any",
+                Some(PosterStatus::Ok) => "Ok",
+                Some(PosterStatus::Failed) => "Failed",
+                Some(PosterStatus::Pending) => "Pending",
+            })
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut s.filter.status, None, "Any");
+                ui.selectable_value(&mut s.filter.status, Some(PosterStatus::Ok), "Ok");
+                ui.selectable_value(&mut s.filter.status, Some(PosterStatus::Failed), "Failed");
+                ui.selectable_value(&mut s.filter.status, Some(PosterStatus::Pending), "Pending");
+            });
+        ui.separator();
+        ui.label("Sort");
+        egui::ComboBox::from_id_salt("gallery-sort")
+            .selected_text(s.sort.label())
+            .show_ui(ui, |ui| {
+                for k in SortKey::ALL {
+                    ui.selectable_value(&mut s.sort, k, k.label());
+                }
+            });
+        ui.checkbox(&mut s.descending, "Descending");
+        ui.add(egui::Slider::new(&mut s.thumb_width, 48.0..=200.0).text("Size"));
+        if ui.button("Reset filters").clicked() {
+            s.filter = Filter::default();
+        }
+    });
+}

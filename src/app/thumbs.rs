@@ -1,0 +1,202 @@
+//! Poster thumbnails for the gallery and compare views: loaded lazily off the UI thread
+//! from the catalog's thumbnail table (or the poster file when a row has none), kept in a
+//! bounded texture cache (least recently used out first).
+//!
+//! Each frame the views ask for what they show; what is missing goes into a "wanted"
+//! list that replaces the previous frame's, so scrolling fast never builds a backlog of
+//! posters that are no longer on screen.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
+
+use eframe::egui;
+
+use crate::catalog::Catalog;
+use crate::imaging::{self, ImageLimits};
+
+/// What to load: a poster id and the file to fall back on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Want {
+    poster_id: i64,
+    file: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Shared {
+    wanted: Vec<Want>,
+    stop: bool,
+}
+
+/// The thumbnail cache and its loader.
+pub struct Thumbnails {
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    loaded: Receiver<(i64, Option<egui::ColorImage>)>,
+    textures: HashMap<i64, (egui::TextureHandle, u64)>,
+    failed: std::collections::HashSet<i64>,
+    in_flight: std::collections::HashSet<i64>,
+    frame_wants: Vec<Want>,
+    capacity: usize,
+    clock: u64,
+}
+
+impl Thumbnails {
+    /// Starts a loader reading thumbnails from the catalog at `catalog_path`; keeps at
+    /// most `capacity` textures.
+    pub fn new(catalog_path: PathBuf, capacity: usize, ctx: &egui::Context) -> Self {
+        let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+        let (tx, rx) = mpsc::channel();
+        let worker_shared = shared.clone();
+        let ctx = ctx.clone();
+        let _ = std::thread::Builder::new()
+            .name("thumbnails".into())
+            .spawn(move || {
+                let catalog = Catalog::open(&catalog_path).ok();
+                let (lock, cvar) = &*worker_shared;
+                loop {
+                    let batch: Vec<Want> = {
+                        let Ok(mut s) = lock.lock() else { return };
+                        while s.wanted.is_empty() && !s.stop {
+                            s = match cvar.wait(s) {
+                                Ok(s) => s,
+                                Err(_) => return,
+                            };
+                        }
+                        if s.stop {
+                            return;
+                        }
+                        let n = s.wanted.len().min(24);
+                        s.wanted.drain(..n).collect()
+                    };
+                    for w in batch {
+                        let img = load(catalog.as_ref(), &w);
+                        if tx.send((w.poster_id, img)).is_err() {
+                            return;
+                        }
+                    }
+                    ctx.request_repaint();
+                }
+            });
+        Self {
+            shared,
+            loaded: rx,
+            textures: HashMap::new(),
+            failed: Default::default(),
+            in_flight: Default::default(),
+            frame_wants: Vec::new(),
+            capacity: capacity.max(16),
+            clock: 0,
+        }
+    }
+
+    /// Call once per frame before drawing: takes in what the loader finished.
+    pub fn begin_frame(&mut self, ctx: &egui::Context) {
+        self.clock += 1;
+        while let Ok((id, img)) = self.loaded.try_recv() {
+            self.in_flight.remove(&id);
+            match img {
+                Some(img) => {
+                    let tex =
+                        ctx.load_texture(format!("thumb-{id}"), img, egui::TextureOptions::LINEAR);
+                    self.textures.insert(id, (tex, self.clock));
+                }
+                None => {
+                    self.failed.insert(id);
+                }
+            }
+        }
+        self.evict();
+    }
+
+    /// The texture of `poster_id` if loaded; otherwise asks for it (this frame).
+    pub fn get(&mut self, poster_id: i64, file: Option<&str>) -> Option<egui::TextureId> {
+        if let Some((tex, used)) = self.textures.get_mut(&poster_id) {
+            *used = self.clock;
+            return Some(tex.id());
+        }
+        if !self.failed.contains(&poster_id) && !self.in_flight.contains(&poster_id) {
+            self.frame_wants.push(Want {
+                poster_id,
+                file: file.map(PathBuf::from),
+            });
+        }
+        None
+    }
+
+    /// Whether `poster_id` could not be loaded.
+    pub fn is_failed(&self, poster_id: i64) -> bool {
+        self.failed.contains(&poster_id)
+    }
+
+    /// Call once per frame after drawing: hands this frame's missing thumbnails to the
+    /// loader, replacing what it had not started yet.
+    pub fn end_frame(&mut self) {
+        let wants = std::mem::take(&mut self.frame_wants);
+        let (lock, cvar) = &*self.shared;
+        if let Ok(mut s) = lock.lock() {
+            // Requests dropped from the list were never started: forget them.
+            for w in s.wanted.drain(..) {
+                self.in_flight.remove(&w.poster_id);
+            }
+            for w in &wants {
+                self.in_flight.insert(w.poster_id);
+            }
+            s.wanted = wants;
+            cvar.notify_one();
+        }
+    }
+
+    /// Textures held now.
+    pub fn len(&self) -> usize {
+        self.textures.len()
+    }
+
+    /// Whether no texture is held.
+    pub fn is_empty(&self) -> bool {
+        self.textures.is_empty()
+    }
+
+    fn evict(&mut self) {
+        if self.textures.len() <= self.capacity {
+            return;
+        }
+        let mut by_age: Vec<(u64, i64)> =
+            self.textures.iter().map(|(id, (_, t))| (*t, *id)).collect();
+        by_age.sort_unstable();
+        let excess = self.textures.len() - self.capacity;
+        for (_, id) in by_age.into_iter().take(excess) {
+            self.textures.remove(&id);
+        }
+    }
+}
+
+impl Drop for Thumbnails {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.shared;
+        if let Ok(mut s) = lock.lock() {
+            s.stop = true;
+            cvar.notify_all();
+        }
+    }
+}
+
+/// Loads one thumbnail: the catalog's JPEG, else the poster file scaled down.
+fn load(catalog: Option<&Catalog>, w: &Want) -> Option<egui::ColorImage> {
+    let limits = ImageLimits::default();
+    let from_catalog = catalog
+        .and_then(|c| c.thumbnail(w.poster_id).ok().flatten())
+        .and_then(|jpeg| imaging::decode_poster(&jpeg, &limits).ok())
+        .map(|d| d.rgb);
+    let rgb = match from_catalog {
+        Some(rgb) => rgb,
+        None => {
+            let d = imaging::decode_poster_file(w.file.as_deref()?, &limits).ok()?;
+            imaging::fit_within(&d.rgb, imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT)
+        }
+    };
+    Some(egui::ColorImage::from_rgb(
+        [rgb.width() as usize, rgb.height() as usize],
+        rgb.as_raw(),
+    ))
+}
