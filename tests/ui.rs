@@ -180,6 +180,27 @@ fn compare_shows_the_chosen_eras_with_their_average_posters() {
     wait_for(&mut h, "Average of 2 posters");
     assert_eq!(h.query_all_by_label("2 posters").count(), 2);
     h.get_by_label("Poster statistics over the years");
+    // The contact sheet the export button writes: one column per era.
+    let out = tmp.path().join("sheet.png");
+    let posters: Vec<movie_eras::app::compare_tab::PosterSource> = (1..=2)
+        .map(|id| (id, Some(tmp.path().join(format!("images/p{}.png", id - 1)))))
+        .collect();
+    movie_eras::app::compare_tab::write_contact_sheet(
+        &tmp.path().join("catalog.sqlite"),
+        vec![
+            (0, None, vec![([200, 10, 10], 1.0)], posters.clone()),
+            (1, None, vec![], posters),
+        ],
+        &out,
+    )
+    .unwrap();
+    let sheet = image::open(&out).unwrap();
+    assert!(
+        sheet.width() > 2 * 4 * 96 && sheet.height() > 144,
+        "{}x{}",
+        sheet.width(),
+        sheet.height()
+    );
 }
 
 /// A harness showing the Harvest tab of `app`.
@@ -367,4 +388,46 @@ fn bad_and_unusual_files_dropped_on_the_window_get_clear_messages() {
     h.get_by_label("About").click();
     h.step();
     assert_eq!(h.state().settings().tab, Tab::About);
+}
+
+#[test]
+fn train_tab_trains_with_live_figures_and_writes_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 48 posters: dark grey ones from 1945, bright red ones from 2015.
+    let data = common::catalog_of(tmp.path(), 48, |i| {
+        let old = i % 2 == 0;
+        let mut state = i * 7 + 1;
+        let img = image::RgbImage::from_fn(60, 90, |_, _| {
+            let n = (common::xorshift(&mut state) % 30) as u8;
+            if old {
+                image::Rgb([40 + n, 40 + n, 40 + n])
+            } else {
+                image::Rgb([200 + n, 60 + n, 40])
+            }
+        });
+        (if old { 1945 } else { 2015 }, img)
+    });
+    let mut app = MovieErasApp::new(data.clone(), EraSchemes::builtin(), Settings::default());
+    {
+        let s = app.settings_mut();
+        s.tab = Tab::Train;
+        s.train.epochs = 2;
+        s.train.backend = movie_eras::model::backend::BackendChoice::Cpu;
+        s.train.resume = false;
+    }
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 900.0))
+        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    h.step();
+    h.get_by_label("Start training").click();
+    h.step();
+    wait_for(&mut h, "Backend: cpu");
+    wait_for(&mut h, "Finished; model written to");
+    h.get_by_label_contains("Epoch 2: validation decade top-1");
+    assert!(data.trained_model_dir().join("model.json").is_file());
+    assert!(
+        data.trained_model_dir()
+            .join("checkpoints/epoch-002")
+            .is_dir()
+    );
 }

@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::eras::EraSchemes;
 use crate::model::backend::{self, BackendChoice};
 use crate::model::metrics::Evaluation;
+use crate::model::network::NetworkConfig;
 use crate::model::training::{self, EpochReport, TrainEvent, TrainOptions};
 use crate::paths::DataDir;
 
@@ -32,6 +33,40 @@ pub struct TrainSettings {
     pub resume: bool,
     /// Use at most this many posters (0: all).
     pub limit: usize,
+    /// Network size.
+    pub network: NetworkSize,
+}
+
+/// Network sizes offered in the tab (the CLI takes any `--input` and `--widths`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum NetworkSize {
+    /// 48×72 input, widths 16–128: the shipped model's shape; fast on a CPU.
+    #[default]
+    Small,
+    /// 64×96 input, widths 32–192: better with a GPU.
+    Standard,
+}
+
+impl NetworkSize {
+    /// The network configuration.
+    pub fn config(self) -> NetworkConfig {
+        match self {
+            Self::Small => NetworkConfig {
+                input_width: 48,
+                input_height: 72,
+                widths: vec![16, 32, 64, 128],
+                ..NetworkConfig::default()
+            },
+            Self::Standard => NetworkConfig::default(),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Small => "Small (48x72, CPU-friendly)",
+            Self::Standard => "Standard (64x96, for a GPU)",
+        }
+    }
 }
 
 impl Default for TrainSettings {
@@ -44,6 +79,7 @@ impl Default for TrainSettings {
             backend: BackendChoice::Auto,
             resume: true,
             limit: 0,
+            network: NetworkSize::Small,
         }
     }
 }
@@ -100,6 +136,7 @@ impl TrainTab {
             lr: s.lr,
             backend: s.backend,
             limit: s.limit,
+            network: s.network.config(),
             ..TrainOptions::default()
         };
         let out = data_dir.trained_model_dir();
@@ -242,19 +279,22 @@ impl TrainTab {
         let busy = self.running.is_some();
         ui.add_enabled_ui(!busy, |ui| {
             egui::Grid::new("train_form").num_columns(2).show(ui, |ui| {
-                ui.label("Epochs");
-                ui.add(egui::DragValue::new(&mut s.epochs).range(1..=500));
+                let l = ui.label("Epochs");
+                ui.add(egui::DragValue::new(&mut s.epochs).range(1..=500))
+                    .labelled_by(l.id);
                 ui.end_row();
-                ui.label("Batch size");
-                ui.add(egui::DragValue::new(&mut s.batch).range(1..=1024));
+                let l = ui.label("Batch size");
+                ui.add(egui::DragValue::new(&mut s.batch).range(1..=1024))
+                    .labelled_by(l.id);
                 ui.end_row();
-                ui.label("Learning rate");
+                let l = ui.label("Learning rate");
                 ui.add(
                     egui::DragValue::new(&mut s.lr)
                         .range(1e-5..=1.0)
                         .speed(1e-4)
                         .max_decimals(5),
-                );
+                )
+                .labelled_by(l.id);
                 ui.end_row();
                 ui.label("Backend");
                 egui::ComboBox::from_label("GPU or CPU")
@@ -265,8 +305,20 @@ impl TrainTab {
                         }
                     });
                 ui.end_row();
-                ui.label("Posters");
+                let l = ui.label("Network");
+                egui::ComboBox::from_id_salt("train-network")
+                    .selected_text(s.network.label())
+                    .show_ui(ui, |ui| {
+                        for n in [NetworkSize::Small, NetworkSize::Standard] {
+                            ui.selectable_value(&mut s.network, n, n.label());
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id);
+                ui.end_row();
+                let l = ui.label("Posters");
                 ui.add(egui::DragValue::new(&mut s.limit).range(0..=1_000_000))
+                    .labelled_by(l.id)
                     .on_hover_text("0 uses the whole catalog");
                 ui.end_row();
                 ui.label("Options");
