@@ -229,6 +229,15 @@ pub struct EvaluateArgs {
     /// CSV `file,year` for --images.
     #[arg(long, value_name = "CSV", requires = "images")]
     pub labels: Option<PathBuf>,
+    /// Scale every poster by this factor first (robustness check), e.g. 0.5 or 2.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f32,
+    /// Re-encode every poster as JPEG at this quality first (robustness check).
+    #[arg(long, value_name = "1-100", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: Option<u8>,
+    /// Also write the era confusion matrix as a PNG.
+    #[arg(long, value_name = "OUT.png")]
+    pub confusion_png: Option<PathBuf>,
     /// Model, scheme, backend, output.
     #[command(flatten)]
     pub common: ModelArgs,
@@ -274,7 +283,15 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         }
     };
     anyhow::ensure!(!samples.is_empty(), "nothing to evaluate");
-    let (prepared, failed) = data::prepare(&samples, &model.config.network);
+    anyhow::ensure!(
+        args.scale > 0.0 && args.scale <= 8.0,
+        "--scale must be in (0, 8]"
+    );
+    let reencode = data::Reencode {
+        scale: args.scale,
+        jpeg_quality: args.jpeg_quality,
+    };
+    let (prepared, failed) = data::prepare_with(&samples, &model.config.network, &reencode);
     for (path, why) in failed.iter().take(10) {
         eprintln!("skipped {}: {why}", path.display());
     }
@@ -282,6 +299,11 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         training::predict_prepared(&model.net, &prepared, &model.config, &model.device, 128)?;
     let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
     let e = metrics::evaluate(&probs, &years, &model.config.bins, scheme);
+    if let Some(out) = &args.confusion_png {
+        let png = imaging::encode_png(&metrics::confusion_image(&e.era_confusion))?;
+        crate::fsutil::write_atomic(out, &png)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
     if args.common.json {
         println!("{}", serde_json::to_string_pretty(&e)?);
     } else {

@@ -97,14 +97,59 @@ pub fn to_work_size(rgb: &RgbImage, net: &NetworkConfig) -> Vec<u8> {
 /// Decodes and resizes samples in parallel; returns what worked and what failed (with
 /// the reason).
 pub fn prepare(samples: &[Sample], net: &NetworkConfig) -> (Vec<Prepared>, Vec<(PathBuf, String)>) {
+    prepare_with(samples, net, &Reencode::default())
+}
+
+/// A change applied to posters before they reach the model, to check how predictions
+/// hold up for posters of other sizes and compression than the training set's.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Reencode {
+    /// Scale factor of both sides (1 or 0 keeps the size).
+    pub scale: f32,
+    /// Re-encode as JPEG at this quality (1–100).
+    pub jpeg_quality: Option<u8>,
+}
+
+impl Reencode {
+    /// Applies the change (scale, then JPEG round trip).
+    pub fn apply(&self, rgb: RgbImage) -> std::result::Result<RgbImage, String> {
+        let rgb = if self.scale > 0.0 && (self.scale - 1.0).abs() > 1e-6 {
+            let w = ((rgb.width() as f32 * self.scale).round() as u32).max(1);
+            let h = ((rgb.height() as f32 * self.scale).round() as u32).max(1);
+            imaging::area_resize(&rgb, w, h)
+        } else {
+            rgb
+        };
+        match self.jpeg_quality {
+            Some(q) => {
+                let bytes =
+                    imaging::encode_jpeg(&rgb, q.clamp(1, 100)).map_err(|e| e.to_string())?;
+                imaging::decode_poster(&bytes, &ImageLimits::default())
+                    .map(|d| d.rgb)
+                    .map_err(|e| e.to_string())
+            }
+            None => Ok(rgb),
+        }
+    }
+}
+
+/// [`prepare`] with posters changed by `reencode` first.
+pub fn prepare_with(
+    samples: &[Sample],
+    net: &NetworkConfig,
+    reencode: &Reencode,
+) -> (Vec<Prepared>, Vec<(PathBuf, String)>) {
     let limits = ImageLimits::default();
     let results: Vec<std::result::Result<Prepared, (PathBuf, String)>> = samples
         .par_iter()
         .map(|s| {
             let decoded = imaging::decode_poster_file(&s.path, &limits)
                 .map_err(|e| (s.path.clone(), e.to_string()))?;
+            let rgb = reencode
+                .apply(decoded.rgb)
+                .map_err(|e| (s.path.clone(), e))?;
             Ok(Prepared {
-                pixels: to_work_size(&decoded.rgb, net),
+                pixels: to_work_size(&rgb, net),
                 year: s.year,
             })
         })
@@ -374,6 +419,37 @@ pub fn require(train: usize, val: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reencode_scales_and_round_trips_jpeg() {
+        let img = RgbImage::from_fn(40, 60, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 4) as u8, 90])
+        });
+        let same = Reencode::default().apply(img.clone()).unwrap();
+        assert_eq!(same, img);
+        let half = Reencode {
+            scale: 0.5,
+            jpeg_quality: None,
+        }
+        .apply(img.clone())
+        .unwrap();
+        assert_eq!(half.dimensions(), (20, 30));
+        let jpeg = Reencode {
+            scale: 1.0,
+            jpeg_quality: Some(20),
+        }
+        .apply(img.clone())
+        .unwrap();
+        assert_eq!(jpeg.dimensions(), (40, 60));
+        assert_ne!(jpeg, img, "a quality-20 JPEG changes pixels");
+        let diff: u64 = jpeg
+            .as_raw()
+            .iter()
+            .zip(img.as_raw())
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        assert!(diff / (40 * 60 * 3) < 20, "but not beyond recognition");
+    }
 
     fn sample(key: &str) -> Sample {
         Sample {

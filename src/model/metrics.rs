@@ -127,6 +127,100 @@ pub fn evaluate(
     }
 }
 
+/// 3×5 pixel glyphs of the digits 0–9, one row per 3 bits (for labels in PNGs without a
+/// font rasteriser).
+const DIGITS: [[u8; 5]; 10] = [
+    [0b111, 0b101, 0b101, 0b101, 0b111],
+    [0b010, 0b110, 0b010, 0b010, 0b111],
+    [0b111, 0b001, 0b111, 0b100, 0b111],
+    [0b111, 0b001, 0b111, 0b001, 0b111],
+    [0b101, 0b101, 0b111, 0b001, 0b001],
+    [0b111, 0b100, 0b111, 0b001, 0b111],
+    [0b111, 0b100, 0b111, 0b101, 0b111],
+    [0b111, 0b001, 0b010, 0b010, 0b010],
+    [0b111, 0b101, 0b111, 0b101, 0b111],
+    [0b111, 0b101, 0b111, 0b001, 0b111],
+];
+
+/// Draws the decimal `n` centred at `(cx, cy)` with `scale`-pixel dots.
+fn draw_number(img: &mut image::RgbImage, n: u64, cx: u32, cy: u32, scale: u32, colour: [u8; 3]) {
+    let text = n.to_string();
+    let w = text.len() as u32 * 4 * scale - scale;
+    let (x0, y0) = (cx.saturating_sub(w / 2), cy.saturating_sub(5 * scale / 2));
+    for (k, ch) in text.bytes().enumerate() {
+        let glyph = DIGITS[usize::from(ch - b'0')];
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..3u32 {
+                if bits & (0b100 >> col) != 0 {
+                    for dy in 0..scale {
+                        for dx in 0..scale {
+                            let x = x0 + k as u32 * 4 * scale + col * scale + dx;
+                            let y = y0 + row as u32 * scale + dy;
+                            if x < img.width() && y < img.height() {
+                                img.put_pixel(x, y, image::Rgb(colour));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A confusion matrix as an image: rows are true classes (numbered from 1 down the left),
+/// columns predicted classes (numbered across the top); each cell shows its count on a
+/// heat colour of the row's share.
+pub fn confusion_image(matrix: &[Vec<u64>]) -> image::RgbImage {
+    let n = matrix.len() as u32;
+    let (cw, ch, head) = (64u32, 40u32, 36u32);
+    let mut img = image::RgbImage::from_pixel(
+        head + n * cw + 1,
+        head + n * ch + 1,
+        image::Rgb([255, 255, 255]),
+    );
+    for i in 0..n {
+        draw_number(
+            &mut img,
+            u64::from(i + 1),
+            head + i * cw + cw / 2,
+            head / 2,
+            3,
+            [40, 40, 40],
+        );
+        draw_number(
+            &mut img,
+            u64::from(i + 1),
+            head / 2,
+            head + i * ch + ch / 2,
+            3,
+            [40, 40, 40],
+        );
+    }
+    for (r, row) in matrix.iter().enumerate() {
+        let total: u64 = row.iter().sum::<u64>().max(1);
+        for (c, &count) in row.iter().enumerate() {
+            let share = count as f32 / total as f32;
+            let colour = super::saliency::heat_colour(share.sqrt());
+            let (x0, y0) = (head + c as u32 * cw, head + r as u32 * ch);
+            for y in y0 + 1..y0 + ch {
+                for x in x0 + 1..x0 + cw {
+                    img.put_pixel(x, y, image::Rgb(colour));
+                }
+            }
+            let lum = 0.299 * f32::from(colour[0])
+                + 0.587 * f32::from(colour[1])
+                + 0.114 * f32::from(colour[2]);
+            let ink = if lum > 140.0 {
+                [0, 0, 0]
+            } else {
+                [255, 255, 255]
+            };
+            draw_number(&mut img, count, x0 + cw / 2, y0 + ch / 2, 2, ink);
+        }
+    }
+    img
+}
+
 impl Evaluation {
     /// A plain-text report.
     pub fn report(&self) -> String {
@@ -202,5 +296,16 @@ mod tests {
         // F1: Golden Age p = 2/3, r = 1 -> 0.8; New Hollywood 0; Franchise 0.
         assert!((e.macro_f1 - 0.8 / 3.0).abs() < 1e-9, "{}", e.macro_f1);
         assert!(e.report().contains("decade top-1 50.0%"));
+    }
+
+    #[test]
+    fn confusion_image_has_a_cell_per_pair() {
+        let img = confusion_image(&[vec![5, 0], vec![1, 12]]);
+        assert_eq!(img.dimensions(), (36 + 2 * 64 + 1, 36 + 2 * 40 + 1));
+        // The diagonal (all of row 0) is hotter than the empty cell beside it.
+        let hot = img.get_pixel(36 + 5, 36 + 5).0;
+        let cold = img.get_pixel(36 + 64 + 5, 36 + 5).0;
+        let lum = |c: [u8; 3]| u32::from(c[0]) + u32::from(c[1]) + u32::from(c[2]);
+        assert!(lum(hot) > lum(cold));
     }
 }
