@@ -17,7 +17,7 @@ use super::thumbs::Thumbnails;
 use crate::catalog::Catalog;
 use crate::eras::EraScheme;
 use crate::explore::{self, AveragePoster, Explorer, SheetColumn, YearStats};
-use crate::imaging::{self, HUE_BINS, ImageLimits};
+use crate::imaging::{self, HUE_BINS};
 use crate::paths::DataDir;
 
 /// Compare settings remembered between runs.
@@ -649,7 +649,9 @@ pub fn write_contact_sheet(
             palette,
             thumbs: ids
                 .iter()
-                .filter_map(|p| thumbnail_of(&catalog, p))
+                .filter_map(|(id, f)| {
+                    super::thumbs::read_thumbnail(Some(&catalog), *id, f.as_deref())
+                })
                 .collect(),
         })
         .collect();
@@ -658,26 +660,9 @@ pub fn write_contact_sheet(
     crate::fsutil::write_atomic(out, &png).map_err(|e| e.to_string())
 }
 
-/// A poster's thumbnail from the catalog, else its file scaled down.
-fn thumbnail_of(catalog: &Catalog, (id, file): &PosterSource) -> Option<RgbImage> {
-    let limits = ImageLimits::default();
-    if let Some(j) = catalog.thumbnail(*id).ok().flatten()
-        && let Ok(d) = imaging::decode_poster(&j, &limits)
-    {
-        return Some(d.rgb);
-    }
-    let d = imaging::decode_poster_file(file.as_deref()?, &limits).ok()?;
-    Some(imaging::fit_within(
-        &d.rgb,
-        imaging::THUMB_WIDTH,
-        imaging::THUMB_HEIGHT,
-    ))
-}
-
 /// Average poster (64×96) and 6-colour palette of these posters, from their thumbnails.
 fn era_look(catalog: &Catalog, posters: &[PosterSource]) -> Option<EraLook> {
     // Thumbnails are read on this thread (one connection), decoded in parallel.
-    let limits = ImageLimits::default();
     let sources: Vec<(Option<Vec<u8>>, Option<std::path::PathBuf>)> = posters
         .iter()
         .map(|(id, f)| (catalog.thumbnail(*id).ok().flatten(), f.clone()))
@@ -687,16 +672,8 @@ fn era_look(catalog: &Catalog, posters: &[PosterSource]) -> Option<EraLook> {
         .fold(
             || (AveragePoster::new(64, 96), Vec::new()),
             |(mut avg, mut px), (jpeg, file)| {
-                let img = match jpeg.as_deref().map(|j| imaging::decode_poster(j, &limits)) {
-                    Some(Ok(d)) => Some(d.rgb),
-                    _ => file
-                        .as_deref()
-                        .and_then(|f| imaging::decode_poster_file(f, &limits).ok())
-                        .map(|d| {
-                            imaging::fit_within(&d.rgb, imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT)
-                        }),
-                };
-                if let Some(img) = img {
+                if let Some(img) = super::thumbs::decode_thumbnail(jpeg.as_deref(), file.as_deref())
+                {
                     avg.add(&img);
                     if px.len() < 40_000 {
                         px.extend(explore::pixel_sample(&img, 97));

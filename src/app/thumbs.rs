@@ -7,11 +7,12 @@
 //! posters that are no longer on screen.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 
 use eframe::egui;
+use image::RgbImage;
 
 use crate::catalog::Catalog;
 use crate::imaging::{self, ImageLimits};
@@ -181,20 +182,34 @@ impl Drop for Thumbnails {
     }
 }
 
-/// Loads one thumbnail: the catalog's JPEG, else the poster file scaled down.
-fn load(catalog: Option<&Catalog>, w: &Want) -> Option<egui::ColorImage> {
+/// A thumbnail from its catalog JPEG, else from the poster file scaled down to the
+/// thumbnail size; `None` when neither can be read.
+pub fn decode_thumbnail(jpeg: Option<&[u8]>, file: Option<&Path>) -> Option<RgbImage> {
     let limits = ImageLimits::default();
-    let from_catalog = catalog
-        .and_then(|c| c.thumbnail(w.poster_id).ok().flatten())
-        .and_then(|jpeg| imaging::decode_poster(&jpeg, &limits).ok())
-        .map(|d| d.rgb);
-    let rgb = match from_catalog {
-        Some(rgb) => rgb,
-        None => {
-            let d = imaging::decode_poster_file(w.file.as_deref()?, &limits).ok()?;
-            imaging::fit_within(&d.rgb, imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT)
-        }
-    };
+    if let Some(Ok(d)) = jpeg.map(|j| imaging::decode_poster(j, &limits)) {
+        return Some(d.rgb);
+    }
+    let d = imaging::decode_poster_file(file?, &limits).ok()?;
+    Some(imaging::fit_within(
+        &d.rgb,
+        imaging::THUMB_WIDTH,
+        imaging::THUMB_HEIGHT,
+    ))
+}
+
+/// Reads a poster's thumbnail from the catalog (or its file); see [`decode_thumbnail`].
+pub fn read_thumbnail(
+    catalog: Option<&Catalog>,
+    poster_id: i64,
+    file: Option<&Path>,
+) -> Option<RgbImage> {
+    let jpeg = catalog.and_then(|c| c.thumbnail(poster_id).ok().flatten());
+    decode_thumbnail(jpeg.as_deref(), file)
+}
+
+/// Loads one thumbnail for the cache.
+fn load(catalog: Option<&Catalog>, w: &Want) -> Option<egui::ColorImage> {
+    let rgb = read_thumbnail(catalog, w.poster_id, w.file.as_deref())?;
     Some(egui::ColorImage::from_rgb(
         [rgb.width() as usize, rgb.height() as usize],
         rgb.as_raw(),
