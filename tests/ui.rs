@@ -146,6 +146,32 @@ fn gallery_filters_change_what_is_shown_and_a_click_opens_details() {
     h.state_mut().settings_mut().gallery.filter = movie_eras::explore::Filter::default();
     h.step();
     wait_for(&mut h, "5 of 6 movies");
+    // Sorting by the model's error runs the model over the catalog first.
+    h.state_mut().settings_mut().gallery.sort = movie_eras::explore::SortKey::Error;
+    h.step();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while h.state().gallery().errors().len() < 5 {
+        assert!(Instant::now() < deadline, "the model pass never finished");
+        std::thread::sleep(Duration::from_millis(10));
+        h.step();
+    }
+    let errors = h.state().gallery().errors().clone();
+    let shown: Vec<i64> = {
+        let e = h.state().explorer().unwrap();
+        h.state()
+            .gallery()
+            .shown()
+            .iter()
+            .map(|&i| e.rows[i].id)
+            .collect()
+    };
+    assert_eq!(shown.len(), 5);
+    assert!(
+        shown.windows(2).all(|w| errors[&w[0]] <= errors[&w[1]]),
+        "not in error order: {shown:?} {errors:?}"
+    );
+    h.state_mut().settings_mut().gallery.sort = movie_eras::explore::SortKey::Year;
+    h.step();
     // Clicking a poster opens its details with the model's prediction and Grad-CAM.
     h.get_by_label("Casablanca (1942)").click();
     h.step();

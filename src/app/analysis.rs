@@ -28,6 +28,8 @@ pub struct PosterRef {
     pub movie_id: i64,
     /// Poster id (for the thumbnail).
     pub poster_id: i64,
+    /// Poster file (when the catalog has no thumbnail).
+    pub file: Option<PathBuf>,
 }
 
 /// The whole-catalog pass.
@@ -265,7 +267,6 @@ fn run_pass(
         Ok(c) => c,
         Err(e) => return PassOutcome::Failed(e.to_string()),
     };
-    let limits = ImageLimits::default();
     let mut out = CatalogAnalysis {
         bins: model.config.bins,
         ..CatalogAnalysis::default()
@@ -282,13 +283,16 @@ fn run_pass(
                 result: detail(model, &file, &scheme),
             }));
         }
-        let jpegs: Vec<(i64, Option<Vec<u8>>)> = chunk
+        let jpegs: Vec<(&PosterRef, Option<Vec<u8>>)> = chunk
             .iter()
-            .map(|p| (p.movie_id, catalog.thumbnail(p.poster_id).ok().flatten()))
+            .map(|p| (p, catalog.thumbnail(p.poster_id).ok().flatten()))
             .collect();
         let decoded: Vec<(i64, image::RgbImage)> = jpegs
             .into_par_iter()
-            .filter_map(|(id, j)| Some((id, imaging::decode_poster(&j?, &limits).ok()?.rgb)))
+            .filter_map(|(p, j)| {
+                let rgb = super::thumbs::decode_thumbnail(j.as_deref(), p.file.as_deref())?;
+                Some((p.movie_id, rgb))
+            })
             .collect();
         let imgs: Vec<image::RgbImage> = decoded.iter().map(|(_, i)| i.clone()).collect();
         match model.probs_and_embeddings(&imgs) {

@@ -103,6 +103,11 @@ impl GalleryTab {
         &self.shown
     }
 
+    /// |predicted − released| per movie id, once the model has seen the catalog.
+    pub fn errors(&self) -> &HashMap<i64, f32> {
+        &self.errors
+    }
+
     fn analysis(&mut self, data_dir: &DataDir, ctx: &egui::Context) -> &mut Analysis {
         self.analysis
             .get_or_insert_with(|| Analysis::new(data_dir.catalog_path(), None, ctx))
@@ -117,6 +122,7 @@ impl GalleryTab {
                 Some(PosterRef {
                     movie_id: r.id,
                     poster_id: r.poster_id?,
+                    file: r.poster_file.as_deref().map(|f| data_dir.poster_path(f)),
                 })
             })
             .collect();

@@ -215,3 +215,90 @@ fn load(catalog: Option<&Catalog>, w: &Want) -> Option<egui::ColorImage> {
         rgb.as_raw(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{NewMovie, PosterRecord, PosterStatus};
+    use std::time::{Duration, Instant};
+
+    fn catalog_with_thumbnails(path: &Path, n: i64) {
+        let mut c = Catalog::open(path).unwrap();
+        let movies: Vec<NewMovie> = (0..n)
+            .map(|i| {
+                let img = RgbImage::from_pixel(12, 18, image::Rgb([i as u8, 0, 0]));
+                NewMovie {
+                    source_key: format!("t:{i}"),
+                    source: "test".into(),
+                    tmdb_id: None,
+                    title: format!("M{i}"),
+                    year: Some(2000),
+                    release_date: None,
+                    genres: vec![],
+                    popularity: None,
+                    vote_average: None,
+                    vote_count: None,
+                    poster: PosterRecord {
+                        remote_path: None,
+                        file: None,
+                        sha256: Some(format!("{i:064}")),
+                        bytes: None,
+                        width: Some(12),
+                        height: Some(18),
+                        status: PosterStatus::Ok,
+                        reason: None,
+                        stats: None,
+                        thumbnail: Some((imaging::encode_jpeg(&img, 90).unwrap(), 12, 18)),
+                    },
+                }
+            })
+            .collect();
+        c.insert_movies(&movies).unwrap();
+    }
+
+    #[test]
+    fn cache_stays_bounded_and_loads_what_is_on_screen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("catalog.sqlite");
+        catalog_with_thumbnails(&path, 40);
+        let ctx = egui::Context::default();
+        let mut thumbs = Thumbnails::new(path, 16, &ctx);
+        // Asking for 40 every frame never holds more than 16 textures.
+        let mut seen = std::collections::HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.len() < 40 {
+            assert!(Instant::now() < deadline, "only {} loaded", seen.len());
+            thumbs.begin_frame(&ctx);
+            for id in 1..=40 {
+                if thumbs.get(id, None).is_some() {
+                    seen.insert(id);
+                }
+            }
+            thumbs.end_frame();
+            assert!(thumbs.len() <= 16, "{} textures held", thumbs.len());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // What stays on screen ends up cached.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            thumbs.begin_frame(&ctx);
+            let on_screen = (1..=8).filter(|&id| thumbs.get(id, None).is_some()).count();
+            thumbs.end_frame();
+            if on_screen == 8 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{on_screen} of 8 cached");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(thumbs.len() <= 16);
+        // A poster id with no thumbnail and no file is reported, not retried forever.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !thumbs.is_failed(999) {
+            assert!(Instant::now() < deadline);
+            thumbs.begin_frame(&ctx);
+            let _ = thumbs.get(999, None);
+            thumbs.end_frame();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
