@@ -437,6 +437,38 @@ impl CompareTab {
         ui.heading("Poster statistics over the years");
         ui.label("Coloured segments are the chosen eras; hover a plot to see that year's posters.");
         let boundaries: Vec<i32> = scheme.eras.iter().skip(1).filter_map(|e| e.from).collect();
+        // Posters of the year under the pointer (the previous frame's hover).
+        if let Some(year) = self.hovered_year {
+            let members = explorer.year_members(year);
+            ui.label(format!("Posters from {year} ({}):", members.len()));
+            let picked = explore::sample(&explorer.rows, &members, 16, 3);
+            ui.horizontal_wrapped(|ui| {
+                for i in picked {
+                    let m = &explorer.rows[i];
+                    let (rect, resp) =
+                        ui.allocate_exact_size(egui::vec2(48.0, 72.0), egui::Sense::hover());
+                    let file = m
+                        .poster_file
+                        .as_deref()
+                        .map(|f| data_dir.poster_path(f).display().to_string());
+                    if let Some(pid) = m.poster_id
+                        && let Some(tex) = thumbs.get(pid, file.as_deref())
+                    {
+                        ui.painter().image(
+                            tex,
+                            rect,
+                            egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+                            egui::Color32::WHITE,
+                        );
+                    }
+                    resp.on_hover_text(&m.title);
+                }
+            });
+        } else {
+            // The same room, so that the plots do not move when the posters appear.
+            ui.label("Posters from the year under the pointer appear here.");
+            ui.add_space(72.0 + ui.spacing().item_spacing.y);
+        }
         let mut hovered = None;
         let plot_w = ((ui.available_width() - 24.0) / 2.0).max(240.0);
         egui::Grid::new("stat-plots").num_columns(2).show(ui, |ui| {
@@ -540,33 +572,6 @@ impl CompareTab {
         });
         if hovered.is_some() {
             self.hovered_year = hovered;
-        }
-        if let Some(year) = self.hovered_year {
-            let members = explorer.year_members(year);
-            ui.label(format!("Posters from {year} ({}):", members.len()));
-            let picked = explore::sample(&explorer.rows, &members, 16, 3);
-            ui.horizontal_wrapped(|ui| {
-                for i in picked {
-                    let m = &explorer.rows[i];
-                    let (rect, resp) =
-                        ui.allocate_exact_size(egui::vec2(48.0, 72.0), egui::Sense::hover());
-                    let file = m
-                        .poster_file
-                        .as_deref()
-                        .map(|f| data_dir.poster_path(f).display().to_string());
-                    if let Some(pid) = m.poster_id
-                        && let Some(tex) = thumbs.get(pid, file.as_deref())
-                    {
-                        ui.painter().image(
-                            tex,
-                            rect,
-                            egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
-                            egui::Color32::WHITE,
-                        );
-                    }
-                    resp.on_hover_text(&m.title);
-                }
-            });
         }
     }
 
