@@ -389,6 +389,18 @@ fn saliency_overlay_appears_for_the_predicted_and_a_clicked_era() {
         h.step();
     }
     h.get_by_label_contains("Grad-CAM for Golden Age");
+    // Pasting a copied file path classifies that file too.
+    let second = tmp.path().join("second.png");
+    common::poster(9, 154, 231).save(&second).unwrap();
+    h.event(egui::Event::Paste(format!("file://{}", second.display())));
+    h.step();
+    wait_for(&mut h, "second.png");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.query_all_by_label_contains("Estimated year").count() < 2 {
+        assert!(Instant::now() < deadline, "the pasted poster was not classified");
+        std::thread::sleep(Duration::from_millis(10));
+        h.step();
+    }
 }
 
 #[test]
