@@ -397,7 +397,10 @@ fn saliency_overlay_appears_for_the_predicted_and_a_clicked_era() {
     wait_for(&mut h, "second.png");
     let deadline = Instant::now() + Duration::from_secs(20);
     while h.query_all_by_label_contains("Estimated year").count() < 2 {
-        assert!(Instant::now() < deadline, "the pasted poster was not classified");
+        assert!(
+            Instant::now() < deadline,
+            "the pasted poster was not classified"
+        );
         std::thread::sleep(Duration::from_millis(10));
         h.step();
     }
