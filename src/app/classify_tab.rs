@@ -684,21 +684,26 @@ fn saliency_ui(
     }
     let before = (o.settings, o.era);
     ui.horizontal(|ui| {
+        let method = ui.label("Method");
         egui::ComboBox::from_id_salt(("method", id))
             .selected_text(o.settings.method.label())
             .show_ui(ui, |ui| {
                 for m in SaliencyMethod::ALL {
                     ui.selectable_value(&mut o.settings.method, m, m.label());
                 }
-            });
-        ui.label("for");
+            })
+            .response
+            .labelled_by(method.id);
+        let era = ui.label("for the era");
         egui::ComboBox::from_id_salt(("era", id))
             .selected_text(scheme.eras.get(o.era).map_or("?", |e| e.name.as_str()))
             .show_ui(ui, |ui| {
                 for (i, e) in scheme.eras.iter().enumerate() {
                     ui.selectable_value(&mut o.era, i, &e.name);
                 }
-            });
+            })
+            .response
+            .labelled_by(era.id);
     });
     match o.settings.method {
         SaliencyMethod::SmoothGrad => {

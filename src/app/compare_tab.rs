@@ -223,7 +223,7 @@ impl CompareTab {
         columns.retain(|&c| c < scheme.eras.len());
         let mut export = false;
         ui.horizontal_wrapped(|ui| {
-            ui.label("Columns:");
+            let label = ui.label("Columns:");
             let mut remove = None;
             for (k, col) in columns.iter_mut().enumerate() {
                 egui::ComboBox::from_id_salt(("compare-col", k))
@@ -232,7 +232,9 @@ impl CompareTab {
                         for (i, e) in scheme.eras.iter().enumerate() {
                             ui.selectable_value(col, i, &e.name);
                         }
-                    });
+                    })
+                    .response
+                    .labelled_by(label.id);
                 if ui
                     .small_button("x")
                     .on_hover_text("Remove this column")

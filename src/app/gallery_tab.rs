@@ -584,7 +584,7 @@ fn filters_ui(ui: &mut egui::Ui, explorer: &Explorer, scheme: &EraScheme, s: &mu
         ui.selectable_value(&mut s.map, false, "Grid");
         ui.selectable_value(&mut s.map, true, "Map");
         ui.separator();
-        ui.label("Era");
+        let label = ui.label("Era");
         egui::ComboBox::from_id_salt("gallery-era")
             .selected_text(
                 s.filter
@@ -597,13 +597,15 @@ fn filters_ui(ui: &mut egui::Ui, explorer: &Explorer, scheme: &EraScheme, s: &mu
                 for (i, e) in scheme.eras.iter().enumerate() {
                     ui.selectable_value(&mut s.filter.era, Some(i), &e.name);
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
         let decades: Vec<i32> = explorer.year_range.map_or_else(Vec::new, |(a, b)| {
             (a.div_euclid(10)..=b.div_euclid(10))
                 .map(|d| d * 10)
                 .collect()
         });
-        ui.label("Decade");
+        let label = ui.label("Decade");
         egui::ComboBox::from_id_salt("gallery-decade")
             .selected_text(
                 s.filter
@@ -615,7 +617,9 @@ fn filters_ui(ui: &mut egui::Ui, explorer: &Explorer, scheme: &EraScheme, s: &mu
                 for d in decades {
                     ui.selectable_value(&mut s.filter.decade, Some(d), format!("{d}s"));
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
         let mut use_years = s.filter.years.is_some();
         ui.checkbox(&mut use_years, "Years");
         if use_years {
@@ -628,7 +632,7 @@ fn filters_ui(ui: &mut egui::Ui, explorer: &Explorer, scheme: &EraScheme, s: &mu
         } else {
             s.filter.years = None;
         }
-        ui.label("Genre");
+        let label = ui.label("Genre");
         egui::ComboBox::from_id_salt("gallery-genre")
             .selected_text(s.filter.genre.as_deref().unwrap_or("All"))
             .show_ui(ui, |ui| {
@@ -636,14 +640,16 @@ fn filters_ui(ui: &mut egui::Ui, explorer: &Explorer, scheme: &EraScheme, s: &mu
                 for g in &explorer.genres {
                     ui.selectable_value(&mut s.filter.genre, Some(g.clone()), g);
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
         ui.end_row();
         ui.add(
             egui::TextEdit::singleline(&mut s.filter.title)
                 .hint_text("Search titles")
                 .desired_width(160.0),
         );
-        ui.label("Poster");
+        let label = ui.label("Poster");
         egui::ComboBox::from_id_salt("gallery-status")
             .selected_text(match s.filter.status {
                 None => "Any",
@@ -656,16 +662,20 @@ fn filters_ui(ui: &mut egui::Ui, explorer: &Explorer, scheme: &EraScheme, s: &mu
                 ui.selectable_value(&mut s.filter.status, Some(PosterStatus::Ok), "Ok");
                 ui.selectable_value(&mut s.filter.status, Some(PosterStatus::Failed), "Failed");
                 ui.selectable_value(&mut s.filter.status, Some(PosterStatus::Pending), "Pending");
-            });
+            })
+            .response
+            .labelled_by(label.id);
         ui.separator();
-        ui.label("Sort");
+        let label = ui.label("Sort");
         egui::ComboBox::from_id_salt("gallery-sort")
             .selected_text(s.sort.label())
             .show_ui(ui, |ui| {
                 for k in SortKey::ALL {
                     ui.selectable_value(&mut s.sort, k, k.label());
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
         ui.checkbox(&mut s.descending, "Descending");
         ui.add(egui::Slider::new(&mut s.thumb_width, 48.0..=200.0).text("Size"));
         if ui.button("Reset filters").clicked() {
