@@ -98,9 +98,13 @@ fn api_harvest_stores_movies_posters_and_genres_within_the_connection_bound() {
         .find(|r| r.status == Some(PosterStatus::Failed))
         .unwrap();
     assert!(no_poster.reason.as_deref().unwrap().contains("no poster"));
-    // The pool never exceeded its bound.
-    assert!(mock.stats().max_connections.load(Ordering::SeqCst) <= 6);
+    // Requests in flight never exceed the bound. Open sockets may exceed it for a moment:
+    // hyper hands a finished connection back to its pool on another task, and a request
+    // that starts in between opens a new one (seen under load: 7 with a bound of 6).
+    // reqwest has no hard per-host connection cap; the pool keeps at most 6 idle.
     assert!(mock.stats().max_in_flight.load(Ordering::SeqCst) <= 6);
+    let sockets = mock.stats().max_connections.load(Ordering::SeqCst);
+    assert!(sockets <= 6 + 2, "{sockets} sockets open at once with a bound of 6");
     assert!(
         events
             .iter()
