@@ -104,7 +104,10 @@ fn api_harvest_stores_movies_posters_and_genres_within_the_connection_bound() {
     // reqwest has no hard per-host connection cap; the pool keeps at most 6 idle.
     assert!(mock.stats().max_in_flight.load(Ordering::SeqCst) <= 6);
     let sockets = mock.stats().max_connections.load(Ordering::SeqCst);
-    assert!(sockets <= 6 + 2, "{sockets} sockets open at once with a bound of 6");
+    assert!(
+        sockets <= 6 + 2,
+        "{sockets} sockets open at once with a bound of 6"
+    );
     assert!(
         events
             .iter()
