@@ -51,6 +51,7 @@ fn tiny_options(epochs: usize) -> TrainOptions {
             widths: vec![6, 8],
             classes: 28,
             dropout: 0.0,
+            stage_depth: 1,
         },
         backend: BackendChoice::Cpu,
         epoch_size: 512,

@@ -58,6 +58,7 @@ fn trained_model(dir: &std::path::Path) -> EraModel {
             widths: vec![8, 16, 16],
             classes: 28,
             dropout: 0.0,
+            stage_depth: 1,
         },
         backend: BackendChoice::Cpu,
         epoch_size: 640,

@@ -395,8 +395,13 @@ fn saliency_overlay_appears_for_the_predicted_and_a_clicked_era() {
     h.event(egui::Event::Paste(format!("file://{}", second.display())));
     h.step();
     wait_for(&mut h, "second.png");
+    // An image pasted from the clipboard (egui-winit delivers its pixels) is classified.
+    let pixels = egui::ColorImage::from_rgb([60, 90], &vec![120u8; 60 * 90 * 3]);
+    h.event(egui::Event::PasteImage(std::sync::Arc::new(pixels)));
+    h.step();
+    wait_for(&mut h, "Pasted image");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while h.query_all_by_label_contains("Estimated year").count() < 2 {
+    while h.query_all_by_label_contains("Estimated year").count() < 3 {
         assert!(
             Instant::now() < deadline,
             "the pasted poster was not classified"

@@ -222,12 +222,19 @@ impl ClassifyTab {
                 })
                 .collect()
         });
-        let paste_key = ctx.input(|i| {
-            i.events.iter().any(|e| {
-                matches!(e, egui::Event::Key { key: egui::Key::V, pressed: true, modifiers, .. } if modifiers.command)
-            })
+        // An image on the clipboard arrives as its pixels (egui-winit reads it on Ctrl+V).
+        let pasted_images: Vec<RgbImage> = ctx.input(|i| {
+            i.events
+                .iter()
+                .filter_map(|e| match e {
+                    egui::Event::PasteImage(img) => rgb_of(img),
+                    _ => None,
+                })
+                .collect()
         });
-        let mut want_image = paste_key && pasted_text.is_empty();
+        for rgb in pasted_images {
+            self.submit("Pasted image".into(), Job::Pixels(rgb), scheme);
+        }
         for text in pasted_text {
             let paths: Vec<PathBuf> = text
                 .lines()
@@ -235,14 +242,15 @@ impl ClassifyTab {
                 .filter(|p| p.exists())
                 .collect();
             if paths.is_empty() {
-                want_image = true;
+                let shown: String = text.trim().chars().take(60).collect();
+                self.paste_note = Some(format!(
+                    "The pasted text is not a poster file or image: {shown:?}"
+                ));
             }
             for p in paths {
+                self.paste_note = None;
                 self.submit(p.display().to_string(), Job::File(p), scheme);
             }
-        }
-        if want_image {
-            self.paste_image(ctx);
         }
         if let Some(rx) = &self.picked {
             match rx.try_recv() {
@@ -529,6 +537,25 @@ fn worker_loop(
         }
         ctx.request_repaint();
     }
+}
+
+/// The RGB pixels of a pasted image (alpha dropped), if it has a usable size.
+fn rgb_of(img: &egui::ColorImage) -> Option<RgbImage> {
+    let [w, h] = img.size;
+    let limits = ImageLimits::default();
+    if w == 0
+        || h == 0
+        || w as u64 > u64::from(limits.max_side)
+        || h as u64 > u64::from(limits.max_side)
+    {
+        return None;
+    }
+    let mut raw = Vec::with_capacity(w * h * 3);
+    for c in &img.pixels {
+        let [r, g, b, _] = c.to_srgba_unmultiplied();
+        raw.extend([r, g, b]);
+    }
+    RgbImage::from_raw(w as u32, h as u32, raw)
 }
 
 /// Reads an image from the system clipboard.

@@ -50,6 +50,9 @@ pub struct TrainArgs {
     /// Channels of the conv blocks, comma separated.
     #[arg(long, default_value = "32,64,128,192", value_delimiter = ',')]
     pub widths: Vec<usize>,
+    /// Conv blocks per stage: a 2×2 max-pool follows every N-th block (not the last).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub stage_depth: u16,
     /// Network input size, WIDTHxHEIGHT.
     #[arg(long, default_value = "64x96")]
     pub input: String,
@@ -100,6 +103,7 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
     opts.network.input_width = w;
     opts.network.input_height = h;
     opts.network.widths.clone_from(&args.widths);
+    opts.network.stage_depth = usize::from(args.stage_depth);
     let out = args
         .out
         .clone()

@@ -1,4 +1,5 @@
-//! The CNN: four conv blocks (3×3 conv, batch norm, ReLU, 2×2 max-pool on the first three),
+//! The CNN: conv blocks (3×3 conv, batch norm, ReLU; a 2×2 max-pool after each stage of
+//! `stage_depth` blocks but the last),
 //! global average pooling, dropout and a linear layer onto the year bins. Sized for
 //! posters downscaled to 64×96; the last conv block is what Grad-CAM looks at.
 
@@ -21,6 +22,14 @@ pub struct NetworkConfig {
     pub classes: usize,
     /// Dropout before the classifier.
     pub dropout: f64,
+    /// Conv blocks per stage: a 2×2 max-pool follows every `stage_depth`-th block (never
+    /// the last). 1 (the default, and the shipped model's shape) pools after each block.
+    #[serde(default = "one")]
+    pub stage_depth: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for NetworkConfig {
@@ -31,6 +40,7 @@ impl Default for NetworkConfig {
             widths: vec![32, 64, 128, 192],
             classes: super::YearBins::default().count,
             dropout: 0.3,
+            stage_depth: 1,
         }
     }
 }
@@ -67,6 +77,7 @@ pub struct EraNet {
     pool: MaxPool2d,
     dropout: Dropout,
     head: Linear,
+    stage_depth: usize,
 }
 
 /// What a forward pass gives: logits, and the last conv block's activations (for Grad-CAM).
@@ -91,6 +102,7 @@ impl EraNet {
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             dropout: DropoutConfig::new(config.dropout).init(),
             head: LinearConfig::new(channels, config.classes).init(device),
+            stage_depth: config.stage_depth.max(1),
         }
     }
 
@@ -100,7 +112,7 @@ impl EraNet {
         let mut x = images;
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
-            if i + 1 < n {
+            if i + 1 < n && (i + 1) % self.stage_depth == 0 {
                 x = self.pool.forward(x);
             }
         }
@@ -129,5 +141,42 @@ impl EraNet {
         let [b, c, _, _] = features.dims();
         let pooled = features.mean_dim(3).mean_dim(2).reshape([b, c]);
         self.head.forward(self.dropout.forward(pooled))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feature_dims(stage_depth: usize) -> [usize; 4] {
+        let device = Device::flex();
+        let config = NetworkConfig {
+            input_width: 32,
+            input_height: 48,
+            widths: vec![4, 4, 8, 8],
+            classes: 5,
+            dropout: 0.0,
+            stage_depth,
+        };
+        let net = EraNet::new(&config, &device);
+        let out = net.forward_full(Tensor::zeros([2, 3, 48, 32], &device));
+        assert_eq!(out.logits.dims(), [2, 5]);
+        out.features.dims()
+    }
+
+    #[test]
+    fn stage_depth_sets_where_the_network_pools() {
+        // One block per stage: pools after blocks 1, 2 and 3 (48x32 -> 6x4).
+        assert_eq!(feature_dims(1), [2, 8, 6, 4]);
+        // Two blocks per stage: pools once, after block 2 (48x32 -> 24x16).
+        assert_eq!(feature_dims(2), [2, 8, 24, 16]);
+    }
+
+    #[test]
+    fn configs_without_stage_depth_read_as_one() {
+        let json =
+            r#"{"input_width":48,"input_height":72,"widths":[16,32],"classes":28,"dropout":0.3}"#;
+        let config: NetworkConfig = serde_json::from_str(json).expect("old config parses");
+        assert_eq!(config.stage_depth, 1);
     }
 }
