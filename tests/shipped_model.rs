@@ -60,3 +60,41 @@ fn shipped_model_config_is_complete() {
     assert!(c.validation.is_some(), "validation figures are recorded");
     assert!(c.normalisation.std.iter().all(|s| *s > 0.0));
 }
+
+#[test]
+fn flip_averaging_scores_a_poster_and_its_mirror_alike() {
+    let mut model = shipped();
+    let scheme = EraSchemes::builtin();
+    let scheme = scheme.get("hollywood").unwrap();
+    // Strongly asymmetric: a bright red left third, a dark blue rest with a white bar.
+    let poster = RgbImage::from_fn(154, 231, |x, y| {
+        if x < 50 {
+            Rgb([230, 40, 20])
+        } else if (100..120).contains(&y) {
+            Rgb([250, 250, 250])
+        } else {
+            Rgb([10, 20, (60 + x / 3) as u8])
+        }
+    });
+    let mirrored = image::imageops::flip_horizontal(&poster);
+    let gap = |m: &EraModel| {
+        let a = m.predict(&poster, scheme).unwrap().bin_probs;
+        let b = m.predict(&mirrored, scheme).unwrap().bin_probs;
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    assert!(model.flip_average, "flip averaging is on by default");
+    let with = gap(&model);
+    model.flip_average = false;
+    let without = gap(&model);
+    assert!(
+        with < 1e-4,
+        "mirror images differ by {with} with flip averaging"
+    );
+    assert!(
+        without > 10.0 * with.max(1e-6),
+        "the network alone should see the mirror as a different poster ({without})"
+    );
+}

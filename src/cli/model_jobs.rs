@@ -242,6 +242,9 @@ pub struct EvaluateArgs {
     /// Also write the era confusion matrix as a PNG.
     #[arg(long, value_name = "OUT.png")]
     pub confusion_png: Option<PathBuf>,
+    /// Score the poster alone, without averaging with its mirror image.
+    #[arg(long)]
+    pub no_flip: bool,
     /// Model, scheme, backend, output.
     #[command(flatten)]
     pub common: ModelArgs,
@@ -299,8 +302,14 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
     for (path, why) in failed.iter().take(10) {
         eprintln!("skipped {}: {why}", path.display());
     }
-    let probs =
-        training::predict_prepared(&model.net, &prepared, &model.config, &model.device, 128)?;
+    let probs = training::predict_prepared(
+        &model.net,
+        &prepared,
+        &model.config,
+        &model.device,
+        128,
+        !args.no_flip,
+    )?;
     let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
     let e = metrics::evaluate(&probs, &years, &model.config.bins, scheme);
     if let Some(out) = &args.confusion_png {

@@ -19,6 +19,9 @@ pub struct EraModel {
     pub config: ModelConfig,
     /// Where it runs.
     pub device: Device,
+    /// Average the probabilities of the poster and its mirror image (test-time
+    /// augmentation; on by default, the network was trained with flips).
+    pub flip_average: bool,
 }
 
 /// A prediction for one poster.
@@ -91,6 +94,7 @@ impl EraModel {
             net,
             config,
             device: device.clone(),
+            flip_average: true,
         })
     }
 
@@ -111,7 +115,12 @@ impl EraModel {
     /// Bin probabilities for a batch of input tensors `[n, 3, h, w]`.
     pub fn probs(&self, images: Tensor<4>) -> Result<Vec<Vec<f32>>> {
         let [n, _, _, _] = images.dims();
-        let p = softmax(self.net.forward(images), 1);
+        let p = if self.flip_average {
+            let mirrored = images.clone().flip([3]);
+            (softmax(self.net.forward(images), 1) + softmax(self.net.forward(mirrored), 1)) * 0.5
+        } else {
+            softmax(self.net.forward(images), 1)
+        };
         let flat: Vec<f32> = p
             .into_data()
             .try_into_vec::<f32>()
@@ -142,15 +151,20 @@ impl EraModel {
             TensorData::new(values, [n, 3, net.input_height, net.input_width]),
             &self.device,
         );
+        let mirrored = self.flip_average.then(|| x.clone().flip([3]));
         let out = self.net.forward_full(x);
         let [_, c, _, _] = out.features.dims();
         let emb = out.features.mean_dim(3).mean_dim(2).reshape([n, c]);
+        let mut probs = softmax(out.logits, 1);
+        if let Some(m) = mirrored {
+            probs = (probs + softmax(self.net.forward(m), 1)) * 0.5;
+        }
         let read = |t: Tensor<2>| {
             t.into_data()
                 .try_into_vec::<f32>()
                 .map_err(|e| ModelError::Inference(format!("reading outputs: {e:?}")))
         };
-        let probs = read(softmax(out.logits, 1))?;
+        let probs = read(probs)?;
         let emb = read(emb)?;
         let k = self.config.bins.count;
         if probs.len() != n * k || emb.len() != n * c {

@@ -185,18 +185,21 @@ fn lr_at(lr: f64, step: usize, total: usize) -> f64 {
     lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos()))
 }
 
-/// Bin probabilities for `images` with the network in inference mode, in batches.
+/// Bin probabilities for `images` with the network in inference mode, in batches;
+/// `flip_average` also scores each mirrored image and averages the two.
 pub fn predict_prepared(
     net: &EraNet,
     images: &[Prepared],
     config: &ModelConfig,
     device: &Device,
     batch: usize,
+    flip_average: bool,
 ) -> Result<Vec<Vec<f32>>> {
     let model = EraModel {
         net: net.valid(),
         config: config.clone(),
         device: device.clone(),
+        flip_average,
     };
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch.max(1)) {
@@ -385,7 +388,7 @@ pub fn train(
             break;
         }
         let train_secs = started.elapsed().as_secs_f64();
-        let probs = predict_prepared(&net, &data.val, &config, &chosen.device, 128)?;
+        let probs = predict_prepared(&net, &data.val, &config, &chosen.device, 128, true)?;
         let years: Vec<i32> = data.val.iter().map(|p| p.year).collect();
         let validation = metrics::evaluate(&probs, &years, &opts.bins, &scheme);
         let report = EpochReport {
