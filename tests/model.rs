@@ -91,7 +91,10 @@ fn tiny_model_learns_saves_loads_and_resumes() {
     let data = catalog_with_posters(tmp.path(), 40);
     let out = tmp.path().join("model");
     let cancel = Arc::new(AtomicBool::new(false));
-    let (summary, events) = run(&data, &out, &tiny_options(3), false, &cancel);
+    // A third of the steps see shrunken, re-compressed copies.
+    let mut first_opts = tiny_options(3);
+    first_opts.augment.rescale = 0.3;
+    let (summary, events) = run(&data, &out, &first_opts, false, &cancel);
     assert_eq!(summary.epochs.len(), 3);
     assert!(!summary.cancelled);
     // Loss goes down and the colour cue is learned.
@@ -139,8 +142,41 @@ fn tiny_model_learns_saves_loads_and_resumes() {
     );
     assert_eq!(c.config, a.config);
 
+    // Resuming with other settings keeps the run's own, except the number of epochs.
+    let mut other = tiny_options(5);
+    other.network.input_width = 32;
+    other.network.input_height = 48;
+    other.seed = 7;
+    other.augment.rescale = 0.0;
+    assert_eq!(
+        training::resume_options(&out, &other, false).unwrap(),
+        other
+    );
+    let resumed = training::resume_options(&out, &other, true).unwrap();
+    let mut expected = first_opts.clone();
+    expected.epochs = 5;
+    assert_eq!(resumed, expected);
+    // Posters prepared for the other settings are refused with a clear error, not a panic.
+    let catalog = Catalog::open(&data.catalog_path()).unwrap();
+    let (tx, _rx) = mpsc::channel();
+    let wrong = training::load_data(&catalog, &data, &other, &tx).unwrap();
+    assert!(!wrong.matches(&resumed));
+    let err = training::train(
+        &wrong,
+        &out,
+        &other,
+        true,
+        &backend::choose(BackendChoice::Cpu).unwrap(),
+        &EraSchemes::builtin(),
+        &cancel,
+        &tx,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("other settings"), "{err}");
+
     // Resume: continues at epoch 4 up to 5.
-    let (more, events) = run(&data, &out, &tiny_options(5), true, &cancel);
+    let (more, events) = run(&data, &out, &resumed, true, &cancel);
     assert_eq!(
         more.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(),
         vec![4, 5]

@@ -165,6 +165,8 @@ impl TrainTab {
                     let chosen = backend::choose(opts.backend).map_err(|e| e.to_string())?;
                     let catalog =
                         Catalog::open(&data_dir.catalog_path()).map_err(|e| e.to_string())?;
+                    let opts =
+                        training::resume_options(&out, &opts, resume).map_err(|e| e.to_string())?;
                     let data = training::load_data(&catalog, &data_dir, &opts, &etx)
                         .map_err(|e| e.to_string())?;
                     training::train(

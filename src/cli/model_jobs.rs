@@ -56,6 +56,10 @@ pub struct TrainArgs {
     /// Network input size, WIDTHxHEIGHT.
     #[arg(long, default_value = "64x96")]
     pub input: String,
+    /// Share of steps that see a poster's shrunken (35–75%), re-compressed copy instead
+    /// of the poster: robustness to small or re-encoded posters.
+    #[arg(long, default_value_t = 0.0)]
+    pub rescale: f32,
     /// Images per epoch (default: the training set's size).
     #[arg(long, default_value_t = 0)]
     pub epoch_size: usize,
@@ -104,10 +108,17 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
     opts.network.input_height = h;
     opts.network.widths.clone_from(&args.widths);
     opts.network.stage_depth = usize::from(args.stage_depth);
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.rescale),
+        "--rescale must be between 0 and 1"
+    );
+    opts.augment.rescale = args.rescale;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| data_dir.trained_model_dir());
+    let opts = training::resume_options(&out, &opts, args.resume)
+        .with_context(|| format!("reading the checkpoint in {}", out.display()))?;
     let chosen = backend::choose(args.backend)?;
     eprintln!("backend: {}", chosen.description);
     let catalog = Catalog::open(&data_dir.catalog_path())

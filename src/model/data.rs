@@ -75,6 +75,9 @@ pub fn split(samples: Vec<Sample>, val_share: f64, seed: u64) -> (Vec<Sample>, V
 pub struct Prepared {
     /// RGB bytes, `work_width × work_height × 3`.
     pub pixels: Vec<u8>,
+    /// The same poster re-sampled from a shrunken, re-compressed copy (same layout as
+    /// `pixels`), for [`Augment::rescale`]; empty when not prepared.
+    pub low: Vec<u8>,
     /// Release year.
     pub year: i32,
 }
@@ -97,7 +100,30 @@ pub fn to_work_size(rgb: &RgbImage, net: &NetworkConfig) -> Vec<u8> {
 /// Decodes and resizes samples in parallel; returns what worked and what failed (with
 /// the reason).
 pub fn prepare(samples: &[Sample], net: &NetworkConfig) -> (Vec<Prepared>, Vec<(PathBuf, String)>) {
-    prepare_with(samples, net, &Reencode::default())
+    prepare_inner(samples, net, &Reencode::default(), None)
+}
+
+/// [`prepare`] plus, in [`Prepared::low`], a copy of each poster shrunk to 35–75% of its
+/// size and re-encoded as JPEG at quality 40–90 before going to the working size (factor
+/// and quality drawn per poster from `seed`): what a smaller TMDB size such as `w92`, or
+/// a poster from elsewhere, looks like to the network.
+pub fn prepare_for_training(
+    samples: &[Sample],
+    net: &NetworkConfig,
+    seed: u64,
+) -> (Vec<Prepared>, Vec<(PathBuf, String)>) {
+    prepare_inner(samples, net, &Reencode::default(), Some(seed))
+}
+
+/// The shrink-and-compress change [`prepare_for_training`] applies to the poster `key`.
+pub fn low_quality_change(key: &str, seed: u64) -> Reencode {
+    let h = keyed_hash(key, seed ^ 0x5eed_1e55);
+    let scale = 0.35 + 0.40 * ((h & 0xffff) as f32 / 65535.0);
+    let quality = 40 + ((h >> 16) % 51) as u8;
+    Reencode {
+        scale,
+        jpeg_quality: Some(quality),
+    }
 }
 
 /// A change applied to posters before they reach the model, to check how predictions
@@ -139,6 +165,15 @@ pub fn prepare_with(
     net: &NetworkConfig,
     reencode: &Reencode,
 ) -> (Vec<Prepared>, Vec<(PathBuf, String)>) {
+    prepare_inner(samples, net, reencode, None)
+}
+
+fn prepare_inner(
+    samples: &[Sample],
+    net: &NetworkConfig,
+    reencode: &Reencode,
+    low_seed: Option<u64>,
+) -> (Vec<Prepared>, Vec<(PathBuf, String)>) {
     let limits = ImageLimits::default();
     let results: Vec<std::result::Result<Prepared, (PathBuf, String)>> = samples
         .par_iter()
@@ -148,8 +183,16 @@ pub fn prepare_with(
             let rgb = reencode
                 .apply(decoded.rgb)
                 .map_err(|e| (s.path.clone(), e))?;
+            let low = match low_seed {
+                Some(seed) => low_quality_change(&s.key, seed)
+                    .apply(rgb.clone())
+                    .map(|small| to_work_size(&small, net))
+                    .map_err(|e| (s.path.clone(), e))?,
+                None => Vec::new(),
+            };
             Ok(Prepared {
                 pixels: to_work_size(&rgb, net),
+                low,
                 year: s.year,
             })
         })
@@ -207,6 +250,10 @@ pub struct Augment {
     pub flip: f32,
     /// Brightness, contrast and saturation each scaled by a factor in `1 ± jitter`.
     pub jitter: f32,
+    /// Probability that a step sees the poster's shrunken, re-compressed copy
+    /// ([`prepare_for_training`]) instead of the poster itself.
+    #[serde(default)]
+    pub rescale: f32,
 }
 
 impl Default for Augment {
@@ -215,6 +262,7 @@ impl Default for Augment {
             crop: true,
             flip: 0.5,
             jitter: 0.1,
+            rescale: 0.0,
         }
     }
 }
@@ -222,7 +270,7 @@ impl Default for Augment {
 /// Writes one image into `out` (CHW, normalised), cropped at `(x0, y0)`.
 #[allow(clippy::too_many_arguments)]
 fn write_chw(
-    img: &Prepared,
+    pixels: &[u8],
     net: &NetworkConfig,
     x0: usize,
     y0: usize,
@@ -239,7 +287,7 @@ fn write_chw(
             let sx = if flip { x0 + w - 1 - x } else { x0 + x };
             let i = ((y0 + y) * ww + sx) * 3;
             let mut rgb = [0f32; 3];
-            for (v, &p) in rgb.iter_mut().zip(&img.pixels[i..i + 3]) {
+            for (v, &p) in rgb.iter_mut().zip(&pixels[i..i + 3]) {
                 *v = f32::from(p) / 255.0;
             }
             if colour != [1.0; 3] {
@@ -260,14 +308,11 @@ fn write_chw(
 /// Input values (CHW, normalised) for a poster, as at prediction time: resized to the
 /// working size and centre-cropped.
 pub fn input_values(rgb: &RgbImage, net: &NetworkConfig, norm: &Normalisation) -> Vec<f32> {
-    let img = Prepared {
-        pixels: to_work_size(rgb, net),
-        year: 0,
-    };
+    let pixels = to_work_size(rgb, net);
     let (ww, wh) = work_size(net);
     let mut out = vec![0f32; 3 * net.input_width * net.input_height];
     write_chw(
-        &img,
+        &pixels,
         net,
         (ww - net.input_width) / 2,
         (wh - net.input_height) / 2,
@@ -324,6 +369,7 @@ pub fn make_batch(
     let (mx, my) = (ww - net.input_width, wh - net.input_height);
     let mut augment = augment;
     for (i, img) in items.iter().enumerate() {
+        let mut pixels = &img.pixels;
         let (x0, y0, flip, colour) = match augment.as_mut() {
             Some((a, rng)) => {
                 let (x0, y0) = if a.crop {
@@ -334,12 +380,17 @@ pub fn make_batch(
                 let flip = rng.random::<f32>() < a.flip;
                 let j = a.jitter;
                 let mut f = || 1.0 + (rng.random::<f32>() * 2.0 - 1.0) * j;
-                (x0, y0, flip, [f(), f(), f()])
+                let colour = [f(), f(), f()];
+                // Drawn only when enabled, so runs without it keep their random stream.
+                if a.rescale > 0.0 && !img.low.is_empty() && rng.random::<f32>() < a.rescale {
+                    pixels = &img.low;
+                }
+                (x0, y0, flip, colour)
             }
             None => (mx / 2, my / 2, false, [1.0; 3]),
         };
         write_chw(
-            img,
+            pixels,
             net,
             x0,
             y0,
@@ -451,6 +502,64 @@ mod tests {
         assert!(diff / (40 * 60 * 3) < 20, "but not beyond recognition");
     }
 
+    #[test]
+    fn low_quality_change_is_seeded_and_in_range() {
+        let changes: Vec<Reencode> = (0..200)
+            .map(|i| low_quality_change(&format!("poster-{i}"), 7))
+            .collect();
+        for c in &changes {
+            assert!((0.35..=0.75).contains(&c.scale), "{c:?}");
+            assert!(matches!(c.jpeg_quality, Some(40..=90)), "{c:?}");
+        }
+        assert_eq!(changes[3], low_quality_change("poster-3", 7));
+        assert_ne!(changes[3], low_quality_change("poster-3", 8));
+        let small = changes.iter().filter(|c| c.scale < 0.55).count();
+        assert!(
+            (60..140).contains(&small),
+            "factors spread over the range: {small}"
+        );
+    }
+
+    #[test]
+    fn rescale_augmentation_swaps_in_the_low_copy() {
+        let net = NetworkConfig {
+            input_width: 16,
+            input_height: 24,
+            ..NetworkConfig::default()
+        };
+        let (ww, wh) = work_size(&net);
+        let img = Prepared {
+            pixels: vec![0; ww * wh * 3],
+            low: vec![255; ww * wh * 3],
+            year: 1950,
+        };
+        let norm = Normalisation {
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
+        let bins = YearBins::default();
+        let device = Device::flex();
+        let mean_of = |rescale: f32| {
+            let a = Augment {
+                crop: true,
+                flip: 0.5,
+                jitter: 0.0,
+                rescale,
+            };
+            let mut r = rng(3);
+            let items = vec![&img; 8];
+            let b = make_batch(&items, &net, &bins, &norm, Some((&a, &mut r)), 4.0, &device);
+            b.images.mean().into_scalar::<f32>()
+        };
+        assert!(mean_of(0.0).abs() < 1e-6, "never the low copy");
+        assert!((mean_of(1.0) - 1.0).abs() < 1e-6, "always the low copy");
+        let half = mean_of(0.5);
+        assert!(half > 0.0 && half < 1.0, "{half}");
+        // Prediction-time inputs never see it.
+        let b = make_batch(&[&img], &net, &bins, &norm, None, 4.0, &device);
+        assert!(b.images.mean().into_scalar::<f32>().abs() < 1e-6);
+    }
+
     fn sample(key: &str) -> Sample {
         Sample {
             path: PathBuf::from(key),
@@ -497,11 +606,13 @@ mod tests {
         let mut imgs: Vec<Prepared> = (0..90)
             .map(|_| Prepared {
                 pixels: vec![],
+                low: vec![],
                 year: 2010,
             })
             .collect();
         imgs.extend((0..10).map(|_| Prepared {
             pixels: vec![],
+            low: vec![],
             year: 1950,
         }));
         let w = balanced_weights(&imgs, &bins, 1.0);

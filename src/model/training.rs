@@ -23,7 +23,7 @@ use super::{MODEL_FORMAT, ModelConfig, ModelError, Result, YearBins};
 use crate::eras::EraSchemes;
 
 /// Training settings.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
     /// Epochs in all (a resumed run continues up to this).
     pub epochs: usize,
@@ -150,6 +150,30 @@ const CHECKPOINTS: &str = "checkpoints";
 const OPTIM_FILE: &str = "optim.bpk";
 const STATE_FILE: &str = "state.json";
 
+fn read_state(dir: &Path) -> Result<CheckpointState> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io_err(dir))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The settings a run into `out` trains with: with `resume` and a checkpoint there, the
+/// checkpoint's own (input size, split, augmentation…) except the number of epochs asked
+/// for now; else `opts`. Load the data with these, so that a resumed run sees the posters
+/// as it did before.
+pub fn resume_options(out: &Path, opts: &TrainOptions, resume: bool) -> Result<TrainOptions> {
+    match latest_checkpoint(out).filter(|_| resume) {
+        Some((_, dir)) => {
+            let mut resumed = read_state(&dir)?.options;
+            resumed.epochs = opts.epochs;
+            Ok(resumed)
+        }
+        None => Ok(opts.clone()),
+    }
+}
+
 /// The newest checkpoint in `out`, if any.
 pub fn latest_checkpoint(out: &Path) -> Option<(usize, PathBuf)> {
     let entries = std::fs::read_dir(out.join(CHECKPOINTS)).ok()?;
@@ -224,6 +248,22 @@ pub struct TrainingData {
     pub train: Vec<Prepared>,
     /// Validation images.
     pub val: Vec<Prepared>,
+    /// The settings the posters were selected, split and prepared with.
+    prepared_with: TrainOptions,
+}
+
+impl TrainingData {
+    /// Whether training with `opts` may use these posters: same subset, split and input
+    /// size, and shrunken copies when `opts` asks for them.
+    pub fn matches(&self, opts: &TrainOptions) -> bool {
+        let p = &self.prepared_with;
+        p.limit == opts.limit
+            && p.val_share == opts.val_share
+            && p.seed == opts.seed
+            && p.network.input_width == opts.network.input_width
+            && p.network.input_height == opts.network.input_height
+            && (opts.augment.rescale <= 0.0 || p.augment.rescale > 0.0)
+    }
 }
 
 /// Loads, splits and prepares the catalog's posters.
@@ -242,7 +282,11 @@ pub fn load_data(
     let (train, val) = data::split(samples, opts.val_share, opts.seed);
     data::require(train.len(), val.len())?;
     let started = Instant::now();
-    let (train, bad_t) = data::prepare(&train, &opts.network);
+    let (train, bad_t) = if opts.augment.rescale > 0.0 {
+        data::prepare_for_training(&train, &opts.network, opts.seed)
+    } else {
+        data::prepare(&train, &opts.network)
+    };
     let (val, bad_v) = data::prepare(&val, &opts.network);
     for (path, why) in bad_t.iter().chain(&bad_v).take(20) {
         let _ = events.send(TrainEvent::Note(format!(
@@ -258,7 +302,11 @@ pub fn load_data(
         bad_t.len() + bad_v.len()
     )));
     data::require(train.len(), val.len())?;
-    Ok(TrainingData { train, val })
+    Ok(TrainingData {
+        train,
+        val,
+        prepared_with: opts.clone(),
+    })
 }
 
 /// Trains on `data`, writing the model and checkpoints under `out`. With `resume`, it
@@ -303,16 +351,18 @@ pub fn train(
     device.seed(opts.seed);
     let mut net = EraNet::new(&opts.network, &device);
     if resume && let Some((epoch, dir)) = latest_checkpoint(out) {
-        let text = std::fs::read_to_string(dir.join(STATE_FILE)).map_err(io_err(&dir))?;
-        let state: CheckpointState =
-            serde_json::from_str(&text).map_err(|e| ModelError::Config {
-                path: dir.join(STATE_FILE).display().to_string(),
-                message: e.to_string(),
-            })?;
+        let state = read_state(&dir)?;
         // The run's own settings hold, except the number of epochs asked for now.
         let epochs = opts.epochs;
         opts = state.options;
         opts.epochs = epochs;
+        if !data.matches(&opts) {
+            return Err(ModelError::Data(format!(
+                "the posters were prepared for other settings than the checkpoint in {}: \
+                 load them with `resume_options`",
+                dir.display()
+            )));
+        }
         config = ModelConfig::load(&dir)?;
         net = load_net(&dir, &config, &device)?;
         optim = optim
