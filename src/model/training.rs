@@ -165,11 +165,10 @@ fn read_state(dir: &Path) -> Result<CheckpointState> {
 /// as it did before.
 pub fn resume_options(out: &Path, opts: &TrainOptions, resume: bool) -> Result<TrainOptions> {
     match latest_checkpoint(out).filter(|_| resume) {
-        Some((_, dir)) => {
-            let mut resumed = read_state(&dir)?.options;
-            resumed.epochs = opts.epochs;
-            Ok(resumed)
-        }
+        Some((_, dir)) => Ok(TrainOptions {
+            epochs: opts.epochs,
+            ..read_state(&dir)?.options
+        }),
         None => Ok(opts.clone()),
     }
 }
@@ -353,16 +352,10 @@ pub fn train(
     if resume && let Some((epoch, dir)) = latest_checkpoint(out) {
         let state = read_state(&dir)?;
         // The run's own settings hold, except the number of epochs asked for now.
-        let epochs = opts.epochs;
-        opts = state.options;
-        opts.epochs = epochs;
-        if !data.matches(&opts) {
-            return Err(ModelError::Data(format!(
-                "the posters were prepared for other settings than the checkpoint in {}: \
-                 load them with `resume_options`",
-                dir.display()
-            )));
-        }
+        opts = TrainOptions {
+            epochs: opts.epochs,
+            ..state.options
+        };
         config = ModelConfig::load(&dir)?;
         net = load_net(&dir, &config, &device)?;
         optim = optim
@@ -376,6 +369,17 @@ pub fn train(
         let _ = events.send(TrainEvent::Note(format!(
             "resuming after epoch {epoch} from {}",
             dir.display()
+        )));
+    }
+    if !data.matches(&opts) {
+        return Err(ModelError::Data(format!(
+            "the posters were prepared for other settings than this run's{}: load them \
+             with the options `resume_options` gives",
+            if first_epoch > 1 {
+                " (from its checkpoint)"
+            } else {
+                ""
+            }
         )));
     }
     config.recipe = serde_json::to_value(&opts).unwrap_or_default();
