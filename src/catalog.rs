@@ -374,6 +374,16 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
+    /// A write transaction that takes the write lock at `BEGIN` (`BEGIN IMMEDIATE`), so
+    /// the busy timeout applies while another process writes; a deferred transaction in
+    /// WAL mode fails at once ("database is locked") when it upgrades to a write.
+    fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
+        let path = self.path.display().to_string();
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|source| CatalogError::Sqlite { path, source })
+    }
+
     fn migrate(&mut self, target: i64) -> Result<()> {
         let path = self.path.display().to_string();
         let wrap = |source| CatalogError::Sqlite {
@@ -444,7 +454,7 @@ impl Catalog {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(wrap)?;
+        let tx = self.write_tx()?;
         let mut added = 0;
         for m in movies {
             if insert_movie(&tx, m).map_err(wrap)? {
@@ -462,7 +472,7 @@ impl Catalog {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(wrap)?;
+        let tx = self.write_tx()?;
         let movie_id: Option<i64> = tx
             .query_row(
                 "SELECT id FROM movies WHERE source_key = ?1",
@@ -661,7 +671,7 @@ impl Catalog {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(wrap)?;
+        let tx = self.write_tx()?;
         let mut added = 0;
         for m in movies {
             if insert_movie(&tx, m).map_err(wrap)? {

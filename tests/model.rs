@@ -52,6 +52,7 @@ fn tiny_options(epochs: usize) -> TrainOptions {
             classes: 28,
             dropout: 0.0,
             stage_depth: 1,
+            ..NetworkConfig::default()
         },
         backend: BackendChoice::Cpu,
         epoch_size: 512,
@@ -211,4 +212,121 @@ fn too_little_data_is_a_clear_error() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("training posters"), "{err}");
+}
+
+fn backbone_options(epochs: usize, finetune_blocks: usize) -> TrainOptions {
+    let mut network =
+        NetworkConfig::pretrained(movie_eras::model::backbone::Arch::EfficientnetLite0);
+    // Small inputs keep the backbone cheap in tests.
+    network.input_width = 64;
+    network.input_height = 96;
+    network.finetune_blocks = finetune_blocks;
+    TrainOptions {
+        epochs,
+        batch: 8,
+        lr: 3e-3,
+        val_share: 0.25,
+        network,
+        backend: BackendChoice::Cpu,
+        ..TrainOptions::default()
+    }
+}
+
+#[test]
+fn head_on_cached_backbone_features_learns_resumes_and_reuses_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog_with_posters(tmp.path(), 12);
+    let out = tmp.path().join("model");
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (summary, events) = run(&data, &out, &backbone_options(2, 0), false, &cancel);
+    assert_eq!(summary.epochs.len(), 2);
+    let extracted = events
+        .iter()
+        .filter(|e| matches!(e, TrainEvent::Extracting { .. }))
+        .count();
+    assert!(extracted > 2, "feature progress is reported batch by batch");
+    // Only the head is saved: a few kB instead of the backbone's megabytes.
+    assert!(std::fs::metadata(out.join("model.bpk")).unwrap().len() < 200_000);
+    assert!(!out.join("backbone.bpk").exists());
+    // Resume to epoch 4: the features come from the cache (all done at the first report).
+    let (summary, events) = run(&data, &out, &backbone_options(4, 0), true, &cancel);
+    assert_eq!(
+        summary.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    // Everything is cached: one report per set, no batch extracted.
+    let reports: Vec<(usize, usize)> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Extracting { done, total, .. } => Some((*done, *total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!(reports[1].0, reports[1].1, "{reports:?}");
+    let eval = &summary.epochs[1].validation;
+    assert!(eval.decade_top1 > 0.9, "{}", eval.report());
+    // The model predicts through the whole network (backbone + head) like the cached
+    // path did.
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    let m = EraModel::load(&out, &device).unwrap();
+    let scheme = EraSchemes::builtin();
+    let scheme = scheme.get("decades").unwrap();
+    let old = m.predict(&poster(1945, 999), scheme).unwrap().year;
+    let new = m.predict(&poster(2015, 998), scheme).unwrap().year;
+    assert!(old < 1980.0 && new > 1980.0, "{old} {new}");
+}
+
+#[test]
+fn finetuning_trains_only_the_last_blocks_and_saves_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog_with_posters(tmp.path(), 6);
+    let out = tmp.path().join("model");
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut opts = backbone_options(1, 1);
+    opts.epoch_size = 16;
+    let (summary, _) = run(&data, &out, &opts, false, &cancel);
+    assert_eq!(summary.epochs.len(), 1);
+    assert!(
+        out.join("backbone.bpk").is_file(),
+        "fine-tuned blocks are saved"
+    );
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    let tuned = EraModel::load(&out, &device).unwrap();
+    let pretrained = movie_eras::model::backbone::pretrained(
+        movie_eras::model::backbone::Arch::EfficientnetLite0,
+        false,
+        &device,
+    )
+    .unwrap();
+    use burn::module::Module;
+    let flat = |m: &movie_eras::model::backbone::EfficientNet| -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        struct Collect<'a>(&'a mut Vec<Vec<f32>>);
+        impl burn::module::ModuleVisitor for Collect<'_> {
+            fn visit_float<const D: usize>(
+                &mut self,
+                p: &burn::module::Param<burn::prelude::Tensor<D>>,
+            ) {
+                self.0
+                    .push(p.val().into_data().try_to_vec::<f32>().unwrap());
+            }
+        }
+        m.visit(&mut Collect(&mut out));
+        out
+    };
+    let before = flat(&pretrained);
+    let after = flat(tuned.net.backbone().unwrap());
+    assert_eq!(before.len(), after.len());
+    let changed: Vec<bool> = before.iter().zip(&after).map(|(a, b)| a != b).collect();
+    // The stem and the first 15 blocks are frozen; the last block and the head conv train.
+    let n = changed.len();
+    assert!(
+        changed[..n - 8].iter().all(|c| !c),
+        "frozen layers changed: {changed:?}"
+    );
+    assert!(
+        changed[n - 8..].iter().any(|c| *c),
+        "nothing was fine-tuned: {changed:?}"
+    );
 }

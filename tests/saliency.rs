@@ -59,6 +59,7 @@ fn trained_model(dir: &std::path::Path) -> EraModel {
             classes: 28,
             dropout: 0.0,
             stage_depth: 1,
+            ..NetworkConfig::default()
         },
         backend: BackendChoice::Cpu,
         epoch_size: 640,

@@ -59,6 +59,21 @@ fn shipped_model_config_is_complete() {
     assert!(c.era_schemes.iter().any(|s| s == "hollywood"));
     assert!(c.validation.is_some(), "validation figures are recorded");
     assert!(c.normalisation.std.iter().all(|s| *s > 0.0));
+    // The shipped model is a head on the pretrained backbone (compiled into the binary),
+    // and its recorded held-out figures beat the most-common-decade baseline.
+    assert_eq!(
+        c.network.arch,
+        movie_eras::model::backbone::Arch::EfficientnetLite0
+    );
+    assert!(model.net.backbone().is_some());
+    let v = c.validation.as_ref().unwrap();
+    assert!(
+        v.decade_top1 > v.baseline.decade_top1 + 0.1,
+        "{}",
+        v.report()
+    );
+    assert!(v.balanced_decade_accuracy > 2.0 * v.baseline.balanced_decade_accuracy);
+    assert!(v.mae_years < v.baseline.mae_years);
 }
 
 #[test]

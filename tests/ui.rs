@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use burn::prelude::Device;
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -46,6 +47,7 @@ fn about_panel_shows_tmdb_attribution() {
     assert_eq!(h.state().settings().tab, Tab::About);
     h.get_by_label("This product uses the TMDB API but is not endorsed or certified by TMDB.");
     h.get_by_label_contains(movie_eras::version::VERSION);
+    h.get_by_label(movie_eras::version::BACKBONE_CREDIT);
 }
 
 /// A catalog of six movies with poster files: five posters ok, one failed.
@@ -460,6 +462,7 @@ fn train_tab_trains_with_live_figures_and_writes_the_model() {
         s.train.epochs = 2;
         s.train.backend = movie_eras::model::backend::BackendChoice::Cpu;
         s.train.resume = false;
+        s.train.network = movie_eras::app::train_tab::NetworkSize::Small;
     }
     let mut h = Harness::builder()
         .with_size(egui::vec2(1200.0, 900.0))
@@ -476,4 +479,85 @@ fn train_tab_trains_with_live_figures_and_writes_the_model() {
             .join("checkpoints/epoch-002")
             .is_dir()
     );
+}
+
+#[test]
+fn train_tab_trains_a_head_on_the_pretrained_backbone() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 24 posters: dark grey ones from 1945, bright red ones from 2015.
+    let data = common::catalog_of(tmp.path(), 24, |i| {
+        let old = i % 2 == 0;
+        let mut state = i * 13 + 5;
+        let img = image::RgbImage::from_fn(60, 90, |_, _| {
+            let n = (common::xorshift(&mut state) % 30) as u8;
+            if old {
+                image::Rgb([40 + n, 40 + n, 40 + n])
+            } else {
+                image::Rgb([200 + n, 60 + n, 40])
+            }
+        });
+        (if old { 1945 } else { 2015 }, img)
+    });
+    let mut app = MovieErasApp::new(data.clone(), EraSchemes::builtin(), Settings::default());
+    {
+        let s = app.settings_mut();
+        s.tab = Tab::Train;
+        s.train.epochs = 3;
+        s.train.backend = movie_eras::model::backend::BackendChoice::Cpu;
+        s.train.resume = false;
+    }
+    assert_eq!(
+        app.settings_mut().train.network,
+        movie_eras::app::train_tab::NetworkSize::Pretrained,
+        "the pretrained backbone is the default"
+    );
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 900.0))
+        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    h.step();
+    h.get_by_label("Fine-tune blocks");
+    h.get_by_label("Start training").click();
+    h.step();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut saw_features = false;
+    while h
+        .query_all_by_label_contains("Finished; model written to")
+        .next()
+        .is_none()
+    {
+        saw_features |= h
+            .query_all_by_label_contains("Backbone features:")
+            .next()
+            .is_some();
+        assert!(
+            h.query_all_by_label_contains("Training failed")
+                .next()
+                .is_none(),
+            "training failed"
+        );
+        assert!(Instant::now() < deadline, "training never finished");
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+    assert!(saw_features, "feature extraction progress was shown");
+    h.get_by_label_contains("Epoch 3: validation decade top-1");
+    let dir = data.trained_model_dir();
+    let config = movie_eras::model::ModelConfig::load(&dir).unwrap();
+    assert_eq!(
+        config.network.arch,
+        movie_eras::model::backbone::Arch::EfficientnetLite0
+    );
+    // Only the head is stored; the backbone comes from the pretrained weights.
+    assert!(std::fs::metadata(dir.join("model.bpk")).unwrap().len() < 1_000_000);
+    // Features are cached: 24 posters.
+    assert!(data.root().join("features.sqlite").is_file());
+    // The dark/bright split is easy: the trained head dates a fresh dark poster older.
+    let model = movie_eras::model::inference::EraModel::load(&dir, &Device::flex()).unwrap();
+    let scheme = EraSchemes::builtin();
+    let scheme = scheme.get("hollywood").unwrap();
+    let dark = image::RgbImage::from_pixel(60, 90, image::Rgb([50, 50, 50]));
+    let red = image::RgbImage::from_pixel(60, 90, image::Rgb([210, 70, 40]));
+    let yd = model.predict(&dark, scheme).unwrap().year;
+    let yr = model.predict(&red, scheme).unwrap().year;
+    assert!(yd < yr, "dark {yd} vs red {yr}");
 }

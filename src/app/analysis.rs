@@ -18,8 +18,10 @@ use crate::eras::EraScheme;
 use crate::imaging::{self, ImageLimits};
 use crate::model::YearBins;
 use crate::model::backend::{self, BackendChoice};
+use crate::model::features::{self, FeatureCache, PosterFeatures};
 use crate::model::inference::{EraModel, Prediction};
 use crate::model::saliency::{self, OverlayMode, SaliencyMethod, SaliencySettings};
+use crate::model::training::head_probs;
 
 /// A poster to analyse.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct PosterRef {
     pub poster_id: i64,
     /// Poster file (when the catalog has no thumbnail).
     pub file: Option<PathBuf>,
+    /// The poster's SHA-256 (the key of cached backbone features).
+    pub sha256: Option<String>,
 }
 
 /// The whole-catalog pass.
@@ -45,8 +49,27 @@ pub struct CatalogAnalysis {
     pub probs: Vec<Vec<f32>>,
     /// 2-D position (first two principal components of the embeddings).
     pub coords: Vec<[f32; 2]>,
+    /// Embeddings (the model's pooled features: the backbone's, for a pretrained model),
+    /// scaled to unit length, `dim` values per poster.
+    pub embeddings: Vec<f32>,
+    /// Values per embedding.
+    pub dim: usize,
     /// The model's year bins.
     pub bins: YearBins,
+}
+
+impl CatalogAnalysis {
+    /// Movies whose posters look most like `movie_id`'s (cosine similarity of
+    /// embeddings), best first: `(movie id, similarity)`.
+    pub fn more_like(&self, movie_id: i64, k: usize) -> Vec<(i64, f32)> {
+        let Some(&i) = self.index.get(&movie_id) else {
+            return Vec::new();
+        };
+        crate::explore::most_similar(&self.embeddings, self.dim, i, k)
+            .into_iter()
+            .map(|(j, s)| (self.movie_ids[j], s))
+            .collect()
+    }
 }
 
 /// A poster's details as the model sees it.
@@ -273,6 +296,12 @@ fn run_pass(
     };
     let mut embeddings: Vec<f32> = Vec::new();
     let mut dim = 0;
+    // A frozen pretrained backbone: features come from (and go to) the data directory's
+    // feature cache, computed from the full poster, so later passes only run the head.
+    let mut features = model
+        .uses_cached_features()
+        .then(|| FeatureCache::open(&catalog_path.with_file_name("features.sqlite")).ok())
+        .flatten();
     for (n, chunk) in posters.chunks(64).enumerate() {
         if cancel.load(Ordering::Relaxed) {
             return PassOutcome::Cancelled;
@@ -282,6 +311,28 @@ fn run_pass(
                 movie_id: id,
                 result: detail(model, &file, &scheme),
             }));
+        }
+        if let Some(cache) = &mut features {
+            match backbone_batch(model, cache, chunk) {
+                Ok(results) => {
+                    for (id, probs, emb) in results {
+                        out.index.insert(id, out.movie_ids.len());
+                        out.movie_ids.push(id);
+                        out.years
+                            .push(model.config.bins.expected_year(&probs) as f32);
+                        out.probs.push(probs);
+                        dim = emb.len();
+                        embeddings.extend(emb);
+                    }
+                }
+                Err(e) => return PassOutcome::Failed(e),
+            }
+            let _ = events.send(Event::Progress(
+                ((n + 1) * 64).min(posters.len()),
+                posters.len(),
+            ));
+            ctx.request_repaint();
+            continue;
         }
         let jpegs: Vec<(&PosterRef, Option<Vec<u8>>)> = chunk
             .iter()
@@ -316,7 +367,73 @@ fn run_pass(
         ctx.request_repaint();
     }
     out.coords = crate::explore::pca_2d(&embeddings, dim);
+    crate::explore::normalise_rows(&mut embeddings, dim);
+    out.embeddings = embeddings;
+    out.dim = dim;
     PassOutcome::Done(out)
+}
+
+/// A poster's movie id, bin probabilities and embedding.
+type Scored = (i64, Vec<f32>, Vec<f32>);
+
+/// Predictions and embeddings (plain backbone features) of a batch through the feature
+/// cache: `(movie id, bin probabilities, embedding)`.
+fn backbone_batch(
+    model: &EraModel,
+    cache: &mut FeatureCache,
+    chunk: &[PosterRef],
+) -> Result<Vec<Scored>, String> {
+    let key = features::cache_key(&model.config.network)
+        .ok_or_else(|| "the model has no backbone".to_owned())?;
+    let mut found: Vec<(i64, PosterFeatures)> = Vec::with_capacity(chunk.len());
+    let mut missing: Vec<&PosterRef> = Vec::new();
+    for p in chunk {
+        match p.sha256.as_deref().map(|sha| cache.get(&key, sha)) {
+            Some(Ok(Some(f))) => found.push((p.movie_id, f)),
+            _ => missing.push(p),
+        }
+    }
+    let limits = ImageLimits::default();
+    let decoded: Vec<(&PosterRef, image::RgbImage)> = missing
+        .into_par_iter()
+        .filter_map(|p| {
+            let rgb = p
+                .file
+                .as_deref()
+                .and_then(|f| imaging::decode_poster_file(f, &limits).ok())
+                .map(|d| d.rgb)?;
+            Some((p, rgb))
+        })
+        .collect();
+    if !decoded.is_empty() {
+        let imgs: Vec<image::RgbImage> = decoded.iter().map(|(_, i)| i.clone()).collect();
+        let feats = features::extract(
+            &model.net,
+            &model.config.network,
+            &model.config.normalisation,
+            &imgs,
+            &model.device,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut store = Vec::new();
+        for ((p, _), f) in decoded.iter().zip(feats) {
+            if let Some(sha) = &p.sha256 {
+                store.push((sha.clone(), f.clone()));
+            }
+            found.push((p.movie_id, f));
+        }
+        // A cache that cannot be written only costs time on the next pass.
+        if let Err(e) = cache.put_many(&key, &store) {
+            log::warn!("{e}");
+        }
+    }
+    let refs: Vec<&PosterFeatures> = found.iter().map(|(_, f)| f).collect();
+    let probs = head_probs(&model.net.head(), &refs, &model.device).map_err(|e| e.to_string())?;
+    Ok(found
+        .iter()
+        .zip(probs)
+        .map(|((id, f), p)| (*id, p, f.plain.clone()))
+        .collect())
 }
 
 /// One poster's prediction and Grad-CAM overlay (shown at most 240×360).

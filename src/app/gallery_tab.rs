@@ -123,6 +123,7 @@ impl GalleryTab {
                     movie_id: r.id,
                     poster_id: r.poster_id?,
                     file: r.poster_file.as_deref().map(|f| data_dir.poster_path(f)),
+                    sha256: r.poster_sha256.clone(),
                 })
             })
             .collect();
@@ -215,7 +216,11 @@ impl GalleryTab {
             egui::Panel::right("gallery-details")
                 .resizable(true)
                 .default_size(300.0)
-                .show(ui, |ui| self.details_ui(ui, explorer, scheme, data_dir));
+                .show(ui, |ui| {
+                    if let Some(i) = self.details_ui(ui, explorer, scheme, data_dir, thumbs) {
+                        self.select(i, explorer, scheme, data_dir, ui.ctx());
+                    }
+                });
         }
         let clicked = if settings.map {
             self.map_ui(ui, explorer, scheme, thumbs, data_dir)
@@ -405,14 +410,16 @@ impl GalleryTab {
         clicked
     }
 
+    /// The details panel; returns a poster picked from "More like this".
     fn details_ui(
         &mut self,
         ui: &mut egui::Ui,
         explorer: &Explorer,
         scheme: &EraScheme,
         data_dir: &DataDir,
-    ) {
-        let Some(i) = self.selected else { return };
+        thumbs: &mut Thumbnails,
+    ) -> Option<usize> {
+        let i = self.selected?;
         let r = &explorer.rows[i];
         ui.horizontal(|ui| {
             ui.heading(&r.title);
@@ -508,6 +515,61 @@ impl GalleryTab {
                 });
             }
         }
+        self.more_like_this_ui(ui, explorer, r.id, thumbs, data_dir)
+    }
+
+    /// "More like this": the catalog's posters nearest to this one in the model's feature
+    /// space (cosine similarity), once the model has seen the catalog.
+    fn more_like_this_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        explorer: &Explorer,
+        movie_id: i64,
+        thumbs: &mut Thumbnails,
+        data_dir: &DataDir,
+    ) -> Option<usize> {
+        ui.separator();
+        ui.strong("More like this");
+        let Some(result) = self.analysis.as_ref().and_then(|a| a.result.clone()) else {
+            if ui.button("Find similar posters").clicked() {
+                self.start_pass(explorer, data_dir, ui.ctx());
+            }
+            return None;
+        };
+        let similar = result.more_like(movie_id, 8);
+        if similar.is_empty() {
+            ui.label("The model has not seen this poster.");
+            return None;
+        }
+        let w = ((ui.available_width() - 12.0) / 4.0).clamp(40.0, 120.0);
+        let mut picked = None;
+        ui.horizontal_wrapped(|ui| {
+            for (id, sim) in similar {
+                let Some(row) = explorer.rows.iter().position(|r| r.id == id) else {
+                    continue;
+                };
+                let r = &explorer.rows[row];
+                let (rect, resp) =
+                    ui.allocate_exact_size(egui::vec2(w, w * 1.5), egui::Sense::click());
+                let label = format!("Similar: {}", r.title);
+                resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+                let file = r
+                    .poster_file
+                    .as_deref()
+                    .map(|f| data_dir.poster_path(f).display().to_string());
+                cell_ui(ui, thumbs, r, file.as_deref(), rect);
+                let resp = resp.on_hover_text(format!(
+                    "{} ({}) — similarity {sim:.2}",
+                    r.title,
+                    r.year
+                        .map_or_else(|| "year unknown".into(), |y| y.to_string())
+                ));
+                if resp.clicked() {
+                    picked = Some(row);
+                }
+            }
+        });
+        picked
     }
 }
 

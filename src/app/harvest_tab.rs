@@ -14,7 +14,7 @@ use crate::config::UserConfig;
 use crate::harvest::tmdb::{self, Auth};
 use crate::harvest::{
     HarvestControl, HarvestEvent, HarvestOptions, HarvestProgress, HarvestSummary, resolve_auth,
-    run_harvest, url_from_env,
+    run_harvest_reporting, url_from_env,
 };
 use crate::paths::DataDir;
 
@@ -196,8 +196,7 @@ impl HarvestTab {
         let spawned = std::thread::Builder::new()
             .name("harvest".into())
             .spawn(move || {
-                let r = run_harvest(&catalog_path, &opts, &worker_control, &inner_tx);
-                let _ = inner_tx.send(HarvestEvent::Finished(r.map_err(|e| e.to_string())));
+                run_harvest_reporting(&catalog_path, &opts, &worker_control, &inner_tx);
             });
         if let Err(e) = spawned {
             self.last = Some(Err(format!("cannot start the harvest thread: {e}")));
@@ -209,10 +208,14 @@ impl HarvestTab {
             .name("harvest-events".into())
             .spawn(move || {
                 for ev in inner_rx {
+                    let last = matches!(ev, HarvestEvent::Finished(_));
                     if tx.send(ev).is_err() {
                         break;
                     }
                     ctx.request_repaint();
+                    if last {
+                        break;
+                    }
                 }
             });
         if let Err(e) = forwarder {

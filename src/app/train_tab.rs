@@ -11,6 +11,7 @@ use egui_plot::{Legend, Line, Plot};
 
 use crate::catalog::Catalog;
 use crate::eras::EraSchemes;
+use crate::model::backbone::Arch;
 use crate::model::backend::{self, BackendChoice};
 use crate::model::metrics::Evaluation;
 use crate::model::network::NetworkConfig;
@@ -35,13 +36,20 @@ pub struct TrainSettings {
     pub limit: usize,
     /// Network size.
     pub network: NetworkSize,
+    /// With the pretrained backbone: how many of its last blocks train too.
+    pub finetune_blocks: usize,
+    /// Hidden units of an MLP head (0: linear).
+    pub hidden: usize,
 }
 
-/// Network sizes offered in the tab (the CLI takes any `--input` and `--widths`).
+/// Networks offered in the tab (the CLI takes any `--arch`, `--input` and `--widths`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum NetworkSize {
-    /// 48×72 input, widths 16–128: the shipped model's shape; fast on a CPU.
+    /// EfficientNet-Lite0 pretrained on ImageNet, 160×240 input: the head trains on cached
+    /// features in minutes on a CPU (the shipped model's recipe).
     #[default]
+    Pretrained,
+    /// From scratch: 48×72 input, widths 16–128; fast on a CPU.
     Small,
     /// 64×96 input, widths 32–192: better with a GPU.
     Standard,
@@ -51,6 +59,7 @@ impl NetworkSize {
     /// The network configuration.
     pub fn config(self) -> NetworkConfig {
         match self {
+            Self::Pretrained => NetworkConfig::pretrained(Arch::EfficientnetLite0),
             Self::Small => NetworkConfig {
                 input_width: 48,
                 input_height: 72,
@@ -63,8 +72,9 @@ impl NetworkSize {
 
     fn label(self) -> &'static str {
         match self {
-            Self::Small => "Small (48x72, CPU-friendly)",
-            Self::Standard => "Standard (64x96, for a GPU)",
+            Self::Pretrained => "EfficientNet-Lite0, pretrained (recommended)",
+            Self::Small => "From scratch, small (48x72, CPU-friendly)",
+            Self::Standard => "From scratch, standard (64x96, for a GPU)",
         }
     }
 }
@@ -79,7 +89,9 @@ impl Default for TrainSettings {
             backend: BackendChoice::Auto,
             resume: true,
             limit: 0,
-            network: NetworkSize::Small,
+            network: NetworkSize::Pretrained,
+            finetune_blocks: 0,
+            hidden: 0,
         }
     }
 }
@@ -101,6 +113,8 @@ pub struct TrainTab {
     backend: Option<String>,
     data: Option<(usize, usize)>,
     step: Option<(usize, usize, usize)>,
+    /// `(done, total, seconds left)` of backbone feature extraction.
+    extracting: Option<(usize, usize, f64)>,
     /// `(global step, loss)`.
     losses: Vec<[f64; 2]>,
     epochs: Vec<EpochReport>,
@@ -139,6 +153,11 @@ impl TrainTab {
             network: s.network.config(),
             ..TrainOptions::default()
         };
+        let mut opts = opts;
+        if opts.network.arch != Arch::Scratch {
+            opts.network.finetune_blocks = s.finetune_blocks.min(opts.network.arch.block_count());
+            opts.network.hidden = s.hidden;
+        }
         let out = data_dir.trained_model_dir();
         let resume = s.resume;
         let data_dir = data_dir.clone();
@@ -239,6 +258,11 @@ impl TrainTab {
                     self.epochs.push(r);
                     self.model_changed = true;
                 }
+                Msg::Event(TrainEvent::Extracting {
+                    done,
+                    total,
+                    eta_secs,
+                }) => self.extracting = Some((done, total, eta_secs)),
                 Msg::Event(TrainEvent::Note(n)) => self.notes.push(n),
                 Msg::Done(r) => {
                     self.running = None;
@@ -273,9 +297,12 @@ impl TrainTab {
         self.poll();
         ui.heading("Train the era model");
         ui.label(
-            "Trains a small CNN on the catalog's posters to predict the release year (5-year \
-             bins); era probabilities of any scheme are sums of bins. Each epoch is \
-             checkpointed; with Resume, training continues from the newest checkpoint.",
+            "Trains the era model on the catalog's posters to predict the release year (5-year \
+             bins); era probabilities of any scheme are sums of bins. With the pretrained \
+             backbone, each poster's features are computed once (cached) and a head learns \
+             on them in minutes; fine-tuning blocks of the backbone is slow without a GPU. \
+             Each epoch is checkpointed; with Resume, training continues from the newest \
+             checkpoint.",
         );
         ui.add_space(6.0);
         let busy = self.running.is_some();
@@ -318,6 +345,24 @@ impl TrainTab {
                     .response
                     .labelled_by(l.id);
                 ui.end_row();
+                if s.network == NetworkSize::Pretrained {
+                    let l = ui.label("Fine-tune blocks");
+                    ui.add(
+                        egui::DragValue::new(&mut s.finetune_blocks)
+                            .range(0..=Arch::EfficientnetLite0.block_count()),
+                    )
+                    .labelled_by(l.id)
+                    .on_hover_text(
+                        "0 keeps the backbone frozen (fast: the head trains on cached \
+                         features); K > 0 also trains its last K blocks (slow on a CPU)",
+                    );
+                    ui.end_row();
+                    let l = ui.label("Head hidden units");
+                    ui.add(egui::DragValue::new(&mut s.hidden).range(0..=4096))
+                        .labelled_by(l.id)
+                        .on_hover_text("0: a linear head; more: an MLP with one hidden layer");
+                    ui.end_row();
+                }
                 let l = ui.label("Posters");
                 ui.add(egui::DragValue::new(&mut s.limit).range(0..=1_000_000))
                     .labelled_by(l.id)
@@ -344,6 +389,20 @@ impl TrainTab {
                 ui.label(format!("{t} training / {v} validation posters"));
             }
         });
+        if let Some((done, total, eta)) = self.extracting
+            && busy
+            && self.step.is_none()
+        {
+            let eta = if eta.is_finite() {
+                format!(", about {} left", fmt_secs(eta))
+            } else {
+                String::new()
+            };
+            ui.add(
+                egui::ProgressBar::new(done as f32 / total.max(1) as f32)
+                    .text(format!("Backbone features: {done} of {total} posters{eta}")),
+            );
+        }
         if let Some((epoch, step, steps)) = self.step
             && busy
         {
@@ -422,6 +481,16 @@ impl TrainTab {
                 ));
                 p.line(Line::new("era accuracy", series(|v| v.era_accuracy)));
             });
+    }
+}
+
+/// `95 s`, `4 min 05 s`, `1 h 02 min`.
+fn fmt_secs(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
     }
 }
 

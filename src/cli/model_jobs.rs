@@ -10,8 +10,10 @@ use clap::ValueEnum;
 use crate::catalog::Catalog;
 use crate::eras::EraSchemes;
 use crate::imaging::{self, ImageLimits};
+use crate::model::backbone::Arch;
 use crate::model::backend::{self, BackendChoice};
 use crate::model::inference::EraModel;
+use crate::model::network::NetworkConfig;
 use crate::model::saliency::{self, OverlayMode, SaliencyMethod, SaliencySettings};
 use crate::model::training::{self, TrainEvent, TrainOptions};
 use crate::model::{data, metrics};
@@ -20,6 +22,34 @@ use crate::paths::DataDir;
 /// Options of `train`.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
+    /// Feature extractor: a pretrained backbone (the head trains on cached features; with
+    /// --finetune-blocks the backbone's last blocks train too) or the small CNN from
+    /// scratch.
+    #[arg(long, value_enum, default_value_t = Arch::EfficientnetLite0)]
+    pub arch: Arch,
+    /// With a pretrained backbone: also train its last K blocks (with augmentation; slow on
+    /// a CPU, the way to use a GPU). 0 keeps it frozen.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub finetune_blocks: usize,
+    /// Hidden units of an MLP head (0: a linear head).
+    #[arg(long, default_value_t = 0)]
+    pub hidden: usize,
+    /// Start from this model's weights (same network shape), e.g. a head trained on cached
+    /// features before fine-tuning backbone blocks.
+    #[arg(long, value_name = "DIR")]
+    pub init_from: Option<PathBuf>,
+    /// Dropout before the classifier (default: 0.2 on a backbone, 0.3 from scratch).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Weight decay (L2) of Adam.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f32,
+    /// σ of the soft year targets, in years.
+    #[arg(long, default_value_t = 4.0)]
+    pub sigma: f64,
+    /// Split by poster hash only, without keeping near-duplicate posters together.
+    #[arg(long)]
+    pub no_near_duplicates: bool,
     /// Epochs in all (a resumed run continues up to this number).
     #[arg(long, default_value_t = 12)]
     pub epochs: usize,
@@ -53,9 +83,10 @@ pub struct TrainArgs {
     /// Conv blocks per stage: a 2×2 max-pool follows every N-th block (not the last).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
     pub stage_depth: u16,
-    /// Network input size, WIDTHxHEIGHT.
-    #[arg(long, default_value = "64x96")]
-    pub input: String,
+    /// Network input size, WIDTHxHEIGHT (default: 160x240 on a backbone, 64x96 from
+    /// scratch).
+    #[arg(long)]
+    pub input: Option<String>,
     /// Share of steps that see a poster's shrunken (35–75%), re-compressed copy instead
     /// of the poster: robustness to small or re-encoded posters.
     #[arg(long, default_value_t = 0.0)]
@@ -86,8 +117,33 @@ fn parse_size(s: &str) -> Result<(usize, usize)> {
 
 /// Runs `train`.
 pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> Result<()> {
-    let (w, h) = parse_size(&args.input)?;
+    let base = if args.arch == Arch::Scratch {
+        NetworkConfig::default()
+    } else {
+        NetworkConfig::pretrained(args.arch)
+    };
+    let (w, h) = match &args.input {
+        Some(s) => parse_size(s)?,
+        None => (base.input_width, base.input_height),
+    };
     anyhow::ensure!(!args.widths.is_empty(), "--widths needs at least one block");
+    anyhow::ensure!(
+        args.finetune_blocks <= args.arch.block_count(),
+        "--finetune-blocks {}: {} has {} blocks",
+        args.finetune_blocks,
+        args.arch.label(),
+        args.arch.block_count()
+    );
+    anyhow::ensure!(
+        args.arch == Arch::Scratch || (w >= 64 && h >= 64),
+        "--input {w}x{h}: a backbone needs sides of at least 64"
+    );
+    let dropout = args.dropout.unwrap_or(base.dropout);
+    anyhow::ensure!((0.0..1.0).contains(&dropout), "--dropout must be in [0, 1)");
+    anyhow::ensure!(
+        args.sigma > 0.0 && args.sigma <= 50.0 && args.weight_decay >= 0.0,
+        "--sigma must be in (0, 50] and --weight-decay >= 0"
+    );
     anyhow::ensure!(
         args.batch > 0 && args.epochs > 0,
         "--batch and --epochs must be > 0"
@@ -102,12 +158,22 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
         epoch_size: args.epoch_size,
         limit: args.limit,
         backend: args.backend,
+        weight_decay: args.weight_decay,
+        sigma: args.sigma,
+        near_duplicates: !args.no_near_duplicates,
+        init_from: args.init_from.clone(),
+        network: base,
         ..TrainOptions::default()
     };
     opts.network.input_width = w;
     opts.network.input_height = h;
-    opts.network.widths.clone_from(&args.widths);
-    opts.network.stage_depth = usize::from(args.stage_depth);
+    if args.arch == Arch::Scratch {
+        opts.network.widths.clone_from(&args.widths);
+        opts.network.stage_depth = usize::from(args.stage_depth);
+    }
+    opts.network.finetune_blocks = args.finetune_blocks;
+    opts.network.hidden = args.hidden;
+    opts.network.dropout = dropout;
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.rescale),
         "--rescale must be between 0 and 1"
@@ -162,6 +228,19 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
                     r.seconds
                     );
                 }),
+                TrainEvent::Extracting {
+                    done,
+                    total,
+                    eta_secs,
+                } => {
+                    pb.set_length(total as u64);
+                    pb.set_position(done as u64);
+                    pb.set_message(if eta_secs.is_finite() {
+                        format!("backbone features, {eta_secs:.0} s left")
+                    } else {
+                        "backbone features".to_string()
+                    });
+                }
                 TrainEvent::Note(n) => pb.suspend(|| eprintln!("{n}")),
             }
         }
@@ -256,6 +335,16 @@ pub struct EvaluateArgs {
     /// Score the poster alone, without averaging with its mirror image.
     #[arg(long)]
     pub no_flip: bool,
+    /// Catalog split: keep near-duplicate posters together even if the model's recipe
+    /// did not (to compare older models on the same split).
+    #[arg(long, conflicts_with = "no_near_duplicates")]
+    pub near_duplicates: bool,
+    /// Catalog split: by poster hash only, even if the model was trained with groups.
+    #[arg(long)]
+    pub no_near_duplicates: bool,
+    /// Also run this model and average the two models' bin probabilities (an ensemble).
+    #[arg(long, value_name = "DIR")]
+    pub ensemble: Option<PathBuf>,
     /// Model, scheme, backend, output.
     #[command(flatten)]
     pub common: ModelArgs,
@@ -281,6 +370,7 @@ fn read_labels(images: &Path, labels: &Path) -> Result<Vec<data::Sample>> {
             year,
             key: file.to_owned(),
             title: rec.get(2).unwrap_or("").to_owned(),
+            split_key: None,
         });
     }
     Ok(out)
@@ -294,9 +384,17 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         (Some(images), Some(labels)) => read_labels(images, labels)?,
         _ => {
             let catalog = Catalog::open(&data_dir.catalog_path())?;
-            let all = data::samples_from_catalog(&catalog, data_dir)?;
+            let mut all = data::samples_from_catalog(&catalog, data_dir)?;
             let seed = model.config.recipe["seed"].as_u64().unwrap_or(42);
             let share = model.config.recipe["val_share"].as_f64().unwrap_or(0.15);
+            // The split the model was trained with (near-duplicates kept together unless
+            // it predates that), or the one asked for.
+            let grouped = model.config.recipe["near_duplicates"]
+                .as_bool()
+                .unwrap_or(false);
+            if (grouped || args.near_duplicates) && !args.no_near_duplicates {
+                data::group_near_duplicates(&mut all);
+            }
             data::split(all, share, seed).1
         }
     };
@@ -321,6 +419,33 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         128,
         !args.no_flip,
     )?;
+    let mut probs = probs;
+    if let Some(dir) = &args.ensemble {
+        let other = EraModel::load(dir, &model.device)
+            .with_context(|| format!("loading the model in {}", dir.display()))?;
+        anyhow::ensure!(
+            other.config.bins == model.config.bins,
+            "--ensemble: the models' year bins differ"
+        );
+        let (prepared2, failed2) = data::prepare_with(&samples, &other.config.network, &reencode);
+        anyhow::ensure!(
+            failed2.len() == failed.len(),
+            "--ensemble: the models could not read the same posters"
+        );
+        let probs2 = training::predict_prepared(
+            &other.net,
+            &prepared2,
+            &other.config,
+            &other.device,
+            128,
+            !args.no_flip,
+        )?;
+        for (a, b) in probs.iter_mut().zip(&probs2) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x = 0.5 * (*x + y);
+            }
+        }
+    }
     let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
     let e = metrics::evaluate(&probs, &years, &model.config.bins, scheme);
     if let Some(out) = &args.confusion_png {

@@ -36,6 +36,15 @@ pub enum FetchError {
     /// Cancelled by the user.
     #[error("cancelled")]
     Cancelled,
+    /// The server sent a larger body than allowed.
+    #[error("response body larger than {} MiB: refused", limit >> 20)]
+    TooLarge {
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// A redirect that is not followed: an API call sent to another host, or a loop.
+    #[error("{0}")]
+    Redirect(String),
     /// The request could not be built (bad base URL, say).
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -97,6 +106,21 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Slowest request rate accepted (one request per 100 s).
+pub const MIN_RATE: f64 = 0.01;
+/// Fastest request rate accepted.
+pub const MAX_RATE: f64 = 10_000.0;
+/// Largest API (JSON) response body read.
+pub const MAX_API_BODY: usize = 8 << 20;
+/// Largest website (HTML) page read.
+pub const MAX_PAGE_BODY: usize = 4 << 20;
+/// Largest image body read (the poster file limit).
+pub const MAX_IMAGE_BODY: usize = 64 << 20;
+
+/// Longest `Retry-After` taken from a server (longer values are clamped to it before any
+/// `Duration` is built).
+pub const MAX_RETRY_AFTER_SECS: f64 = 3600.0;
+
 /// A token-bucket limit on requests per second, shared by all tasks.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -105,10 +129,13 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// `per_second <= 0` means no limit.
+    /// `per_second <= 0` (or not a number) means no limit; rates are clamped to
+    /// [`MIN_RATE`]..=[`MAX_RATE`] so the interval is always a valid duration.
     pub fn new(per_second: f64) -> Self {
+        let interval = (per_second > 0.0)
+            .then(|| Duration::from_secs_f64(1.0 / per_second.clamp(MIN_RATE, MAX_RATE)));
         Self {
-            interval: (per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / per_second)),
+            interval,
             next: Mutex::new(Instant::now()),
         }
     }
@@ -206,6 +233,35 @@ impl Fetcher {
         let connections = connections.max(1);
         let client = reqwest::Client::builder()
             .user_agent(user_agent)
+            // A redirect must never carry the query's credentials to another host in a
+            // Referer; and an API call may not be redirected off its host at all.
+            .referer(false)
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let from = attempt.previous().first().map(|u| {
+                    (
+                        u.host_str().map(str::to_owned),
+                        u.port_or_known_default(),
+                        u.query().is_some_and(|q| q.contains("api_key="))
+                            || u.path().starts_with("/3/"),
+                    )
+                });
+                let to = (
+                    attempt.url().host_str().map(str::to_owned),
+                    attempt.url().port_or_known_default(),
+                );
+                match from {
+                    Some((host, port, true))
+                        if (host.as_deref(), port) != (to.0.as_deref(), to.1) =>
+                    {
+                        attempt.error(format!(
+                            "refused a redirect of an API request to another host ({})",
+                            to.0.as_deref().unwrap_or("?")
+                        ))
+                    }
+                    _ if attempt.previous().len() >= 5 => attempt.error("too many redirects"),
+                    _ => attempt.follow(),
+                }
+            }))
             .pool_max_idle_per_host(connections)
             .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
@@ -244,11 +300,25 @@ impl Fetcher {
     }
 
     /// GETs `url` with `headers`, retrying as the policy says. `limiter` paces requests.
+    /// A body is read up to [`MAX_API_BODY`] bytes; use [`Fetcher::get_limited`] for
+    /// another cap.
     pub async fn get(
         &self,
         url: &str,
         headers: &[(&str, String)],
         limiter: &RateLimiter,
+    ) -> Result<Fetched, FetchError> {
+        self.get_limited(url, headers, limiter, MAX_API_BODY).await
+    }
+
+    /// [`Fetcher::get`] with bodies capped at `max_body` bytes while streaming: a larger
+    /// body (announced or actual) fails at once, without retries.
+    pub async fn get_limited(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        limiter: &RateLimiter,
+        max_body: usize,
     ) -> Result<Fetched, FetchError> {
         let mut last = String::new();
         for attempt in 0..self.policy.max_attempts {
@@ -271,6 +341,9 @@ impl Fetcher {
                     req = req.header(*k, v);
                 }
                 let result = match req.send().await {
+                    Err(e) if e.is_redirect() => {
+                        return Err(FetchError::Redirect(describe_reqwest(&e)));
+                    }
                     Err(e) => Err(describe_reqwest(&e)),
                     Ok(resp) => {
                         let status = resp.status().as_u16();
@@ -285,8 +358,14 @@ impl Fetcher {
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_owned);
                         let expected = resp.content_length();
-                        match resp.bytes().await {
-                            Err(e) => Err(format!("truncated body: {}", describe_reqwest(&e))),
+                        if expected.is_some_and(|n| n > max_body as u64) {
+                            return Err(FetchError::TooLarge { limit: max_body });
+                        }
+                        match read_capped(resp, max_body).await {
+                            Err(None) => return Err(FetchError::TooLarge { limit: max_body }),
+                            Err(Some(e)) => {
+                                Err(format!("truncated body: {}", describe_reqwest(&e)))
+                            }
                             Ok(body) => {
                                 if let Some(n) = expected
                                     && n != body.len() as u64
@@ -351,6 +430,21 @@ impl Fetcher {
     }
 }
 
+/// Reads a body chunk by chunk, stopping (`Err(None)`) as soon as it passes `max`.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, Option<reqwest::Error>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Some)? {
+        if body.len() + chunk.len() > max {
+            return Err(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn describe_reqwest(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
@@ -374,7 +468,9 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        // Clamped before the conversion: `1e20` or `inf` must not panic.
+        return (!secs.is_nan() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_SECS)));
     }
     (!v.is_empty()).then(|| Duration::from_secs(10))
 }
@@ -398,6 +494,13 @@ mod tests {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
         assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("NaN"), None);
+        assert_eq!(parse_retry_after("1e20"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_retry_after("inf"), Some(Duration::from_secs(3600)));
+        // Absurd rates never build an invalid Duration.
+        let _ = RateLimiter::new(1e-300);
+        let _ = RateLimiter::new(f64::INFINITY);
+        let _ = RateLimiter::new(f64::NAN);
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
             Some(Duration::from_secs(10))

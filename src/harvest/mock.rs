@@ -23,6 +23,10 @@ pub enum Fault {
     Junk,
     /// Wait this long before answering.
     Delay(Duration),
+    /// `302 Found` to this absolute URL (the request's query appended).
+    Redirect(String),
+    /// 200 with a JSON body of this many bytes.
+    Huge(usize),
 }
 
 /// Mock behaviour, changeable while it runs.
@@ -76,6 +80,7 @@ struct Shared {
     config: Mutex<MockConfig>,
     faults: Mutex<Vec<(String, VecDeque<Fault>)>>,
     log: Mutex<Vec<String>>,
+    header_log: Mutex<Vec<(String, HashMap<String, String>)>>,
     stats: MockStats,
     images: Vec<Vec<u8>>,
     stop: AtomicBool,
@@ -144,6 +149,7 @@ impl MockTmdb {
             config: Mutex::new(config),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            header_log: Mutex::new(Vec::new()),
             stats: MockStats::default(),
             images: make_images(),
             stop: AtomicBool::new(false),
@@ -189,6 +195,15 @@ impl MockTmdb {
         if let Ok(mut f) = self.shared.faults.lock() {
             f.push((prefix.to_owned(), faults.into()));
         }
+    }
+
+    /// Every request's path and headers (names lower-case), in order.
+    pub fn header_log(&self) -> Vec<(String, HashMap<String, String>)> {
+        self.shared
+            .header_log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// Counters.
@@ -333,6 +348,9 @@ fn serve_connection(stream: TcpStream, s: &Shared) {
                 .collect();
             log.push(format!("{}?{}", req.path, q.join("&")));
         }
+        if let Ok(mut log) = s.header_log.lock() {
+            log.push((req.path.clone(), req.headers.clone()));
+        }
         let resp = handle(&req, s);
         s.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
         let mut head = format!(
@@ -387,6 +405,26 @@ fn handle(req: &Request, s: &Shared) -> Response {
                 return r;
             }
             Fault::Delay(d) => std::thread::sleep(d),
+            Fault::Redirect(to) => {
+                let query: Vec<String> =
+                    req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let mut r = Response::json(302, &serde_json::json!({}));
+                r.extra_headers
+                    .push(("Location".into(), format!("{to}?{}", query.join("&"))));
+                return r;
+            }
+            Fault::Huge(n) => {
+                let mut body = b"{\"results\":\"".to_vec();
+                body.resize(n.saturating_sub(3).max(body.len()), b'a');
+                body.extend_from_slice(b"\"}");
+                return Response {
+                    status: 200,
+                    content_type: "application/json",
+                    body,
+                    extra_headers: Vec::new(),
+                    truncate: false,
+                };
+            }
             Fault::Truncate => {
                 let mut r = route(req, s, &config);
                 r.truncate = true;

@@ -190,6 +190,34 @@ pub enum HarvestError {
     /// The async runtime could not start.
     #[error("cannot start the network runtime: {0}")]
     Runtime(String),
+    /// The harvest worker panicked (a bug): the job ends with this message.
+    #[error("the harvest stopped on an internal error: {0}")]
+    Panicked(String),
+}
+
+/// [`run_harvest`], then [`HarvestEvent::Finished`] on `events` whatever happens: a panic
+/// anywhere in the job (a bug) ends it with [`HarvestError::Panicked`] and cancels what
+/// is still running, so the side reading `events` never waits for a dead worker. Stop
+/// reading at `Finished`: helpers may keep their own sender a moment longer.
+pub fn run_harvest_reporting(
+    catalog_path: &std::path::Path,
+    opts: &HarvestOptions,
+    control: &HarvestControl,
+    events: &mpsc::Sender<HarvestEvent>,
+) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_harvest(catalog_path, opts, control, events)
+    }))
+    .unwrap_or_else(|panic| {
+        control.cancel.store(true, Ordering::Relaxed);
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(HarvestError::Panicked(msg))
+    });
+    let _ = events.send(HarvestEvent::Finished(r.map_err(|e| e.to_string())));
 }
 
 /// Progress of one year.
@@ -839,7 +867,7 @@ async fn list_page(
             let url = query.site_url(&ctx.opts.site_url, page);
             let got = ctx
                 .fetcher
-                .get(&url, &[], &ctx.api_limiter)
+                .get_limited(&url, &[], &ctx.api_limiter, fetch::MAX_PAGE_BODY)
                 .await
                 .map_err(err)?;
             let html = String::from_utf8_lossy(&got.body);
@@ -927,7 +955,11 @@ async fn fetch_poster_record(ctx: &Ctx, p: &PendingPoster) -> Option<PosterRecor
         if ctx.control.cancel.load(Ordering::Relaxed) {
             return None;
         }
-        let got = match ctx.fetcher.get(&url, &[], &ctx.image_limiter).await {
+        let got = match ctx
+            .fetcher
+            .get_limited(&url, &[], &ctx.image_limiter, fetch::MAX_IMAGE_BODY)
+            .await
+        {
             Ok(g) => g,
             Err(FetchError::Cancelled) => return None,
             Err(e) => return Some(PosterRecord::failed(None, e.to_string())),

@@ -27,6 +27,9 @@ pub struct Sample {
     pub key: String,
     /// Title, for reports.
     pub title: String,
+    /// Key that decides the split when it differs from `key`: shared by near-duplicate
+    /// posters ([`group_near_duplicates`]).
+    pub split_key: Option<String>,
 }
 
 /// Posters with status `ok` and a year, from the catalog.
@@ -43,6 +46,7 @@ pub fn samples_from_catalog(catalog: &Catalog, data_dir: &DataDir) -> Result<Vec
                 year,
                 key: m.poster_sha256.unwrap_or_else(|| format!("movie:{}", m.id)),
                 title: m.title,
+                split_key: None,
             })
         })
         .collect())
@@ -66,7 +70,88 @@ pub fn split(samples: Vec<Sample>, val_share: f64, seed: u64) -> (Vec<Sample>, V
     let cut = (val_share.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
     samples
         .into_iter()
-        .partition(|s| keyed_hash(&s.key, seed) >= cut)
+        .partition(|s| keyed_hash(s.split_key.as_ref().unwrap_or(&s.key), seed) >= cut)
+}
+
+/// 64-bit difference hash of a poster (9×8 grey thumbnail, one bit per horizontal
+/// neighbour pair): the same art at another size or JPEG quality hashes within a few bits.
+pub fn dhash(rgb: &RgbImage) -> u64 {
+    let small = imaging::area_resize(rgb, 9, 8);
+    let grey = |x: u32, y: u32| {
+        let p = small.get_pixel(x, y).0;
+        u32::from(p[0]) * 299 + u32::from(p[1]) * 587 + u32::from(p[2]) * 114
+    };
+    let mut h = 0u64;
+    for y in 0..8 {
+        for x in 0..8 {
+            h = (h << 1) | u64::from(grey(x, y) > grey(x + 1, y));
+        }
+    }
+    h
+}
+
+/// Hamming distance within which two posters count as the same art.
+pub const NEAR_DUPLICATE_BITS: u32 = 4;
+
+/// Gives near-duplicate posters (dHashes within [`NEAR_DUPLICATE_BITS`]) one split key,
+/// so the same art in another encoding or size never sits on both sides of a split.
+/// Posters that cannot be decoded keep their key. Returns how many posters share a key
+/// with another one.
+pub fn group_near_duplicates(samples: &mut [Sample]) -> usize {
+    let limits = ImageLimits::default();
+    let hashes: Vec<Option<u64>> = samples
+        .par_iter()
+        .map(|s| {
+            imaging::decode_poster_file(&s.path, &limits)
+                .ok()
+                .map(|d| dhash(&d.rgb))
+        })
+        .collect();
+    let n = samples.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (i, a) in hashes.iter().enumerate() {
+        let Some(a) = *a else { continue };
+        for (j, b) in hashes.iter().enumerate().skip(i + 1) {
+            if let Some(b) = *b
+                && (a ^ b).count_ones() <= NEAR_DUPLICATE_BITS
+            {
+                let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
+                if ri != rj {
+                    parent[ri.max(rj)] = ri.min(rj);
+                }
+            }
+        }
+    }
+    let mut group_key: std::collections::HashMap<usize, (String, usize)> =
+        std::collections::HashMap::new();
+    for (i, sample) in samples.iter().enumerate() {
+        let r = find(&mut parent, i);
+        let e = group_key
+            .entry(r)
+            .or_insert_with(|| (sample.key.clone(), 0));
+        if sample.key < e.0 {
+            e.0.clone_from(&sample.key);
+        }
+        e.1 += 1;
+    }
+    let mut grouped = 0;
+    for (i, sample) in samples.iter_mut().enumerate() {
+        let r = find(&mut parent, i);
+        if let Some((key, size)) = group_key.get(&r)
+            && *size > 1
+        {
+            sample.split_key = Some(key.clone());
+            grouped += 1;
+        }
+    }
+    grouped
 }
 
 /// A decoded poster at the working size (a margin larger than the network input, for
@@ -566,6 +651,7 @@ mod tests {
             year: 1950,
             key: key.into(),
             title: String::new(),
+            split_key: None,
         }
     }
 

@@ -7,8 +7,9 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use image::RgbImage;
 
-use super::network::EraNet;
-use super::{CONFIG_FILE, ModelConfig, ModelError, Result, WEIGHTS_FILE, data};
+use super::backbone::Arch;
+use super::network::{EraHead, EraNet};
+use super::{BACKBONE_FILE, CONFIG_FILE, ModelConfig, ModelError, Result, WEIGHTS_FILE, data};
 use crate::eras::EraScheme;
 
 /// A trained model ready to predict.
@@ -41,25 +42,54 @@ pub struct Prediction {
     pub best_era: usize,
 }
 
+fn save_module<M: Module>(module: M, dir: &Path, file: &str) -> Result<()> {
+    let weights = dir.join(file);
+    let tmp = dir.join(format!(".{file}.part"));
+    module.save_file(&tmp).map_err(|e| ModelError::Weights {
+        path: weights.display().to_string(),
+        message: e.to_string(),
+    })?;
+    std::fs::rename(&tmp, &weights).map_err(|source| ModelError::Io {
+        path: weights.display().to_string(),
+        source,
+    })
+}
+
 /// Saves a network with its config into `dir` (weights as burnpack, config as JSON).
+/// With a pretrained backbone only the head is saved, plus the backbone when blocks of
+/// it were fine-tuned.
 pub fn save_model(net: &EraNet, config: &ModelConfig, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
         path: dir.display().to_string(),
         source,
     })?;
-    let weights = dir.join(WEIGHTS_FILE);
-    let tmp = dir.join(format!(".{WEIGHTS_FILE}.part"));
-    net.clone()
-        .save_file(&tmp)
-        .map_err(|e| ModelError::Weights {
-            path: weights.display().to_string(),
-            message: e.to_string(),
-        })?;
-    std::fs::rename(&tmp, &weights).map_err(|source| ModelError::Io {
-        path: weights.display().to_string(),
-        source,
-    })?;
+    if config.network.arch == Arch::Scratch {
+        save_module(net.clone(), dir, WEIGHTS_FILE)?;
+    } else {
+        save_module(net.head(), dir, WEIGHTS_FILE)?;
+        let finetuned = dir.join(BACKBONE_FILE);
+        match net.backbone() {
+            Some(b) if config.network.finetune_blocks > 0 => {
+                save_module(b.clone(), dir, BACKBONE_FILE)?;
+            }
+            _ if finetuned.exists() => {
+                std::fs::remove_file(&finetuned).map_err(|source| ModelError::Io {
+                    path: finetuned.display().to_string(),
+                    source,
+                })?;
+            }
+            _ => {}
+        }
+    }
     config.save(dir)
+}
+
+fn bad<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> ModelError + use<E> {
+    let path = path.display().to_string();
+    move |e: E| ModelError::Weights {
+        path: path.clone(),
+        message: e.to_string(),
+    }
 }
 
 /// Loads weights from `dir` into a network shaped by `config`.
@@ -71,12 +101,25 @@ pub fn load_net(dir: &Path, config: &ModelConfig, device: &Device) -> Result<Era
             message: "missing".into(),
         });
     }
-    EraNet::new(&config.network, device)
+    let net = EraNet::new(&config.network, device)?;
+    if config.network.arch == Arch::Scratch {
+        return net.try_load_file(&weights).map_err(bad(&weights));
+    }
+    let head = EraHead::new(&config.network, device)
         .try_load_file(&weights)
-        .map_err(|e| ModelError::Weights {
-            path: weights.display().to_string(),
-            message: e.to_string(),
-        })
+        .map_err(bad(&weights))?;
+    let mut net = net.with_head(head);
+    let finetuned = dir.join(BACKBONE_FILE);
+    if config.network.finetune_blocks > 0 {
+        let backbone = net
+            .backbone()
+            .cloned()
+            .ok_or_else(|| ModelError::Data("no backbone to load into".into()))?
+            .try_load_file(&finetuned)
+            .map_err(bad(&finetuned))?;
+        net = net.with_backbone(backbone);
+    }
+    Ok(net)
 }
 
 impl EraModel {
@@ -96,6 +139,12 @@ impl EraModel {
             device: device.clone(),
             flip_average: true,
         })
+    }
+
+    /// Whether this model reads a frozen pretrained backbone's features, which the data
+    /// directory's feature cache can supply.
+    pub fn uses_cached_features(&self) -> bool {
+        self.config.network.arch != Arch::Scratch && self.config.network.finetune_blocks == 0
     }
 
     /// Normalised input values for a poster.

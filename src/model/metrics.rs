@@ -15,6 +15,14 @@ pub struct Evaluation {
     pub within_one_decade: f64,
     /// Mean absolute error of the expected year, in years.
     pub mae_years: f64,
+    /// Balanced decade accuracy: the mean over decades present of the share of that
+    /// decade's posters given the right decade (chance: 1 / decades present).
+    #[serde(default)]
+    pub balanced_decade_accuracy: f64,
+    /// The baseline of always answering this set's most common decade: its decade top-1,
+    /// within-one-decade share and MAE (answering the decade's middle year).
+    #[serde(default)]
+    pub baseline: Baseline,
     /// The era scheme of the per-era figures.
     pub scheme: String,
     /// Era names, in order.
@@ -31,6 +39,21 @@ pub struct Evaluation {
     pub decades: Vec<i32>,
     /// `[true decade][predicted decade]` counts.
     pub decade_confusion: Vec<Vec<u64>>,
+}
+
+/// What always answering the most common decade scores.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Baseline {
+    /// The most common decade (first year).
+    pub decade: i32,
+    /// Its decade top-1.
+    pub decade_top1: f64,
+    /// Its within-one-decade share.
+    pub within_one_decade: f64,
+    /// Its MAE in years (answering the decade's middle, e.g. 2015 for the 2010s).
+    pub mae_years: f64,
+    /// Its balanced decade accuracy (1 / decades present).
+    pub balanced_decade_accuracy: f64,
 }
 
 fn argmax(v: &[f64]) -> usize {
@@ -107,11 +130,48 @@ pub fn evaluate(
         });
     }
     let nf = n.max(1) as f64;
+    let row_totals: Vec<u64> = decade_confusion.iter().map(|r| r.iter().sum()).collect();
+    let present: Vec<usize> = (0..decades.len()).filter(|&d| row_totals[d] > 0).collect();
+    let balanced = if present.is_empty() {
+        0.0
+    } else {
+        present
+            .iter()
+            .map(|&d| decade_confusion[d][d] as f64 / row_totals[d] as f64)
+            .sum::<f64>()
+            / present.len() as f64
+    };
+    // The first of the most common decades.
+    let common = (0..decades.len()).fold(0, |best, d| {
+        if row_totals[d] > row_totals[best] {
+            d
+        } else {
+            best
+        }
+    });
+    let guess = f64::from(decades[common]) + 5.0;
+    let baseline = Baseline {
+        decade: decades[common],
+        decade_top1: row_totals[common] as f64 / nf,
+        within_one_decade: (0..decades.len())
+            .filter(|d| d.abs_diff(common) <= 1)
+            .map(|d| row_totals[d])
+            .sum::<u64>() as f64
+            / nf,
+        mae_years: years[..n]
+            .iter()
+            .map(|&y| (f64::from(y) - guess).abs())
+            .sum::<f64>()
+            / nf,
+        balanced_decade_accuracy: 1.0 / present.len().max(1) as f64,
+    };
     Evaluation {
         count: n,
         decade_top1: top1 as f64 / nf,
         within_one_decade: within as f64 / nf,
         mae_years: abs_err / nf,
+        balanced_decade_accuracy: balanced,
+        baseline,
         scheme: scheme.name.clone(),
         eras: scheme.eras.iter().map(|e| e.name.clone()).collect(),
         era_accuracy: correct as f64 / nf,
@@ -224,13 +284,21 @@ pub fn confusion_image(matrix: &[Vec<u64>]) -> image::RgbImage {
 impl Evaluation {
     /// A plain-text report.
     pub fn report(&self) -> String {
+        let b = &self.baseline;
         let mut s = format!(
-            "{} posters: decade top-1 {:.1}%, within one decade {:.1}%, MAE {:.1} years\n\
+            "{} posters: decade top-1 {:.1}%, balanced {:.1}%, within one decade {:.1}%, MAE {:.1} years\n\
+             always {}s: decade top-1 {:.1}%, balanced {:.1}%, within one decade {:.1}%, MAE {:.1} years\n\
              {} eras: accuracy {:.1}%, macro-F1 {:.3}\n",
             self.count,
             100.0 * self.decade_top1,
+            100.0 * self.balanced_decade_accuracy,
             100.0 * self.within_one_decade,
             self.mae_years,
+            b.decade,
+            100.0 * b.decade_top1,
+            100.0 * b.balanced_decade_accuracy,
+            100.0 * b.within_one_decade,
+            b.mae_years,
             self.scheme,
             100.0 * self.era_accuracy,
             self.macro_f1
@@ -296,6 +364,16 @@ mod tests {
         // F1: Golden Age p = 2/3, r = 1 -> 0.8; New Hollywood 0; Franchise 0.
         assert!((e.macro_f1 - 0.8 / 3.0).abs() < 1e-9, "{}", e.macro_f1);
         assert!(e.report().contains("decade top-1 50.0%"));
+        // Decades present: 1950s (1 of 1 right), 1970s (0 of 1), 2010s (0 of 1), 1940s
+        // (1 of 1): balanced (1 + 0 + 0 + 1) / 4.
+        assert!((e.balanced_decade_accuracy - 0.5).abs() < 1e-9);
+        // Every decade occurs once: the first, the 1940s, is the "most common"; answering
+        // 1945 gets one right, 1940s/1950s within one (2 of 4), MAE (7+32+67+2)/4.
+        assert_eq!(e.baseline.decade, 1940);
+        assert!((e.baseline.decade_top1 - 0.25).abs() < 1e-9);
+        assert!((e.baseline.within_one_decade - 0.5).abs() < 1e-9);
+        assert!((e.baseline.mae_years - 27.0).abs() < 1e-9);
+        assert!((e.baseline.balanced_decade_accuracy - 0.25).abs() < 1e-9);
     }
 
     #[test]

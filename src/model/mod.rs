@@ -7,10 +7,13 @@
 //! tensors, split, sampling, augmentation, normalisation), [`training`] (the loop,
 //! checkpoints, resume, cancel), [`inference`] (loading and predicting), [`metrics`]
 //! (evaluation), [`backend`] (GPU or CPU at run time), [`saliency`] (which pixels drove a
-//! prediction).
+//! prediction), [`backbone`] (pretrained EfficientNet-Lite feature extractors) and
+//! [`features`] (the per-poster cache of backbone features that heads train on).
 
+pub mod backbone;
 pub mod backend;
 pub mod data;
+pub mod features;
 pub mod inference;
 pub mod metrics;
 pub mod network;
@@ -211,8 +214,12 @@ pub const MODEL_FORMAT: u32 = 1;
 
 /// File names inside a model directory.
 pub const CONFIG_FILE: &str = "model.json";
-/// Weights file (Burn's burnpack format).
+/// Weights file (Burn's burnpack format). With a pretrained backbone it holds the head
+/// only; the backbone comes from its pretrained weights, or from [`BACKBONE_FILE`] when
+/// blocks were fine-tuned.
 pub const WEIGHTS_FILE: &str = "model.bpk";
+/// Fine-tuned backbone weights (burnpack), beside [`WEIGHTS_FILE`].
+pub const BACKBONE_FILE: &str = "backbone.bpk";
 
 impl ModelConfig {
     /// Reads `dir/model.json`.

@@ -1,13 +1,19 @@
-//! The CNN: conv blocks (3×3 conv, batch norm, ReLU; a 2×2 max-pool after each stage of
-//! `stage_depth` blocks but the last),
-//! global average pooling, dropout and a linear layer onto the year bins. Sized for
-//! posters downscaled to 64×96; the last conv block is what Grad-CAM looks at.
+//! The era network: a feature extractor, global average pooling, an optional hidden layer,
+//! dropout and a linear layer onto the year bins.
+//!
+//! The extractor is either the small CNN trained from scratch (conv blocks of 3×3 conv,
+//! batch norm, ReLU; a 2×2 max-pool after each stage of `stage_depth` blocks but the
+//! last; sized for posters downscaled to 64×96) or a pretrained
+//! [`EfficientNet`](super::backbone::EfficientNet) backbone. Its last feature map is what
+//! Grad-CAM looks at; the same network serves training, inference and saliency.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::nn::{PaddingConfig2d, Relu};
 use burn::prelude::*;
+
+use super::backbone::{self, Arch, EfficientNet};
 
 /// Shape of the network.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -26,6 +32,16 @@ pub struct NetworkConfig {
     /// the last). 1 (the default, and the shipped model's shape) pools after each block.
     #[serde(default = "one")]
     pub stage_depth: usize,
+    /// Feature extractor: the scratch CNN (`widths`) or a pretrained backbone.
+    #[serde(default)]
+    pub arch: Arch,
+    /// With a backbone: how many of its last blocks are trained (0: the backbone stays
+    /// frozen and only the head learns, on cached features).
+    #[serde(default)]
+    pub finetune_blocks: usize,
+    /// Units of a hidden layer (ReLU) before the classifier; 0 for a linear head.
+    #[serde(default)]
+    pub hidden: usize,
 }
 
 fn one() -> usize {
@@ -41,7 +57,85 @@ impl Default for NetworkConfig {
             classes: super::YearBins::default().count,
             dropout: 0.3,
             stage_depth: 1,
+            arch: Arch::Scratch,
+            finetune_blocks: 0,
+            hidden: 0,
         }
+    }
+}
+
+impl NetworkConfig {
+    /// The default shape for a pretrained backbone: 160×240 input (about the w154
+    /// posters' own size, 154×231), a linear head.
+    pub fn pretrained(arch: Arch) -> Self {
+        Self {
+            input_width: 160,
+            input_height: 240,
+            widths: Vec::new(),
+            dropout: 0.2,
+            arch,
+            ..Self::default()
+        }
+    }
+
+    /// Channels of the pooled features the head reads.
+    pub fn feature_channels(&self) -> usize {
+        if self.arch == Arch::Scratch {
+            self.widths.last().copied().unwrap_or(3)
+        } else {
+            backbone::FEATURES
+        }
+    }
+
+    /// Backbone blocks kept frozen in training.
+    pub fn frozen_blocks(&self) -> usize {
+        let total = self.arch.block_count();
+        if self.finetune_blocks == 0 {
+            total + 1
+        } else {
+            total.saturating_sub(self.finetune_blocks)
+        }
+    }
+}
+
+/// The part after pooling: optional hidden layer, dropout, classifier. Trained alone on
+/// cached backbone features, then placed into an [`EraNet`].
+#[derive(Module, Debug)]
+pub struct EraHead {
+    /// Hidden layer (ReLU after it).
+    pub hidden: Option<Linear>,
+    /// Dropout before the classifier.
+    pub dropout: Dropout,
+    /// The classifier onto the year bins.
+    pub head: Linear,
+}
+
+impl EraHead {
+    /// A freshly initialised head for `config`.
+    pub fn new(config: &NetworkConfig, device: &Device) -> Self {
+        let c = config.feature_channels();
+        let (hidden, last) = if config.hidden > 0 {
+            (
+                Some(LinearConfig::new(c, config.hidden).init(device)),
+                config.hidden,
+            )
+        } else {
+            (None, c)
+        };
+        Self {
+            hidden,
+            dropout: DropoutConfig::new(config.dropout).init(),
+            head: LinearConfig::new(last, config.classes).init(device),
+        }
+    }
+
+    /// Logits from pooled features `[batch, channels]`.
+    pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
+        let x = match &self.hidden {
+            Some(h) => burn::tensor::activation::relu(h.forward(pooled)),
+            None => pooled,
+        };
+        self.head.forward(self.dropout.forward(x))
     }
 }
 
@@ -74,10 +168,13 @@ impl ConvBlock {
 #[derive(Module, Debug)]
 pub struct EraNet {
     blocks: Vec<ConvBlock>,
+    backbone: Option<EfficientNet>,
     pool: MaxPool2d,
+    hidden: Option<Linear>,
     dropout: Dropout,
     head: Linear,
     stage_depth: usize,
+    frozen_blocks: usize,
 }
 
 /// What a forward pass gives: logits, and the last conv block's activations (for Grad-CAM).
@@ -89,25 +186,73 @@ pub struct ForwardOutput {
 }
 
 impl EraNet {
-    /// A freshly initialised network.
-    pub fn new(config: &NetworkConfig, device: &Device) -> Self {
+    /// A new network: the scratch CNN freshly initialised, or the pretrained backbone
+    /// with a fresh head.
+    pub fn new(config: &NetworkConfig, device: &Device) -> super::Result<Self> {
         let mut blocks = Vec::new();
         let mut channels = 3;
-        for &w in &config.widths {
-            blocks.push(ConvBlock::new(channels, w, device));
-            channels = w;
-        }
-        Self {
+        let backbone = if config.arch == Arch::Scratch {
+            for &w in &config.widths {
+                blocks.push(ConvBlock::new(channels, w, device));
+                channels = w;
+            }
+            None
+        } else {
+            Some(backbone::pretrained(config.arch, false, device)?)
+        };
+        let head = EraHead::new(config, device);
+        Ok(Self {
             blocks,
+            backbone,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            dropout: DropoutConfig::new(config.dropout).init(),
-            head: LinearConfig::new(channels, config.classes).init(device),
+            hidden: head.hidden,
+            dropout: head.dropout,
+            head: head.head,
             stage_depth: config.stage_depth.max(1),
+            frozen_blocks: config.frozen_blocks(),
+        })
+    }
+
+    /// The head (hidden layer, dropout, classifier) as its own module.
+    pub fn head(&self) -> EraHead {
+        EraHead {
+            hidden: self.hidden.clone(),
+            dropout: self.dropout.clone(),
+            head: self.head.clone(),
         }
     }
 
-    /// Logits and last-block features for normalised images `[batch, 3, h, w]`.
-    pub fn forward_full(&self, images: Tensor<4>) -> ForwardOutput {
+    /// Puts `head` in place of this network's head.
+    pub fn with_head(mut self, head: EraHead) -> Self {
+        self.hidden = head.hidden;
+        self.dropout = head.dropout;
+        self.head = head.head;
+        self
+    }
+
+    /// The pretrained backbone, if this network has one.
+    pub fn backbone(&self) -> Option<&EfficientNet> {
+        self.backbone.as_ref()
+    }
+
+    /// Takes `other`'s backbone (if it has one) in place of this network's.
+    pub fn with_loaded_backbone(self, other: EraNet) -> Self {
+        match other.backbone {
+            Some(b) => self.with_backbone(b),
+            None => self,
+        }
+    }
+
+    /// Replaces the backbone (e.g. with fine-tuned weights).
+    pub fn with_backbone(mut self, backbone: EfficientNet) -> Self {
+        self.backbone = Some(backbone);
+        self
+    }
+
+    fn extract(&self, images: Tensor<4>, frozen: usize) -> Tensor<4> {
+        if let Some(b) = &self.backbone {
+            return b.forward_frozen(images, frozen);
+        }
         let n = self.blocks.len();
         let mut x = images;
         for (i, block) in self.blocks.iter().enumerate() {
@@ -116,11 +261,22 @@ impl EraNet {
                 x = self.pool.forward(x);
             }
         }
-        let features = x.clone();
-        let [b, c, _, _] = x.dims();
-        let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
-        let logits = self.head.forward(self.dropout.forward(pooled));
+        x
+    }
+
+    /// Logits and last feature map for normalised images `[batch, 3, h, w]`, every layer
+    /// differentiable (inference and saliency).
+    pub fn forward_full(&self, images: Tensor<4>) -> ForwardOutput {
+        let features = self.extract(images, 0);
+        let logits = self.head_from_features(features.clone());
         ForwardOutput { logits, features }
+    }
+
+    /// Logits for training: a backbone's frozen blocks run detached, so only the blocks
+    /// being fine-tuned and the head get gradients.
+    pub fn forward_train(&self, images: Tensor<4>) -> Tensor<2> {
+        let features = self.extract(images, self.frozen_blocks);
+        self.head_from_features(features)
     }
 
     /// Logits for normalised images.
@@ -140,7 +296,11 @@ impl EraNet {
     pub fn head_from_features(&self, features: Tensor<4>) -> Tensor<2> {
         let [b, c, _, _] = features.dims();
         let pooled = features.mean_dim(3).mean_dim(2).reshape([b, c]);
-        self.head.forward(self.dropout.forward(pooled))
+        let x = match &self.hidden {
+            Some(h) => burn::tensor::activation::relu(h.forward(pooled)),
+            None => pooled,
+        };
+        self.head.forward(self.dropout.forward(x))
     }
 }
 
@@ -157,8 +317,9 @@ mod tests {
             classes: 5,
             dropout: 0.0,
             stage_depth,
+            ..NetworkConfig::default()
         };
-        let net = EraNet::new(&config, &device);
+        let net = EraNet::new(&config, &device).unwrap();
         let out = net.forward_full(Tensor::zeros([2, 3, 48, 32], &device));
         assert_eq!(out.logits.dims(), [2, 5]);
         out.features.dims()

