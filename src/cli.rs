@@ -453,8 +453,9 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
     {
         use crate::harvest::fetch::{MAX_RATE, MIN_RATE};
         anyhow::ensure!(
-            opts.api_rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&opts.api_rate),
-            "--api-rate {}: must be between {MIN_RATE} and {MAX_RATE} requests per second",
+            opts.api_rate == 0.0
+                || (opts.api_rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&opts.api_rate)),
+            "--api-rate {}: must be 0 (no limit) or between {MIN_RATE} and {MAX_RATE} requests per second",
             opts.api_rate
         );
         anyhow::ensure!(

@@ -46,7 +46,7 @@ fn about_panel_shows_tmdb_attribution() {
     h.step();
     assert_eq!(h.state().settings().tab, Tab::About);
     h.get_by_label("This product uses the TMDB API but is not endorsed or certified by TMDB.");
-    h.get_by_label_contains(movie_eras::version::VERSION);
+    h.get_by_label_contains(&movie_eras::version::long_version());
     h.get_by_label(movie_eras::version::BACKBONE_CREDIT);
 }
 

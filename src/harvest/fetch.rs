@@ -342,7 +342,11 @@ impl Fetcher {
                 }
                 let result = match req.send().await {
                     Err(e) if e.is_redirect() => {
-                        return Err(FetchError::Redirect(describe_reqwest(&e)));
+                        return Err(FetchError::Redirect(format!(
+                            "refused to follow a redirect of {}: an API request may not move \
+                             to another host, and at most 5 redirects are followed",
+                            redact(url)
+                        )));
                     }
                     Err(e) => Err(describe_reqwest(&e)),
                     Ok(resp) => {
@@ -455,8 +459,14 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     } else {
         "network error"
     };
-    // reqwest's message may carry the URL, and with it the key: strip it.
+    // reqwest's message may carry the URL, and with it the key: strip it. The causes
+    // (a refused redirect's reason, say) follow it.
     let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        msg.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
     if let Some(url) = e.url() {
         msg = msg.replace(url.as_str(), &redact(url.as_str()));
     }

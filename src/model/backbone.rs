@@ -192,14 +192,16 @@ impl EfficientNet {
     }
 
     /// The last feature map `[batch, 1280, h/32, w/32]` (after the head conv's ReLU6).
-    /// The first `frozen` blocks (and the stem) run detached from autodiff: only the
-    /// rest is trained, and what runs detached costs no gradient memory.
+    /// With `frozen > 0` the stem and the first `frozen` blocks run detached from
+    /// autodiff (beyond the block count, the head conv too): only the rest is trained,
+    /// and what runs detached costs no gradient memory. `0` keeps everything
+    /// differentiable, the input included (saliency).
     pub fn forward_frozen(&self, images: Tensor<4>, frozen: usize) -> Tensor<4> {
         let total = self.blocks.len();
         let frozen = frozen.min(total + 1);
         let mut x = relu6(self.stem.forward(images));
         for (i, block) in self.blocks.iter().enumerate() {
-            if i == frozen {
+            if i == frozen && frozen > 0 {
                 x = x.detach();
             }
             x = block.forward(x);
