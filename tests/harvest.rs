@@ -537,3 +537,40 @@ fn absurd_rates_are_refused_with_a_clear_message() {
     assert!(err.contains("--api-rate"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_website_page_without_cards_fails_and_is_asked_for_again_next_run() {
+    let mock = MockTmdb::start(MockConfig {
+        default_per_year: 10,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(&mock, tmp.path(), 1977, 1977, 10);
+    opts.auth = Auth::None;
+    // A bot-check page (no cards) answers the first run.
+    mock.inject("/movie", vec![Fault::Junk]);
+    let (r, _) = harvest(tmp.path(), &opts);
+    let err = r.err().unwrap();
+    assert!(err.contains("no movie cards"), "{err}");
+    // The page was not stored as "page 1 of 1": a plain rerun lists the year.
+    let s = harvest(tmp.path(), &opts).0.unwrap();
+    assert_eq!(s.listed, 10, "{s:?}");
+}
+
+#[test]
+fn a_bearer_token_with_a_newline_gets_a_clear_message_at_once() {
+    let mock = keyed_mock(MockConfig::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(&mock, tmp.path(), 2000, 2000, 5);
+    opts.auth = Auth::Bearer("good-token\n".into());
+    let started = Instant::now();
+    let err = harvest(tmp.path(), &opts).0.err().unwrap();
+    assert!(err.contains("line break"), "{err}");
+    assert!(
+        !err.contains("good-token"),
+        "the token is not echoed: {err}"
+    );
+    assert_eq!(mock.stats().requests.load(Ordering::Relaxed), 0);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -42,6 +42,9 @@ pub enum FetchError {
         /// The cap in bytes.
         limit: usize,
     },
+    /// A body that is not what was asked for (a listing page without any movie).
+    #[error("unexpected response: {0}")]
+    Unexpected(String),
     /// A redirect that is not followed: an API call sent to another host, or a loop.
     #[error("{0}")]
     Redirect(String),

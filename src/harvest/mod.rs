@@ -346,6 +346,26 @@ pub fn run_harvest(
     if opts.connections == 0 || opts.connections > 64 {
         return Err(HarvestError::Options("--connections must be 1..=64".into()));
     }
+    // A credential with a line break or other control character cannot go into a URL or
+    // header: say so instead of retrying a request that can never be built.
+    let bad_credential = |v: &str| v.is_empty() || v.chars().any(|c| c.is_control() || c == ' ');
+    match &opts.auth {
+        tmdb::Auth::ApiKey(k) if bad_credential(k) => {
+            return Err(HarvestError::Options(
+                "the API key is empty or contains a space, line break or control character \
+                 (check for a stray newline when it was pasted)"
+                    .into(),
+            ));
+        }
+        tmdb::Auth::Bearer(t) if bad_credential(t) => {
+            return Err(HarvestError::Options(
+                "the bearer token is empty or contains a space, line break or control \
+                 character (check for a stray newline when it was pasted)"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
     if crate::fsutil::sanitize_component(&opts.size).as_deref() != Some(opts.size.as_str()) {
         return Err(HarvestError::Options(format!(
             "bad poster size `{}`",
@@ -872,6 +892,15 @@ async fn list_page(
                 .map_err(err)?;
             let html = String::from_utf8_lossy(&got.body);
             let cards = tmdb::parse_listing_html(&html);
+            if cards.is_empty() && page == 1 {
+                // A first page always lists movies: this is a bot check, a redirect or a
+                // new layout. Not stored, so the next run asks again.
+                return Err(err(FetchError::Unexpected(
+                    "the listing page has no movie cards (a bot check, a redirect or a \
+                     changed page layout?); it is asked for again on the next run"
+                        .into(),
+                )));
+            }
             let movies = cards
                 .iter()
                 .map(|c| {

@@ -235,15 +235,33 @@ pub struct SiteMovie {
     pub poster_path: Option<String>,
 }
 
+/// Most cards read from one website listing page.
+pub const MAX_CARDS: usize = 100;
+
+/// Most tags of a listing page given to the HTML parser. A real page has a few thousand;
+/// the parser's cost grows with the square of deeply nested unclosed elements, so a
+/// hostile page is cut here (its first cards still parse).
+pub const MAX_TAGS: usize = 6_000;
+
+/// `html` up to its [`MAX_TAGS`]-th tag.
+fn bounded_html(html: &str) -> &str {
+    match html.match_indices('<').nth(MAX_TAGS) {
+        Some((cut, _)) => &html[..cut],
+        None => html,
+    }
+}
+
 /// Parses the movie cards of a listing page, tolerating layout variations: cards are
 /// `div.card.style_1` (falling back to any element holding a `/movie/<id>` link and a
-/// poster image). Returns an empty list for a page with no cards.
+/// poster image). Returns an empty list for a page with no cards; reads at most
+/// [`MAX_CARDS`].
+
 pub fn parse_listing_html(html: &str) -> Vec<SiteMovie> {
     use scraper::{Html, Selector};
     fn sel(s: &str) -> Option<Selector> {
         Selector::parse(s).ok()
     }
-    let doc = Html::parse_document(html);
+    let doc = Html::parse_document(bounded_html(html));
     let (Some(card_sel), Some(link_sel), Some(img_sel), Some(title_sel), Some(date_sel)) = (
         sel("div.card.style_1, div.card.v4, div.card"),
         sel(r#"a[href^="/movie/"]"#),
@@ -254,14 +272,18 @@ pub fn parse_listing_html(html: &str) -> Vec<SiteMovie> {
         return Vec::new();
     };
     let mut out: Vec<SiteMovie> = Vec::new();
-    for card in doc.select(&card_sel) {
+    let mut seen = std::collections::HashSet::new();
+    // A real page has about 20 cards. Stopping at MAX_CARDS keeps a hostile page (tens of
+    // thousands of nested, unclosed cards, whose subtree searches would be quadratic)
+    // bounded; the body itself is capped at `fetch::MAX_PAGE_BODY`.
+    for card in doc.select(&card_sel).take(MAX_CARDS) {
         let Some(link) = card.select(&link_sel).next() else {
             continue;
         };
         let Some(id) = link.value().attr("href").and_then(movie_id_from_href) else {
             continue;
         };
-        if out.iter().any(|m| m.id == id) {
+        if !seen.insert(id) {
             continue;
         }
         let img = card.select(&img_sel).next();
@@ -322,6 +344,23 @@ fn year_in_text(text: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_listing_pages_parse_in_bounded_time() {
+        // 50,000 unclosed cards, each nesting the next, without dates or titles.
+        let mut html = String::from("<html><body>");
+        for i in 0..50_000 {
+            html.push_str(&format!(
+                r#"<div class="card style_1"><a href="/movie/{i}"><img src="/p{i}.jpg">"#
+            ));
+        }
+        let started = std::time::Instant::now();
+        let cards = parse_listing_html(&html);
+        let took = started.elapsed();
+        assert!(cards.len() <= MAX_CARDS, "{}", cards.len());
+        assert!(!cards.is_empty());
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    }
 
     #[test]
     fn urls_and_keys() {
