@@ -350,14 +350,14 @@ pub fn run_harvest(
     // header: say so instead of retrying a request that can never be built.
     let bad_credential = |v: &str| v.is_empty() || v.chars().any(|c| c.is_control() || c == ' ');
     match &opts.auth {
-        tmdb::Auth::ApiKey(k) if bad_credential(k) => {
+        Auth::ApiKey(k) if bad_credential(k) => {
             return Err(HarvestError::Options(
                 "the API key is empty or contains a space, line break or control character \
                  (check for a stray newline when it was pasted)"
                     .into(),
             ));
         }
-        tmdb::Auth::Bearer(t) if bad_credential(t) => {
+        Auth::Bearer(t) if bad_credential(t) => {
             return Err(HarvestError::Options(
                 "the bearer token is empty or contains a space, line break or control \
                  character (check for a stray newline when it was pasted)"

@@ -255,7 +255,6 @@ fn bounded_html(html: &str) -> &str {
 /// `div.card.style_1` (falling back to any element holding a `/movie/<id>` link and a
 /// poster image). Returns an empty list for a page with no cards; reads at most
 /// [`MAX_CARDS`].
-
 pub fn parse_listing_html(html: &str) -> Vec<SiteMovie> {
     use scraper::{Html, Selector};
     fn sel(s: &str) -> Option<Selector> {
