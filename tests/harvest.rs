@@ -34,6 +34,7 @@ fn options(mock: &MockTmdb, data: &Path, from: i32, to: i32, per_year: u32) -> H
         max_delay: Duration::from_millis(200),
         max_retry_after: Duration::from_secs(2),
         timeout: Duration::from_secs(5),
+        ..RetryPolicy::default()
     };
     o
 }
@@ -573,4 +574,41 @@ fn a_bearer_token_with_a_newline_gets_a_clear_message_at_once() {
     );
     assert_eq!(mock.stats().requests.load(Ordering::Relaxed), 0);
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn a_hanging_server_costs_at_most_the_deadline_per_request() {
+    let mock = MockTmdb::start(MockConfig::default()).unwrap();
+    // Every attempt hangs far longer than the per-attempt timeout.
+    mock.inject(
+        "/3/discover/movie",
+        vec![Fault::Delay(Duration::from_secs(3)); 20],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fetcher = Fetcher::new(
+        2,
+        "test",
+        RetryPolicy {
+            max_attempts: 20,
+            base_delay: Duration::from_millis(10),
+            timeout: Duration::from_millis(300),
+            deadline: Duration::from_millis(1000),
+            ..RetryPolicy::default()
+        },
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    let limiter = RateLimiter::new(0.0);
+    let url = format!("{}/3/discover/movie?page=1", mock.base_url());
+    let started = Instant::now();
+    let r = rt.block_on(fetcher.get(&url, &[], &limiter));
+    let took = started.elapsed();
+    match r {
+        Err(FetchError::GaveUp { attempts, last }) => {
+            assert!(attempts < 20, "{attempts}");
+            assert!(last.contains("deadline"), "{last}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(took < Duration::from_millis(2000), "{took:?}");
 }

@@ -95,6 +95,10 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
     /// Timeout of one request.
     pub timeout: Duration,
+    /// Longest time one request may take in all — attempts, timeouts and backoff together,
+    /// not counting waits a 429's `Retry-After` asked for — so a server that hangs costs
+    /// at most this much per request.
+    pub deadline: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -105,6 +109,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(60),
             timeout: Duration::from_secs(30),
+            deadline: Duration::from_secs(60),
         }
     }
 }
@@ -324,10 +329,24 @@ impl Fetcher {
         max_body: usize,
     ) -> Result<Fetched, FetchError> {
         let mut last = String::new();
+        let started = Instant::now();
+        let mut rate_limited_for = Duration::ZERO;
+        // Time spent on this request, less the waits a 429 asked for.
+        let spent = |rl: Duration| started.elapsed().saturating_sub(rl);
+        let mut attempts = 0;
         for attempt in 0..self.policy.max_attempts {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(FetchError::Cancelled);
             }
+            let remaining = self.policy.deadline.saturating_sub(spent(rate_limited_for));
+            if remaining.is_zero() {
+                last = format!(
+                    "{last} (no answer within the {:.0} s deadline)",
+                    self.policy.deadline.as_secs_f64()
+                );
+                break;
+            }
+            attempts = attempt + 1;
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
@@ -339,7 +358,10 @@ impl Fetcher {
                     .await
                     .map_err(|_| FetchError::Cancelled)?;
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                let mut req = self.client.get(url);
+                let mut req = self
+                    .client
+                    .get(url)
+                    .timeout(self.policy.timeout.min(remaining));
                 for (k, v) in headers {
                     req = req.header(*k, v);
                 }
@@ -409,6 +431,7 @@ impl Fetcher {
                     );
                     log::warn!("{last}");
                     self.sleep_cancellable(wait).await?;
+                    rate_limited_for += wait;
                     self.stats.waiting_until_ms.store(0, Ordering::Relaxed);
                     continue;
                 }
@@ -426,14 +449,19 @@ impl Fetcher {
                 Err(e) => last = e,
             }
             if attempt + 1 < self.policy.max_attempts {
+                let wait = self.backoff(attempt);
+                if spent(rate_limited_for) + wait >= self.policy.deadline {
+                    last = format!(
+                        "{last} (no answer within the {:.0} s deadline)",
+                        self.policy.deadline.as_secs_f64()
+                    );
+                    break;
+                }
                 log::info!("retrying {}: {last}", redact(url));
-                self.sleep_cancellable(self.backoff(attempt)).await?;
+                self.sleep_cancellable(wait).await?;
             }
         }
-        Err(FetchError::GaveUp {
-            attempts: self.policy.max_attempts,
-            last,
-        })
+        Err(FetchError::GaveUp { attempts, last })
     }
 }
 
