@@ -235,7 +235,7 @@ fn backbone_options(epochs: usize, finetune_blocks: usize) -> TrainOptions {
 #[test]
 fn head_on_cached_backbone_features_learns_resumes_and_reuses_the_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = catalog_with_posters(tmp.path(), 12);
+    let data = catalog_with_posters(tmp.path(), 20);
     let out = tmp.path().join("model");
     let cancel = Arc::new(AtomicBool::new(false));
     let (summary, events) = run(&data, &out, &backbone_options(2, 0), false, &cancel);
@@ -264,8 +264,13 @@ fn head_on_cached_backbone_features_learns_resumes_and_reuses_the_cache() {
         .collect();
     assert_eq!(reports.len(), 2, "{reports:?}");
     assert_eq!(reports[1].0, reports[1].1, "{reports:?}");
+    // About ten held-out posters: one miss is 10 points, so the bar is the baseline's.
     let eval = &summary.epochs[1].validation;
-    assert!(eval.decade_top1 > 0.9, "{}", eval.report());
+    assert!(
+        eval.decade_top1 >= 0.8 && eval.decade_top1 > eval.baseline.decade_top1,
+        "{}",
+        eval.report()
+    );
     // The model predicts through the whole network (backbone + head) like the cached
     // path did.
     let device = backend::choose(BackendChoice::Cpu).unwrap().device;
