@@ -313,7 +313,7 @@ fn run_pass(
             }));
         }
         if let Some(cache) = &mut features {
-            match backbone_batch(model, cache, chunk) {
+            match backbone_batch(model, cache, &catalog, chunk) {
                 Ok(results) => {
                     for (id, probs, emb) in results {
                         out.index.insert(id, out.movie_ids.len());
@@ -381,6 +381,7 @@ type Scored = (i64, Vec<f32>, Vec<f32>);
 fn backbone_batch(
     model: &EraModel,
     cache: &mut FeatureCache,
+    catalog: &Catalog,
     chunk: &[PosterRef],
 ) -> Result<Vec<Scored>, String> {
     let key = features::cache_key(&model.config.network)
@@ -394,19 +395,30 @@ fn backbone_batch(
         }
     }
     let limits = ImageLimits::default();
-    let decoded: Vec<(&PosterRef, image::RgbImage)> = missing
+    // The poster file; else the catalog's thumbnail (then not cached: features of the
+    // small copy are not those of the poster).
+    let thumbs: Vec<Option<Vec<u8>>> = missing
+        .iter()
+        .map(|p| catalog.thumbnail(p.poster_id).ok().flatten())
+        .collect();
+    let decoded: Vec<(&PosterRef, image::RgbImage, bool)> = missing
         .into_par_iter()
-        .filter_map(|p| {
-            let rgb = p
+        .zip(thumbs)
+        .filter_map(|(p, thumb)| {
+            let full = p
                 .file
                 .as_deref()
                 .and_then(|f| imaging::decode_poster_file(f, &limits).ok())
-                .map(|d| d.rgb)?;
-            Some((p, rgb))
+                .map(|d| d.rgb);
+            match full {
+                Some(rgb) => Some((p, rgb, true)),
+                None => super::thumbs::decode_thumbnail(thumb.as_deref(), None)
+                    .map(|rgb| (p, rgb, false)),
+            }
         })
         .collect();
     if !decoded.is_empty() {
-        let imgs: Vec<image::RgbImage> = decoded.iter().map(|(_, i)| i.clone()).collect();
+        let imgs: Vec<image::RgbImage> = decoded.iter().map(|(_, i, _)| i.clone()).collect();
         let feats = features::extract(
             &model.net,
             &model.config.network,
@@ -416,8 +428,8 @@ fn backbone_batch(
         )
         .map_err(|e| e.to_string())?;
         let mut store = Vec::new();
-        for ((p, _), f) in decoded.iter().zip(feats) {
-            if let Some(sha) = &p.sha256 {
+        for ((p, _, from_file), f) in decoded.iter().zip(feats) {
+            if let Some(sha) = p.sha256.as_ref().filter(|_| *from_file) {
                 store.push((sha.clone(), f.clone()));
             }
             found.push((p.movie_id, f));
