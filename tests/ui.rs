@@ -438,13 +438,12 @@ fn bad_and_unusual_files_dropped_on_the_window_get_clear_messages() {
     assert_eq!(h.state().settings().tab, Tab::About);
 }
 
-#[test]
-fn train_tab_trains_with_live_figures_and_writes_the_model() {
-    let tmp = tempfile::tempdir().unwrap();
-    // 48 posters: dark grey ones from 1945, bright red ones from 2015.
-    let data = common::catalog_of(tmp.path(), 48, |i| {
+/// `count` posters with noise seeded by `i * mul + add`: dark grey ones from 1945, bright
+/// red ones from 2015.
+fn dark_and_red_catalog(dir: &std::path::Path, count: u32, mul: u32, add: u32) -> DataDir {
+    common::catalog_of(dir, count, |i| {
         let old = i % 2 == 0;
-        let mut state = i * 7 + 1;
+        let mut state = i * mul + add;
         let img = image::RgbImage::from_fn(60, 90, |_, _| {
             let n = (common::xorshift(&mut state) % 30) as u8;
             if old {
@@ -454,7 +453,13 @@ fn train_tab_trains_with_live_figures_and_writes_the_model() {
             }
         });
         (if old { 1945 } else { 2015 }, img)
-    });
+    })
+}
+
+#[test]
+fn train_tab_trains_with_live_figures_and_writes_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dark_and_red_catalog(tmp.path(), 48, 7, 1);
     let mut app = MovieErasApp::new(data.clone(), EraSchemes::builtin(), Settings::default());
     {
         let s = app.settings_mut();
@@ -484,20 +489,7 @@ fn train_tab_trains_with_live_figures_and_writes_the_model() {
 #[test]
 fn train_tab_trains_a_head_on_the_pretrained_backbone() {
     let tmp = tempfile::tempdir().unwrap();
-    // 24 posters: dark grey ones from 1945, bright red ones from 2015.
-    let data = common::catalog_of(tmp.path(), 24, |i| {
-        let old = i % 2 == 0;
-        let mut state = i * 13 + 5;
-        let img = image::RgbImage::from_fn(60, 90, |_, _| {
-            let n = (common::xorshift(&mut state) % 30) as u8;
-            if old {
-                image::Rgb([40 + n, 40 + n, 40 + n])
-            } else {
-                image::Rgb([200 + n, 60 + n, 40])
-            }
-        });
-        (if old { 1945 } else { 2015 }, img)
-    });
+    let data = dark_and_red_catalog(tmp.path(), 24, 13, 5);
     let mut app = MovieErasApp::new(data.clone(), EraSchemes::builtin(), Settings::default());
     {
         let s = app.settings_mut();

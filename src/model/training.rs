@@ -569,23 +569,14 @@ pub fn train(
             });
         }
         if cancelled {
-            let _ = events.send(TrainEvent::Note(format!(
-                "cancelled during epoch {epoch}; the last checkpoint is epoch {}",
-                epoch - 1
-            )));
+            note_cancelled(events, epoch);
             break;
         }
         let train_secs = started.elapsed().as_secs_f64();
         let probs = predict_prepared(&net, &data.val, &config, &chosen.device, 128, true)?;
         let years: Vec<i32> = data.val.iter().map(|p| p.year).collect();
         let validation = metrics::evaluate(&probs, &years, &opts.bins, &scheme);
-        let report = EpochReport {
-            epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            validation: validation.clone(),
-            images_per_sec: seen as f64 / train_secs.max(1e-9),
-            seconds: started.elapsed().as_secs_f64(),
-        };
+        let report = EpochReport::new(epoch, (loss_sum, seen), train_secs, started, &validation);
         history.push(report.clone());
         this_run.push(report.clone());
         config.validation = Some(validation);
@@ -598,6 +589,33 @@ pub fn train(
         model_dir: out.to_path_buf(),
         backend: chosen.description.clone(),
     })
+}
+
+fn note_cancelled(events: &mpsc::Sender<TrainEvent>, epoch: usize) {
+    let _ = events.send(TrainEvent::Note(format!(
+        "cancelled during epoch {epoch}; the last checkpoint is epoch {}",
+        epoch - 1
+    )));
+}
+
+impl EpochReport {
+    /// The report of `epoch`: `(loss sum, images)` of its steps, the seconds they took,
+    /// when the epoch started (validation included in `seconds`), and the validation.
+    fn new(
+        epoch: usize,
+        (loss_sum, seen): (f64, usize),
+        train_secs: f64,
+        started: Instant,
+        validation: &Evaluation,
+    ) -> Self {
+        Self {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            validation: validation.clone(),
+            images_per_sec: seen as f64 / train_secs.max(1e-9),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// Writes the epoch's checkpoint (weights, config, optimiser state, progress), then the
@@ -850,22 +868,13 @@ fn train_head(
             });
         }
         if cancelled {
-            let _ = events.send(TrainEvent::Note(format!(
-                "cancelled during epoch {epoch}; the last checkpoint is epoch {}",
-                epoch - 1
-            )));
+            note_cancelled(events, epoch);
             break;
         }
         let train_secs = started.elapsed().as_secs_f64();
         let probs = head_probs(&head.valid(), &val_feats, &chosen.device)?;
         let validation = metrics::evaluate(&probs, &val_years, &opts.bins, scheme);
-        let report = EpochReport {
-            epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            validation: validation.clone(),
-            images_per_sec: seen as f64 / train_secs.max(1e-9),
-            seconds: started.elapsed().as_secs_f64(),
-        };
+        let report = EpochReport::new(epoch, (loss_sum, seen), train_secs, started, &validation);
         history.push(report.clone());
         this_run.push(report.clone());
         config.validation = Some(validation);
