@@ -217,7 +217,14 @@ impl GalleryTab {
                 .resizable(true)
                 .default_size(300.0)
                 .show(ui, |ui| {
-                    if let Some(i) = self.details_ui(ui, explorer, scheme, data_dir, thumbs) {
+                    // Scrolls: with "More like this" the panel is taller than the window.
+                    let picked = egui::ScrollArea::vertical()
+                        .id_salt("gallery-details-scroll")
+                        .show(ui, |ui| {
+                            self.details_ui(ui, explorer, scheme, data_dir, thumbs)
+                        })
+                        .inner;
+                    if let Some(i) = picked {
                         self.select(i, explorer, scheme, data_dir, ui.ctx());
                     }
                 });

@@ -424,9 +424,12 @@ impl TrainTab {
         }
         if let Some(last) = self.epochs.last() {
             ui.label(format!(
-                "Epoch {}: validation decade top-1 {:.1}%, within one decade {:.1}%, MAE {:.1} years, era accuracy {:.1}%, macro-F1 {:.3}",
+                "Epoch {}: validation decade top-1 {:.1}% (balanced {:.1}%; always the {}s: {:.1}%), within one decade {:.1}%, MAE {:.1} years, era accuracy {:.1}%, macro-F1 {:.3}",
                 last.epoch,
                 100.0 * last.validation.decade_top1,
+                100.0 * last.validation.balanced_decade_accuracy,
+                last.validation.baseline.decade,
+                100.0 * last.validation.baseline.decade_top1,
                 100.0 * last.validation.within_one_decade,
                 last.validation.mae_years,
                 100.0 * last.validation.era_accuracy,

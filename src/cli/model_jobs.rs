@@ -216,10 +216,11 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
                 }
                 TrainEvent::Epoch(r) => pb.suspend(|| {
                     eprintln!(
-                    "epoch {:>3}: loss {:.3} | val decade {:.1}% within-1 {:.1}% MAE {:.1} y | era acc {:.1}% F1 {:.3} | {:.0} img/s, {:.0} s",
+                    "epoch {:>3}: loss {:.3} | val decade {:.1}% balanced {:.1}% within-1 {:.1}% MAE {:.1} y | era acc {:.1}% F1 {:.3} | {:.0} img/s, {:.0} s",
                     r.epoch,
                     r.train_loss,
                     100.0 * r.validation.decade_top1,
+                    100.0 * r.validation.balanced_decade_accuracy,
                     100.0 * r.validation.within_one_decade,
                     r.validation.mae_years,
                     100.0 * r.validation.era_accuracy,
