@@ -58,6 +58,7 @@ fn generated_catalog(dir: &std::path::Path, n: u32) {
                 height: Some(231),
                 status: PosterStatus::Ok,
                 reason: None,
+                transient: false,
                 stats: Some(imaging::colour_stats(&img)),
                 thumbnail: Some((jpeg, img.width(), img.height())),
             },

@@ -130,6 +130,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (query_key, page)
     );
     ",
+    // 3: whether a failed poster may succeed later (retried by the next harvest).
+    r"
+    ALTER TABLE posters ADD COLUMN transient INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The schema version this build creates and understands.
@@ -185,6 +189,10 @@ pub struct PosterRecord {
     pub status: PosterStatus,
     /// Why it failed.
     pub reason: Option<String>,
+    /// A failure that may go away (server errors, timeouts, damaged downloads): the next
+    /// harvest retries it by itself. Permanent failures (404, a file that decodes to
+    /// garbage every time) wait for `--retry-failed`.
+    pub transient: bool,
     /// Colour statistics of an `ok` poster.
     pub stats: Option<ColourStats>,
     /// JPEG thumbnail with its size.
@@ -203,8 +211,17 @@ impl PosterRecord {
             height: None,
             status: PosterStatus::Failed,
             reason: Some(reason),
+            transient: false,
             stats: None,
             thumbnail: None,
+        }
+    }
+
+    /// A failure that may go away on a later try.
+    pub fn failed_transient(reason: String) -> Self {
+        Self {
+            transient: true,
+            ..Self::failed(None, reason)
         }
     }
 }
@@ -687,7 +704,8 @@ impl Catalog {
         Ok(added)
     }
 
-    /// Posters still to fetch (status `pending`, or `failed` when `retry_failed`) for
+    /// Posters still to fetch (status `pending`, `failed` with a transient cause, or any
+    /// `failed` when `retry_failed`) for
     /// movies whose year lies in `from..=to`: (source key, remote path, year).
     pub fn posters_to_fetch(
         &self,
@@ -700,7 +718,7 @@ impl Catalog {
             .prepare(
                 "SELECT m.source_key, m.tmdb_id, p.remote_path, m.year FROM movies m
                  JOIN posters p ON p.movie_id = m.id
-                 WHERE (p.status = 'pending' OR (?3 AND p.status = 'failed'))
+                 WHERE (p.status = 'pending' OR (p.status = 'failed' AND (?3 OR p.transient)))
                    AND p.remote_path IS NOT NULL AND m.year BETWEEN ?1 AND ?2
                  ORDER BY m.year, m.id",
             )
@@ -906,7 +924,7 @@ fn write_poster(
         tx.execute(
             "UPDATE posters SET file = ?2, sha256 = ?3, bytes = ?4, width = ?5, height = ?6,
                  status = ?7, reason = ?8, attempts = attempts + 1,
-                 remote_path = coalesce(?9, remote_path),
+                 remote_path = coalesce(?9, remote_path), transient = ?10,
                  updated_at = strftime('%Y-%m-%dT%H:%M:%SZ','now')
              WHERE movie_id = ?1",
             params![
@@ -918,13 +936,14 @@ fn write_poster(
                 p.height,
                 p.status.as_str(),
                 p.reason,
-                p.remote_path
+                p.remote_path,
+                p.transient
             ],
         )?;
     } else {
         tx.execute(
-            "INSERT INTO posters (movie_id, remote_path, file, sha256, bytes, width, height, status, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO posters (movie_id, remote_path, file, sha256, bytes, width, height, status, reason, transient)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 movie_id,
                 p.remote_path,
@@ -934,7 +953,8 @@ fn write_poster(
                 p.width,
                 p.height,
                 p.status.as_str(),
-                p.reason
+                p.reason,
+                p.transient
             ],
         )?;
     }
@@ -996,6 +1016,7 @@ mod tests {
                 height: Some(231),
                 status,
                 reason: None,
+                transient: false,
                 stats: Some(ColourStats {
                     brightness: 0.5,
                     dark_share: 0.25,

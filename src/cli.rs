@@ -16,6 +16,7 @@ use crate::eras::EraSchemes;
 use crate::export::{ExportFormat, export_rows, write_export};
 use crate::imaging::ImageLimits;
 use crate::import::{ImportOptions, Skipped, run_import};
+use crate::joblock::JobLock;
 use crate::paths::DataDir;
 
 /// Movie Eras: does a movie poster show its era? With no command, opens the app window.
@@ -241,15 +242,18 @@ pub fn run(cli: Cli) -> Result<()> {
             batch,
             max_mib,
             report,
-        } => cmd_import(
-            &data_dir,
-            dir,
-            labels,
-            copy,
-            batch,
-            max_mib,
-            report.as_deref(),
-        ),
+        } => {
+            let _lock = JobLock::acquire(&data_dir, "import")?;
+            cmd_import(
+                &data_dir,
+                dir,
+                labels,
+                copy,
+                batch,
+                max_mib,
+                report.as_deref(),
+            )
+        }
         Command::Export {
             format,
             scheme,
@@ -270,7 +274,10 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Harvest(args) => cmd_harvest(&data_dir, &args),
+        Command::Harvest(args) => {
+            let _lock = JobLock::acquire(&data_dir, "harvest")?;
+            cmd_harvest(&data_dir, &args)
+        }
         Command::Status { json } => {
             let catalog = open_catalog(&data_dir)?;
             let counts = catalog.counts()?;
@@ -294,6 +301,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => {
             let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
+            let _lock = JobLock::acquire(&data_dir, "train")?;
             model_jobs::cmd_train(&data_dir, &schemes, &args)
         }
         Command::Evaluate(args) => {
@@ -488,9 +496,15 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
             HarvestEvent::Progress(p) => {
                 pb.set_length(p.total);
                 pb.set_position(p.ok + p.failed);
-                let msg = match p.rate_limited_for {
-                    Some(d) => format!("waiting on TMDB rate limit ({:.1} s)", d.as_secs_f64()),
-                    None => format!("{} ok, {} failed, {} pages", p.ok, p.failed, p.pages),
+                let msg = match (p.rate_limited_for, &p.problem) {
+                    (Some(d), _) => {
+                        format!("waiting on TMDB rate limit ({:.1} s)", d.as_secs_f64())
+                    }
+                    (None, Some(problem)) => format!(
+                        "{} ok, {} failed, {} pages; trouble: {problem}",
+                        p.ok, p.failed, p.pages
+                    ),
+                    (None, None) => format!("{} ok, {} failed, {} pages", p.ok, p.failed, p.pages),
                 };
                 pb.set_message(msg);
             }

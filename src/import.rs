@@ -260,6 +260,7 @@ fn process_row(row: &LabelRow, opts: &ImportOptions) -> Result<Outcome, ImportEr
                     height: Some(decoded.rgb.height()),
                     status: PosterStatus::Ok,
                     reason: None,
+                    transient: false,
                     stats: Some(imaging::colour_stats(&decoded.rgb)),
                     thumbnail: Some(thumb),
                 },

@@ -17,6 +17,7 @@ pub mod fsutil;
 pub mod harvest;
 pub mod imaging;
 pub mod import;
+pub mod joblock;
 pub mod model;
 pub mod paths;
 pub mod version;

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -611,4 +613,233 @@ fn a_hanging_server_costs_at_most_the_deadline_per_request() {
         other => panic!("{other:?}"),
     }
     assert!(took < Duration::from_millis(2000), "{took:?}");
+}
+
+/// `movie-eras harvest` against `mock` on `data`, `per_year` movies of 1960–1961.
+fn harvest_cli(mock: &MockTmdb, home: &Path, data: &Path, per_year: &str) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--data-dir")
+        .arg(data)
+        .args(["harvest", "--from", "1960", "--to", "1961"])
+        .args([
+            "--per-year",
+            per_year,
+            "--connections",
+            "2",
+            "--api-rate",
+            "0",
+        ])
+        .args([
+            "--api-url",
+            &mock.base_url(),
+            "--image-url",
+            &mock.image_url(),
+        ])
+        .env("TMDB_API_KEY", "good-key")
+        .env_remove("TMDB_BEARER_TOKEN")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("cfg"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+#[test]
+fn a_second_harvest_on_one_data_dir_refuses_while_an_import_and_readers_keep_working() {
+    let mock = keyed_mock(MockConfig {
+        default_per_year: 40,
+        latency: Duration::from_millis(40),
+        ..MockConfig::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let db = data.join("catalog.sqlite");
+    // Posters to import while the harvest writes.
+    let imgs = tmp.path().join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    let mut csv = String::new();
+    for i in 0..150u32 {
+        let name = format!("p{i}.jpg");
+        common::write_jpeg(&imgs.join(&name), &common::poster(i, 154, 231));
+        csv += &format!("{name},{}\n", 1930 + (i % 40));
+    }
+    let labels = tmp.path().join("labels.csv");
+    std::fs::write(&labels, csv).unwrap();
+
+    let mut first = harvest_cli(&mock, tmp.path(), &data, "40").spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(db.exists()
+        && Catalog::open(&db)
+            .and_then(|c| c.counts())
+            .is_ok_and(|c| c.ok >= 3))
+    {
+        assert!(Instant::now() < deadline, "harvest made no progress");
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "harvest ended too soon"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The same kind of job refuses at start, naming the running one.
+    let started = Instant::now();
+    let second = harvest_cli(&mock, tmp.path(), &data, "40")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        err.contains("another harvest is running on this data directory")
+            && err.contains(&format!("pid {}", first.id())),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Another kind of job and the readers work meanwhile.
+    let import = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "import",
+            imgs.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+        ])
+        .args(["--batch", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let status = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the harvest ended during the import: the test proves nothing"
+    );
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = Catalog::open(&db).unwrap().counts().unwrap();
+    assert_eq!((c.movies, c.ok, c.pending), (230, 230, 0), "{c:?}");
+    // With the first one done, a harvest may run again.
+    let again = harvest_cli(&mock, tmp.path(), &data, "40")
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+/// `(status, transient, reason)` of the poster of `tmdb_id`.
+fn poster_state(db: &Path, tmdb_id: i64) -> (String, bool, String) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT p.status, p.transient, coalesce(p.reason, '') FROM posters p
+         JOIN movies m ON m.id = p.movie_id WHERE m.tmdb_id = ?1",
+        [tmdb_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn damaged_downloads_get_the_retry_budget_and_transient_failures_retry_on_resume() {
+    let mock = keyed_mock(MockConfig {
+        default_per_year: 10,
+        ..MockConfig::default()
+    });
+    let id = |i| MockTmdb::movie_id(2011, i);
+    let path = |i| format!("/t/p/w154/p{}.jpg", id(i));
+    // Damage the transfer cannot see, three times: stored on the fourth download.
+    mock.inject(
+        &path(0),
+        vec![Fault::Corrupt, Fault::Corrupt, Fault::Corrupt],
+    );
+    // The same broken file every time: permanent.
+    mock.inject(&path(1), vec![Fault::Junk, Fault::Junk, Fault::Junk]);
+    // Server errors past the budget: transient.
+    mock.inject(&path(2), vec![Fault::Status(503); 4]);
+    // Damage past the budget: transient.
+    mock.inject(&path(3), vec![Fault::Corrupt; 4]);
+    mock.inject(&path(4), vec![Fault::Status(404)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("catalog.sqlite");
+    let opts = options(&mock, tmp.path(), 2011, 2011, 10);
+    let s = harvest(tmp.path(), &opts).0.unwrap();
+    assert_eq!((s.ok, s.failed), (6, 4), "{s:?}");
+    assert_eq!(poster_state(&db, id(0)).0, "ok");
+    let (status, transient, reason) = poster_state(&db, id(1));
+    assert_eq!((status.as_str(), transient), ("failed", false), "{reason}");
+    assert!(reason.contains("the same broken file twice"), "{reason}");
+    let (status, transient, reason) = poster_state(&db, id(2));
+    assert_eq!((status.as_str(), transient), ("failed", true), "{reason}");
+    assert!(reason.contains("503"), "{reason}");
+    let (status, transient, reason) = poster_state(&db, id(3));
+    assert_eq!((status.as_str(), transient), ("failed", true), "{reason}");
+    assert!(
+        reason.contains("still damaged after 4 downloads"),
+        "{reason}"
+    );
+    let (_, transient, reason) = poster_state(&db, id(4));
+    assert!(!transient && reason.contains("404"), "{reason}");
+    // A later run, without --retry-failed, retries the transient ones by itself.
+    let s = harvest(tmp.path(), &opts).0.unwrap();
+    assert_eq!((s.ok, s.failed), (2, 0), "{s:?}");
+    for i in [2, 3] {
+        assert_eq!(
+            poster_state(&db, id(i)),
+            ("ok".into(), false, String::new())
+        );
+    }
+    assert_eq!(poster_state(&db, id(1)).0, "failed");
+    // --retry-failed asks for the permanent ones too.
+    let mut retry = opts.clone();
+    retry.retry_failed = true;
+    let s = harvest(tmp.path(), &retry).0.unwrap();
+    assert_eq!(s.ok + s.failed, 2, "{s:?}");
+}
+
+#[test]
+fn a_movie_listed_twice_on_a_page_counts_once_and_the_progress_says_what_fails() {
+    let mock = keyed_mock(MockConfig {
+        default_per_year: 12,
+        ..MockConfig::default()
+    });
+    mock.inject("/3/discover/movie", vec![Fault::DuplicateFirst]);
+    mock.inject(
+        &format!("/t/p/w154/p{}.jpg", MockTmdb::movie_id(2012, 5)),
+        vec![Fault::Status(502); 2],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(&mock, tmp.path(), 2012, 2012, 12);
+    opts.retry.base_delay = Duration::from_millis(400);
+    opts.retry.max_delay = Duration::from_millis(400);
+    let (r, events) = harvest(tmp.path(), &opts);
+    let s = r.unwrap();
+    assert_eq!((s.listed, s.ok), (12, 12), "{s:?}");
+    let problems: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            HarvestEvent::Progress(p) => p.problem.clone(),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.contains("HTTP 502")
+            && p.contains("attempts left")
+            && p.contains("127.0.0.1")
+            && !p.contains("good-key")),
+        "{problems:?}"
+    );
 }

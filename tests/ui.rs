@@ -80,6 +80,7 @@ fn gallery_catalog(data: &std::path::Path) {
                     height: Some(231),
                     status: PosterStatus::Ok,
                     reason: None,
+                    transient: false,
                     stats: None,
                     thumbnail: None,
                 }

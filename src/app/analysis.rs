@@ -439,6 +439,10 @@ fn backbone_batch(
             log::warn!("{e}");
         }
     }
+    let found: Vec<(i64, PosterFeatures)> = found
+        .into_iter()
+        .map(|(id, f)| (id, features::head_input(&model.config.network, f)))
+        .collect();
     let refs: Vec<&PosterFeatures> = found.iter().map(|(_, f)| f).collect();
     let probs = head_probs(&model.net.head(), &refs, &model.device).map_err(|e| e.to_string())?;
     Ok(found

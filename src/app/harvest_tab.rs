@@ -188,6 +188,14 @@ impl HarvestTab {
         opts.site_url.clone_from(&s.site_url);
         opts.api_rate = crate::harvest::default_api_rate(&opts.auth);
         opts.retry_failed = s.retry_failed;
+        // One harvest per data directory (another may run in a terminal).
+        let lock = match crate::joblock::JobLock::acquire(data_dir, "harvest") {
+            Ok(lock) => lock,
+            Err(e) => {
+                self.last = Some(Err(e.to_string()));
+                return;
+            }
+        };
         let control = HarvestControl::default();
         let (tx, rx) = mpsc::channel();
         let (inner_tx, inner_rx) = mpsc::channel();
@@ -196,6 +204,7 @@ impl HarvestTab {
         let spawned = std::thread::Builder::new()
             .name("harvest".into())
             .spawn(move || {
+                let _lock = lock;
                 run_harvest_reporting(&catalog_path, &opts, &worker_control, &inner_tx);
             });
         if let Err(e) = spawned {
@@ -416,6 +425,11 @@ impl HarvestTab {
                         wait.as_secs_f64()
                     ),
                 );
+            }
+            if let Some(problem) = &p.problem {
+                ui.colored_label(ui.visuals().warn_fg_color, format!("Trouble: {problem}"));
+            } else if p.in_flight > 0 && done < p.total.max(1) {
+                ui.weak(format!("Waiting on {} request(s)…", p.in_flight));
             }
             if !p.years.is_empty() {
                 ui.add_space(4.0);

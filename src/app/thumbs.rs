@@ -247,6 +247,7 @@ mod tests {
                         height: Some(18),
                         status: PosterStatus::Ok,
                         reason: None,
+                        transient: false,
                         stats: None,
                         thumbnail: Some((imaging::encode_jpeg(&img, 90).unwrap(), 12, 18)),
                     },

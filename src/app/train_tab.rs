@@ -181,6 +181,8 @@ impl TrainTab {
                     }
                 });
                 let result = (|| {
+                    let _lock = crate::joblock::JobLock::acquire(&data_dir, "train")
+                        .map_err(|e| e.to_string())?;
                     let chosen = backend::choose(opts.backend).map_err(|e| e.to_string())?;
                     let catalog =
                         Catalog::open(&data_dir.catalog_path()).map_err(|e| e.to_string())?;

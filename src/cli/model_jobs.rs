@@ -13,7 +13,7 @@ use crate::imaging::{self, ImageLimits};
 use crate::model::backbone::Arch;
 use crate::model::backend::{self, BackendChoice};
 use crate::model::inference::EraModel;
-use crate::model::network::NetworkConfig;
+use crate::model::network::{FeatureLevels, NetworkConfig};
 use crate::model::saliency::{self, OverlayMode, SaliencyMethod, SaliencySettings};
 use crate::model::training::{self, TrainEvent, TrainOptions};
 use crate::model::{data, metrics};
@@ -34,6 +34,10 @@ pub struct TrainArgs {
     /// Hidden units of an MLP head (0: a linear head).
     #[arg(long, default_value_t = 0)]
     pub hidden: usize,
+    /// With a pretrained backbone: which features the head reads (the last map; the
+    /// pooled outputs of the last three stages; or both).
+    #[arg(long, value_enum, default_value_t = FeatureLevels::Final)]
+    pub levels: FeatureLevels,
     /// Start from this model's weights (same network shape), e.g. a head trained on cached
     /// features before fine-tuning backbone blocks.
     #[arg(long, value_name = "DIR")]
@@ -173,6 +177,7 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
     }
     opts.network.finetune_blocks = args.finetune_blocks;
     opts.network.hidden = args.hidden;
+    opts.network.levels = args.levels;
     opts.network.dropout = dropout;
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.rescale),

@@ -53,6 +53,31 @@ pub enum FetchError {
     BadRequest(String),
 }
 
+impl FetchError {
+    /// Whether asking again later may succeed (server errors, timeouts, odd bodies), as
+    /// opposed to answers that will not change (404, other 4xx, refused redirects,
+    /// oversized bodies, bad requests).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::GaveUp { .. } | Self::Unexpected(_) | Self::Cancelled
+        )
+    }
+}
+
+/// The host (and port) of `url`, for messages that must not carry its query (the key).
+fn host_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| {
+                u.port()
+                    .map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))
+            })
+        })
+        .unwrap_or_else(|| "the server".into())
+}
+
 fn detail(s: &str) -> String {
     if s.is_empty() {
         String::new()
@@ -184,6 +209,26 @@ pub struct FetchStats {
     pub rate_limited: AtomicU64,
     /// Milliseconds until which requests wait because of a 429 (unix ms), 0 if none.
     pub waiting_until_ms: AtomicU64,
+    /// Requests sent and not yet answered.
+    pub in_flight: AtomicU64,
+    /// The latest problem that made a request wait or retry, and when (unix ms).
+    pub last_problem: std::sync::Mutex<Option<(String, u64)>>,
+}
+
+impl FetchStats {
+    fn note_problem(&self, what: String) {
+        if let Ok(mut p) = self.last_problem.lock() {
+            *p = Some((what, unix_ms()));
+        }
+    }
+
+    /// The latest problem if it is less than `within` old: what failed, on which host, and
+    /// how many attempts were left.
+    pub fn recent_problem(&self, within: Duration) -> Option<String> {
+        let p = self.last_problem.lock().ok()?;
+        let (what, at) = p.as_ref()?;
+        (unix_ms().saturating_sub(*at) <= within.as_millis() as u64).then(|| what.clone())
+    }
 }
 
 /// A shared HTTP client limited to `connections` requests (hence connections) at once.
@@ -286,7 +331,9 @@ impl Fetcher {
         })
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    /// The backoff before retry number `attempt` (0-based): the base delay doubled each
+    /// time, capped, with ±50% jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = self
             .policy
             .base_delay
@@ -296,7 +343,8 @@ impl Fetcher {
         capped.mul_f64(jitter)
     }
 
-    async fn sleep_cancellable(&self, d: Duration) -> Result<(), FetchError> {
+    /// Sleeps `d`, or less when the job is cancelled meanwhile.
+    pub async fn sleep_cancellable(&self, d: Duration) -> Result<(), FetchError> {
         let end = Instant::now() + d;
         while Instant::now() < end {
             if self.cancel.load(Ordering::Relaxed) {
@@ -358,6 +406,7 @@ impl Fetcher {
                     .await
                     .map_err(|_| FetchError::Cancelled)?;
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
                 let mut req = self
                     .client
                     .get(url)
@@ -365,7 +414,9 @@ impl Fetcher {
                 for (k, v) in headers {
                     req = req.header(*k, v);
                 }
-                let result = match req.send().await {
+                let sent = req.send().await;
+                self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                let result = match sent {
                     Err(e) if e.is_redirect() => {
                         return Err(FetchError::Redirect(format!(
                             "refused to follow a redirect of {}: an API request may not move \
@@ -430,6 +481,8 @@ impl Fetcher {
                         wait.as_secs_f64()
                     );
                     log::warn!("{last}");
+                    self.stats
+                        .note_problem(format!("{}: {last}, waiting", host_of(url)));
                     self.sleep_cancellable(wait).await?;
                     rate_limited_for += wait;
                     self.stats.waiting_until_ms.store(0, Ordering::Relaxed);
@@ -458,9 +511,20 @@ impl Fetcher {
                     break;
                 }
                 log::info!("retrying {}: {last}", redact(url));
+                self.stats.note_problem(format!(
+                    "{}: {last}; retrying in {:.1} s ({} of {} attempts left)",
+                    host_of(url),
+                    wait.as_secs_f64(),
+                    self.policy.max_attempts - attempt - 1,
+                    self.policy.max_attempts
+                ));
                 self.sleep_cancellable(wait).await?;
             }
         }
+        self.stats.note_problem(format!(
+            "{}: gave up after {attempts} attempts: {last}",
+            host_of(url)
+        ));
         Err(FetchError::GaveUp { attempts, last })
     }
 }

@@ -27,6 +27,11 @@ pub enum Fault {
     Redirect(String),
     /// 200 with a JSON body of this many bytes.
     Huge(usize),
+    /// The real body cut short at a length that differs each time, with a matching
+    /// `Content-Length`: damage the transfer cannot see, only decoding can.
+    Corrupt,
+    /// A listing page with its first movie listed twice (first and second place).
+    DuplicateFirst,
 }
 
 /// Mock behaviour, changeable while it runs.
@@ -428,6 +433,25 @@ fn handle(req: &Request, s: &Shared) -> Response {
             Fault::Truncate => {
                 let mut r = route(req, s, &config);
                 r.truncate = true;
+                return r;
+            }
+            Fault::Corrupt => {
+                static CUTS: AtomicUsize = AtomicUsize::new(0);
+                let mut r = route(req, s, &config);
+                let n = CUTS.fetch_add(1, Ordering::Relaxed);
+                let keep = (r.body.len() / 3 + n % 97).min(r.body.len().saturating_sub(1));
+                r.body.truncate(keep);
+                return r;
+            }
+            Fault::DuplicateFirst => {
+                let mut r = route(req, s, &config);
+                if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&r.body)
+                    && let Some(results) = v.get_mut("results").and_then(|x| x.as_array_mut())
+                    && let Some(first) = results.first().cloned()
+                {
+                    results.insert(1.min(results.len()), first);
+                    r.body = serde_json::to_vec(&v).unwrap_or_default();
+                }
                 return r;
             }
             Fault::Junk => {

@@ -24,6 +24,7 @@ use tmdb::{Auth, DateWindow, DiscoverMovie, DiscoverQuery, MAX_PAGE, PAGE_SIZE};
 
 use crate::catalog::{Catalog, CatalogError, NewMovie, PendingPoster, PosterRecord, PosterStatus};
 use crate::imaging::{self, ImageLimits};
+use sha2::Digest;
 
 /// A browser-like User-Agent for the website mode.
 pub const BROWSER_USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
@@ -256,6 +257,11 @@ pub struct HarvestProgress {
     pub retries: u64,
     /// Paused by the user.
     pub paused: bool,
+    /// Requests waiting for an answer now.
+    pub in_flight: u64,
+    /// What went wrong lately (in the last 15 s): host, failure (connection refused, DNS,
+    /// TLS, HTTP status, timeout) and attempts left.
+    pub problem: Option<String>,
 }
 
 /// What the harvester reports.
@@ -316,7 +322,8 @@ enum WriteCmd {
         page: u32,
         total_pages: u32,
         movies: Vec<NewMovie>,
-        reply: tokio::sync::oneshot::Sender<Result<Vec<PendingPoster>, CatalogError>>,
+        /// New movies stored, and the posters of the page still to fetch.
+        reply: tokio::sync::oneshot::Sender<Result<(usize, Vec<PendingPoster>), CatalogError>>,
     },
     Poster {
         key: String,
@@ -525,6 +532,8 @@ fn snapshot(
         requests: stats.requests.load(Ordering::Relaxed),
         retries: stats.retries.load(Ordering::Relaxed),
         paused: pause.load(Ordering::Relaxed),
+        in_flight: stats.in_flight.load(Ordering::Relaxed),
+        problem: stats.recent_problem(Duration::from_secs(15)),
     }
 }
 
@@ -545,7 +554,7 @@ fn catalog_writer(
             } => {
                 let r = catalog
                     .store_listing_page(&key, page, total_pages, &movies)
-                    .and_then(|_| {
+                    .and_then(|added| {
                         // What of this page still needs a poster (new or left pending).
                         let keys: std::collections::HashSet<&str> =
                             movies.iter().map(|m| m.source_key.as_str()).collect();
@@ -554,11 +563,12 @@ fn catalog_writer(
                             years.iter().copied().min().unwrap_or(0),
                             years.iter().copied().max().unwrap_or(0),
                         );
-                        Ok(catalog
+                        let to_fetch = catalog
                             .posters_to_fetch(lo, hi, false)?
                             .into_iter()
                             .filter(|p| keys.contains(p.source_key.as_str()))
-                            .collect())
+                            .collect();
+                        Ok((added, to_fetch))
                     });
                 let _ = reply.send(r);
             }
@@ -783,6 +793,7 @@ fn new_movie(ctx: &Ctx, m: &DiscoverMovie, fallback_year: i32, source: &str) -> 
                 .poster_path
                 .is_none()
                 .then(|| "TMDB has no poster for this movie".into()),
+            transient: false,
             stats: None,
             thumbnail: None,
         },
@@ -829,10 +840,15 @@ async fn list_year(
                 continue;
             }
             let (movies, total_pages) = list_page(&ctx, &query, year, page).await?;
-            let take: Vec<NewMovie> = movies.into_iter().take(remaining).collect();
+            // A movie a page lists twice counts once.
+            let mut seen = std::collections::HashSet::new();
+            let take: Vec<NewMovie> = movies
+                .into_iter()
+                .filter(|m| seen.insert(m.source_key.clone()))
+                .take(remaining)
+                .collect();
             remaining = remaining.saturating_sub(take.len());
             let (reply, wait) = tokio::sync::oneshot::channel();
-            let n = take.len() as u64;
             if ctx
                 .writer
                 .send(WriteCmd::Listing {
@@ -846,11 +862,13 @@ async fn list_year(
             {
                 return Err(HarvestError::Runtime("catalog writer stopped".into()));
             }
-            let to_fetch = wait
+            let (added, to_fetch) = wait
                 .await
                 .map_err(|_| HarvestError::Runtime("catalog writer stopped".into()))??;
             ctx.counters.pages.fetch_add(1, Ordering::Relaxed);
-            ctx.counters.listed.fetch_add(n, Ordering::Relaxed);
+            ctx.counters
+                .listed
+                .fetch_add(added as u64, Ordering::Relaxed);
             if let Ok(mut years) = ctx.counters.years.lock() {
                 years.entry(year).or_default().listed += to_fetch.len() as u64;
             }
@@ -978,8 +996,22 @@ async fn fetch_poster_record(ctx: &Ctx, p: &PendingPoster) -> Option<PosterRecor
     );
     let dest = ctx.opts.posters_dir.join(&name);
     let mut last_reason = String::new();
-    // A body that does not decode is fetched again (CDN hiccups), then given up on.
-    for _ in 0..2 {
+    // Digest of the last body that did not decode: the same bytes twice is a file that
+    // is broken at the source (permanent), anything else is damage in transit.
+    let mut last_bad: Option<[u8; 32]> = None;
+    // A body that does not decode is fetched again (CDN hiccups, truncation) within the
+    // same attempt budget and backoff as server errors.
+    let attempts = ctx.fetcher.policy.max_attempts.max(1);
+    for attempt in 0..attempts {
+        if attempt > 0
+            && ctx
+                .fetcher
+                .sleep_cancellable(ctx.fetcher.backoff(attempt - 1))
+                .await
+                .is_err()
+        {
+            return None;
+        }
         ctx.wait_if_paused().await;
         if ctx.control.cancel.load(Ordering::Relaxed) {
             return None;
@@ -991,6 +1023,9 @@ async fn fetch_poster_record(ctx: &Ctx, p: &PendingPoster) -> Option<PosterRecor
         {
             Ok(g) => g,
             Err(FetchError::Cancelled) => return None,
+            Err(e) if e.is_transient() => {
+                return Some(PosterRecord::failed_transient(e.to_string()));
+            }
             Err(e) => return Some(PosterRecord::failed(None, e.to_string())),
         };
         let limits = ctx.opts.limits;
@@ -1015,15 +1050,28 @@ async fn fetch_poster_record(ctx: &Ctx, p: &PendingPoster) -> Option<PosterRecor
                         record.remote_path = Some(p.remote_path.clone());
                         record
                     }
-                    Ok(Err(reason)) => PosterRecord::failed(None, reason),
-                    Err(_) => PosterRecord::failed(None, "writer task stopped".into()),
+                    // Disk full or the like: the poster itself is fine.
+                    Ok(Err(reason)) => PosterRecord::failed_transient(reason),
+                    Err(_) => PosterRecord::failed_transient("writer task stopped".into()),
                 });
             }
-            Ok((Err(reason), _)) => last_reason = reason,
-            Err(_) => return Some(PosterRecord::failed(None, "worker stopped".into())),
+            Ok((Err(reason), body)) => {
+                let digest: [u8; 32] = sha2::Sha256::digest(&body).into();
+                if last_bad == Some(digest) {
+                    return Some(PosterRecord::failed(
+                        None,
+                        format!("the same broken file twice: {reason}"),
+                    ));
+                }
+                last_bad = Some(digest);
+                last_reason = reason;
+            }
+            Err(_) => return Some(PosterRecord::failed_transient("worker stopped".into())),
         }
     }
-    Some(PosterRecord::failed(None, last_reason))
+    Some(PosterRecord::failed_transient(format!(
+        "still damaged after {attempts} downloads: {last_reason}"
+    )))
 }
 
 /// Decodes, validates, thumbnails and measures a downloaded poster (the CPU part of
@@ -1045,6 +1093,7 @@ pub fn process_download(
         height: Some(decoded.rgb.height()),
         status: PosterStatus::Ok,
         reason: None,
+        transient: false,
         stats: Some(stats),
         thumbnail: Some(thumb),
     })

@@ -87,7 +87,17 @@ impl Arch {
     pub fn block_count(self) -> usize {
         self.table().map_or(0, |(r, _)| r.iter().sum())
     }
+
+    /// Channels of the mid-level features: the pooled outputs of the last
+    /// [`MID_STAGES`] stages (112 + 192 + 320 = 624 for Lite0).
+    pub fn mid_channels(self) -> usize {
+        self.table()
+            .map_or(0, |(_, c)| c[c.len() - MID_STAGES..].iter().sum())
+    }
 }
+
+/// How many of the last stages give mid-level features.
+pub const MID_STAGES: usize = 3;
 
 const KERNELS: [usize; 7] = [3, 3, 5, 3, 5, 5, 3];
 const STRIDES: [usize; 7] = [1, 2, 2, 2, 1, 2, 1];
@@ -197,20 +207,44 @@ impl EfficientNet {
     /// and what runs detached costs no gradient memory. `0` keeps everything
     /// differentiable, the input included (saliency).
     pub fn forward_frozen(&self, images: Tensor<4>, frozen: usize) -> Tensor<4> {
+        self.run(images, frozen, false).0
+    }
+
+    /// Like [`Self::forward_frozen`], plus the mid-level features: the outputs of the
+    /// last [`MID_STAGES`] stages, each averaged over the map, `[batch, mid channels]`
+    /// (detached where their stage is frozen).
+    pub fn forward_levels(&self, images: Tensor<4>, frozen: usize) -> (Tensor<4>, Tensor<2>) {
+        let (map, mid) = self.run(images, frozen, true);
+        let mid = Tensor::cat(mid, 1);
+        (map, mid)
+    }
+
+    fn run(&self, images: Tensor<4>, frozen: usize, taps: bool) -> (Tensor<4>, Vec<Tensor<2>>) {
         let total = self.blocks.len();
         let frozen = frozen.min(total + 1);
         let mut x = relu6(self.stem.forward(images));
+        let mut mid = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
             if i == frozen && frozen > 0 {
                 x = x.detach();
             }
             x = block.forward(x);
+            // A stage ends where the next block cannot add its input (new shape).
+            let stage_end = self.blocks.get(i + 1).is_none_or(|next| !next.residual);
+            if taps && stage_end {
+                let [b, c, _, _] = x.dims();
+                let pooled = x.clone().mean_dim(3).mean_dim(2).reshape([b, c]);
+                mid.push(if frozen > i { pooled.detach() } else { pooled });
+                if mid.len() > MID_STAGES {
+                    mid.remove(0);
+                }
+            }
         }
         if frozen >= total {
             x = x.detach();
         }
         let x = relu6(self.head.forward(x));
-        if frozen > total { x.detach() } else { x }
+        (if frozen > total { x.detach() } else { x }, mid)
     }
 
     /// The last feature map, everything trainable.

@@ -12,8 +12,8 @@ use burn::prelude::*;
 use image::RgbImage;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::network::{EraNet, NetworkConfig};
-use super::{ModelError, Normalisation, Result, data};
+use super::network::{EraNet, FeatureLevels, NetworkConfig};
+use super::{ModelError, Normalisation, Result, backbone, data};
 
 /// Features of one poster: as it is and mirrored left–right.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,11 +25,34 @@ pub struct PosterFeatures {
 }
 
 /// What identifies the features a network config produces: backbone id, input size and
-/// a format number (bumped when extraction changes).
+/// a format number (bumped when extraction changes). `v1` holds the pooled last feature
+/// map; `v2-levels` the same followed by the mid-level features (a head reading either
+/// or both takes its part with [`head_input`]).
 pub fn cache_key(net: &NetworkConfig) -> Option<String> {
+    let format = if net.levels == FeatureLevels::Final {
+        "v1"
+    } else {
+        "v2-levels"
+    };
     net.arch
         .backbone_id()
-        .map(|id| format!("{id}@{}x{}/v1", net.input_width, net.input_height))
+        .map(|id| format!("{id}@{}x{}/{format}", net.input_width, net.input_height))
+}
+
+/// The part of cached features that `net`'s head reads.
+pub fn head_input(net: &NetworkConfig, stored: PosterFeatures) -> PosterFeatures {
+    if net.levels != FeatureLevels::Mid {
+        return stored;
+    }
+    let skip = |v: Vec<f32>| {
+        v.get(backbone::FEATURES..)
+            .map(<[f32]>::to_vec)
+            .unwrap_or_default()
+    };
+    PosterFeatures {
+        plain: skip(stored.plain),
+        flipped: skip(stored.flipped),
+    }
 }
 
 /// The feature cache.
@@ -117,8 +140,9 @@ impl FeatureCache {
     }
 }
 
-/// Runs `posters` through `net`'s feature extractor (as they are and mirrored) and pools
-/// the last feature map.
+/// Runs `posters` through `net`'s feature extractor (as they are and mirrored): the
+/// pooled last feature map, followed by the mid-level features when `net` reads them
+/// (what [`cache_key`] stores).
 pub fn extract(
     net: &EraNet,
     config: &NetworkConfig,
@@ -139,12 +163,15 @@ pub fn extract(
         device,
     );
     let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
-    let maps = net.forward_full(both).features;
-    let [b, c, _, _] = maps.dims();
-    let pooled: Vec<f32> = maps
-        .mean_dim(3)
-        .mean_dim(2)
-        .reshape([b, c])
+    let out = net.forward_full(both);
+    let [b, c, _, _] = out.features.dims();
+    let last = out.features.mean_dim(3).mean_dim(2).reshape([b, c]);
+    let all = match out.mid {
+        Some(mid) => Tensor::cat(vec![last, mid], 1),
+        None => last,
+    };
+    let c = all.dims()[1];
+    let pooled: Vec<f32> = all
         .into_data()
         .try_into_vec::<f32>()
         .map_err(|e| ModelError::Inference(format!("reading features: {e:?}")))?;
@@ -191,7 +218,7 @@ pub fn features_for(
         if hit.is_none() {
             missing.push(i);
         }
-        out.push(hit);
+        out.push(hit.map(|f| head_input(config, f)));
     }
     let total = samples.len();
     let mut done = total - missing.len();
@@ -227,7 +254,7 @@ pub fn features_for(
         let mut to_store = Vec::with_capacity(feats.len());
         for (&i, f) in ok_idx.iter().zip(feats) {
             to_store.push((samples[i].key.clone(), f.clone()));
-            pending.insert(i, f);
+            pending.insert(i, head_input(config, f));
         }
         cache.put_many(&key, &to_store)?;
         done += chunk.len();

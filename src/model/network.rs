@@ -42,6 +42,44 @@ pub struct NetworkConfig {
     /// Units of a hidden layer (ReLU) before the classifier; 0 for a linear head.
     #[serde(default)]
     pub hidden: usize,
+    /// With a backbone: which of its features the head reads.
+    #[serde(default)]
+    pub levels: FeatureLevels,
+}
+
+/// Which backbone features the head reads.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeatureLevels {
+    /// The last feature map (1280 channels after the head conv), averaged.
+    #[default]
+    Final,
+    /// Mid-level: the outputs of the last three stages, each averaged (624 for Lite0).
+    Mid,
+    /// Both, side by side.
+    Multi,
+}
+
+impl FeatureLevels {
+    /// Whether the final features are read.
+    pub fn final_features(self) -> bool {
+        self != Self::Mid
+    }
+
+    /// Whether the mid-level features are read.
+    pub fn mid_features(self) -> bool {
+        self != Self::Final
+    }
 }
 
 fn one() -> usize {
@@ -60,6 +98,7 @@ impl Default for NetworkConfig {
             arch: Arch::Scratch,
             finetune_blocks: 0,
             hidden: 0,
+            levels: FeatureLevels::Final,
         }
     }
 }
@@ -81,10 +120,16 @@ impl NetworkConfig {
     /// Channels of the pooled features the head reads.
     pub fn feature_channels(&self) -> usize {
         if self.arch == Arch::Scratch {
-            self.widths.last().copied().unwrap_or(3)
-        } else {
-            backbone::FEATURES
+            return self.widths.last().copied().unwrap_or(3);
         }
+        let mut c = 0;
+        if self.levels.final_features() {
+            c += backbone::FEATURES;
+        }
+        if self.levels.mid_features() {
+            c += self.arch.mid_channels();
+        }
+        c
     }
 
     /// Backbone blocks kept frozen in training.
@@ -175,6 +220,8 @@ pub struct EraNet {
     head: Linear,
     stage_depth: usize,
     frozen_blocks: usize,
+    final_features: bool,
+    mid_features: bool,
 }
 
 /// What a forward pass gives: logits, and the last conv block's activations (for Grad-CAM).
@@ -183,6 +230,8 @@ pub struct ForwardOutput {
     pub logits: Tensor<2>,
     /// `[batch, channels, h, w]` activations of the last block.
     pub features: Tensor<4>,
+    /// Mid-level backbone features `[batch, channels]` when the head reads them.
+    pub mid: Option<Tensor<2>>,
 }
 
 impl EraNet {
@@ -210,6 +259,8 @@ impl EraNet {
             head: head.head,
             stage_depth: config.stage_depth.max(1),
             frozen_blocks: config.frozen_blocks(),
+            final_features: config.arch == Arch::Scratch || config.levels.final_features(),
+            mid_features: config.arch != Arch::Scratch && config.levels.mid_features(),
         })
     }
 
@@ -249,9 +300,13 @@ impl EraNet {
         self
     }
 
-    fn extract(&self, images: Tensor<4>, frozen: usize) -> Tensor<4> {
+    fn extract(&self, images: Tensor<4>, frozen: usize) -> (Tensor<4>, Option<Tensor<2>>) {
         if let Some(b) = &self.backbone {
-            return b.forward_frozen(images, frozen);
+            if self.mid_features {
+                let (map, mid) = b.forward_levels(images, frozen);
+                return (map, Some(mid));
+            }
+            return (b.forward_frozen(images, frozen), None);
         }
         let n = self.blocks.len();
         let mut x = images;
@@ -261,22 +316,26 @@ impl EraNet {
                 x = self.pool.forward(x);
             }
         }
-        x
+        (x, None)
     }
 
     /// Logits and last feature map for normalised images `[batch, 3, h, w]`, every layer
     /// differentiable (inference and saliency).
     pub fn forward_full(&self, images: Tensor<4>) -> ForwardOutput {
-        let features = self.extract(images, 0);
-        let logits = self.head_from_features(features.clone());
-        ForwardOutput { logits, features }
+        let (features, mid) = self.extract(images, 0);
+        let logits = self.head_from_features(features.clone(), mid.clone());
+        ForwardOutput {
+            logits,
+            features,
+            mid,
+        }
     }
 
     /// Logits for training: a backbone's frozen blocks run detached, so only the blocks
     /// being fine-tuned and the head get gradients.
     pub fn forward_train(&self, images: Tensor<4>) -> Tensor<2> {
-        let features = self.extract(images, self.frozen_blocks);
-        self.head_from_features(features)
+        let (features, mid) = self.extract(images, self.frozen_blocks);
+        self.head_from_features(features, mid)
     }
 
     /// Logits for normalised images.
@@ -284,18 +343,29 @@ impl EraNet {
         self.forward_full(images).logits
     }
 
-    /// Pooled last-block features `[batch, channels]`: the poster's embedding (what the
+    /// The head's input `[batch, channels]`: the pooled last feature map and, when the
+    /// head reads them, the mid-level features. The poster's embedding (what the
     /// classifier sees), for maps of the catalog.
     pub fn embed(&self, images: Tensor<4>) -> Tensor<2> {
-        let features = self.forward_full(images).features;
-        let [b, c, _, _] = features.dims();
-        features.mean_dim(3).mean_dim(2).reshape([b, c])
+        let out = self.forward_full(images);
+        self.pooled(out.features, out.mid)
     }
 
-    /// Logits from last-block features (the part after Grad-CAM's layer).
-    pub fn head_from_features(&self, features: Tensor<4>) -> Tensor<2> {
+    /// What the head reads, from the last feature map and the mid-level features.
+    pub fn pooled(&self, features: Tensor<4>, mid: Option<Tensor<2>>) -> Tensor<2> {
         let [b, c, _, _] = features.dims();
-        let pooled = features.mean_dim(3).mean_dim(2).reshape([b, c]);
+        let last = features.mean_dim(3).mean_dim(2).reshape([b, c]);
+        match mid {
+            Some(m) if self.final_features => Tensor::cat(vec![last, m], 1),
+            Some(m) => m,
+            None => last,
+        }
+    }
+
+    /// Logits from last-block features and the mid-level features the head reads (the
+    /// part after Grad-CAM's layer).
+    pub fn head_from_features(&self, features: Tensor<4>, mid: Option<Tensor<2>>) -> Tensor<2> {
+        let pooled = self.pooled(features, mid);
         let x = match &self.hidden {
             Some(h) => burn::tensor::activation::relu(h.forward(pooled)),
             None => pooled,

@@ -377,14 +377,26 @@ fn grad_cam(model: &EraModel, input: &[f32], mask: &[f32]) -> Result<Vec<f32>> {
         TensorData::new(input.to_vec(), [1, 3, cfg.input_height, cfg.input_width]),
         &model.device,
     );
-    let features = model.net.forward_full(x).features;
+    let out = model.net.forward_full(x);
+    let (features, mid) = (out.features, out.mid);
     let [_, c, fh, fw] = features.dims();
     let values = read_vec(features)?;
     let device = model.device.clone().autodiff();
     let f = Tensor::<4>::from_data(TensorData::new(values.clone(), [1, c, fh, fw]), &device)
         .require_grad();
     let net = gradient_net(model);
-    let score = era_score(net.head_from_features(f.clone()), mask, &device);
+    // The mid-level features (if the head reads them) are held fixed: Grad-CAM explains
+    // the last map.
+    let mid = mid
+        .map(|m| -> Result<Tensor<2>> {
+            let dims = m.dims();
+            Ok(Tensor::from_data(
+                TensorData::new(read_vec(m)?, dims),
+                &device,
+            ))
+        })
+        .transpose()?;
+    let score = era_score(net.head_from_features(f.clone(), mid), mask, &device);
     let grads = score.backward();
     let g = read_vec(
         f.grad(&grads)

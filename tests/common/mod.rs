@@ -41,6 +41,7 @@ pub fn catalog_of(dir: &Path, count: u32, make: impl Fn(u32) -> (i32, RgbImage))
                 height: Some(img.height()),
                 status: PosterStatus::Ok,
                 reason: None,
+                transient: false,
                 stats: None,
                 thumbnail: None,
             },
