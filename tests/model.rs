@@ -296,6 +296,69 @@ fn finetuning_trains_only_the_last_blocks_and_saves_them() {
         out.join("backbone.bpk").is_file(),
         "fine-tuned blocks are saved"
     );
+    assert_only_the_last_block_changed(&out);
+}
+
+#[test]
+fn finetuning_from_cached_block_inputs_trains_the_same_layers_and_reuses_the_maps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog_with_posters(tmp.path(), 6);
+    let out = tmp.path().join("model");
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut opts = backbone_options(1, 1);
+    opts.finetune_cached = true;
+    let (summary, events) = run(&data, &out, &opts, false, &cancel);
+    assert_eq!(summary.epochs.len(), 1);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TrainEvent::Extracting { done, total, .. } if done < total)),
+        "the block inputs are computed once"
+    );
+    assert_only_the_last_block_changed(&out);
+    // The figures the cached path reported are those of the saved network on pixels.
+    let reported = &summary.epochs[0].validation;
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    let model = EraModel::load(&out, &device).unwrap();
+    assert!(!model.uses_cached_features());
+    let catalog = Catalog::open(&data.catalog_path()).unwrap();
+    let (tx, _rx) = mpsc::channel();
+    let split = training::load_data(&catalog, &data, &opts, &tx).unwrap();
+    let val = &split.for_features.as_ref().unwrap().val;
+    let (prepared, _) = movie_eras::model::data::prepare(val, &model.config.network);
+    let probs = training::predict_prepared(&model.net, &prepared, &model.config, &device, 16, true)
+        .unwrap();
+    let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
+    let scheme = EraSchemes::builtin();
+    let eval = movie_eras::model::metrics::evaluate(
+        &probs,
+        &years,
+        &model.config.bins,
+        scheme.get("hollywood").unwrap(),
+    );
+    assert_eq!(eval.count, reported.count);
+    assert!(
+        (eval.mae_years - reported.mae_years).abs() < 0.01,
+        "{} vs {}",
+        eval.mae_years,
+        reported.mae_years
+    );
+    // A second run finds every map in the cache: one report per set, no batch run.
+    let (_, events) = run(&data, &tmp.path().join("again"), &opts, false, &cancel);
+    let reports: Vec<(usize, usize)> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Extracting { done, total, .. } => Some((*done, *total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!(reports[1].0, reports[1].1, "{reports:?}");
+}
+
+/// Checks that a fine-tuned model in `out` differs from the pretrained backbone in the
+/// last block and the head conv only.
+fn assert_only_the_last_block_changed(out: &Path) {
     let device = backend::choose(BackendChoice::Cpu).unwrap().device;
     let tuned = EraModel::load(&out, &device).unwrap();
     let pretrained = movie_eras::model::backbone::pretrained(

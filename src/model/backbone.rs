@@ -247,6 +247,26 @@ impl EfficientNet {
         (if frozen > total { x.detach() } else { x }, mid)
     }
 
+    /// The stem and blocks `..start`, detached: the input of block `start` (what a
+    /// fine-tuning run from cached maps stores once per poster).
+    pub fn forward_until(&self, images: Tensor<4>, start: usize) -> Tensor<4> {
+        let mut x = relu6(self.stem.forward(images));
+        for block in self.blocks.iter().take(start) {
+            x = block.forward(x);
+        }
+        x.detach()
+    }
+
+    /// Blocks `start..` and the head conv on the input of block `start`: the last
+    /// feature map, trainable.
+    pub fn forward_from(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
+        let mut x = x;
+        for block in self.blocks.iter().skip(start) {
+            x = block.forward(x);
+        }
+        relu6(self.head.forward(x))
+    }
+
     /// The last feature map, everything trainable.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
         self.forward_frozen(images, 0)

@@ -28,11 +28,16 @@ pub struct PosterFeatures {
 /// a format number (bumped when extraction changes). `v1` holds the pooled last feature
 /// map; `v2-levels` the same followed by the mid-level features (a head reading either
 /// or both takes its part with [`head_input`]).
+///
+/// A network that fine-tunes its last blocks from cached inputs stores instead the input
+/// map of its first trainable block (`map{block}`), flattened.
 pub fn cache_key(net: &NetworkConfig) -> Option<String> {
-    let format = if net.levels == FeatureLevels::Final {
-        "v1"
+    let format = if net.finetune_blocks > 0 {
+        format!("map{}/v1", net.frozen_blocks())
+    } else if net.levels == FeatureLevels::Final {
+        "v1".to_owned()
     } else {
-        "v2-levels"
+        "v2-levels".to_owned()
     };
     net.arch
         .backbone_id()
@@ -163,6 +168,14 @@ pub fn extract(
         device,
     );
     let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
+    if config.finetune_blocks > 0 {
+        let backbone = net
+            .backbone()
+            .ok_or_else(|| ModelError::Data("the network has no backbone".into()))?;
+        let maps = backbone.forward_until(both, config.frozen_blocks());
+        let [b, c, h, w] = maps.dims();
+        return split_pairs(maps.reshape([b, c * h * w]), n);
+    }
     let out = net.forward_full(both);
     let [b, c, _, _] = out.features.dims();
     let last = out.features.mean_dim(3).mean_dim(2).reshape([b, c]);
@@ -170,6 +183,11 @@ pub fn extract(
         Some(mid) => Tensor::cat(vec![last, mid], 1),
         None => last,
     };
+    split_pairs(all, n)
+}
+
+/// Rows `[2n, c]` (posters, then their mirror images) as per-poster pairs.
+fn split_pairs(all: Tensor<2>, n: usize) -> Result<Vec<PosterFeatures>> {
     let c = all.dims()[1];
     let pooled: Vec<f32> = all
         .into_data()

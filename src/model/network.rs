@@ -184,6 +184,72 @@ impl EraHead {
     }
 }
 
+/// A part of the era network trained alone on cached inputs `[batch, values]`: the head
+/// on pooled backbone features, or the backbone's last blocks and the head on the cached
+/// input map of the first of those blocks.
+pub trait CachedPart: Module {
+    /// Logits for a batch of cached inputs.
+    fn forward_cached(&self, x: Tensor<2>) -> Tensor<2>;
+    /// `net` with this part's weights in place.
+    fn install(&self, net: EraNet) -> EraNet;
+}
+
+impl CachedPart for EraHead {
+    fn forward_cached(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward(x)
+    }
+
+    fn install(&self, net: EraNet) -> EraNet {
+        net.with_head(self.clone())
+    }
+}
+
+/// The backbone's blocks from `start` on, its head conv and the era head: what fine-tunes
+/// on cached block inputs (flattened `[channels, height, width]` maps).
+#[derive(Module, Debug)]
+pub struct EraTail {
+    backbone: EfficientNet,
+    head: EraHead,
+    start: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+}
+
+impl EraTail {
+    /// The tail of `net` from block `start` on, reading maps of `shape` (`[c, h, w]`).
+    pub fn new(net: &EraNet, start: usize, shape: [usize; 3]) -> super::Result<Self> {
+        let backbone = net
+            .backbone()
+            .cloned()
+            .ok_or_else(|| super::ModelError::Data("the network has no backbone".into()))?;
+        let [channels, height, width] = shape;
+        Ok(Self {
+            backbone,
+            head: net.head(),
+            start,
+            channels,
+            height,
+            width,
+        })
+    }
+}
+
+impl CachedPart for EraTail {
+    fn forward_cached(&self, x: Tensor<2>) -> Tensor<2> {
+        let n = x.dims()[0];
+        let x = x.reshape([n, self.channels, self.height, self.width]);
+        let f = self.backbone.forward_from(x, self.start);
+        let [b, c, _, _] = f.dims();
+        self.head.forward(f.mean_dim(3).mean_dim(2).reshape([b, c]))
+    }
+
+    fn install(&self, net: EraNet) -> EraNet {
+        net.with_backbone(self.backbone.clone())
+            .with_head(self.head.clone())
+    }
+}
+
 /// One conv block.
 #[derive(Module, Debug)]
 pub struct ConvBlock {

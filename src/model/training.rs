@@ -20,7 +20,7 @@ use super::data::{self, Augment, Prepared, Sample};
 use super::features::{self, FeatureCache, PosterFeatures};
 use super::inference::{EraModel, load_net, save_model};
 use super::metrics::{self, Evaluation};
-use super::network::{EraHead, EraNet, NetworkConfig};
+use super::network::{CachedPart, EraNet, EraTail, NetworkConfig};
 use super::{MODEL_FORMAT, ModelConfig, ModelError, Result, YearBins};
 use crate::eras::EraSchemes;
 
@@ -65,6 +65,12 @@ pub struct TrainOptions {
     /// a head trained on cached features before fine-tuning backbone blocks.
     #[serde(default)]
     pub init_from: Option<PathBuf>,
+    /// With `finetune_blocks > 0`: cache each poster's input map of the first trainable
+    /// block (as it is and mirrored) and fine-tune on those, instead of running the whole
+    /// backbone on augmented pixels every step. Mirroring is then the only augmentation,
+    /// and an epoch costs the last blocks alone: minutes on a CPU instead of hours.
+    #[serde(default)]
+    pub finetune_cached: bool,
 }
 
 impl Default for TrainOptions {
@@ -87,6 +93,7 @@ impl Default for TrainOptions {
             scheme: "hollywood".into(),
             near_duplicates: true,
             init_from: None,
+            finetune_cached: false,
         }
     }
 }
@@ -288,9 +295,11 @@ pub struct FeatureSource {
     pub cache: PathBuf,
 }
 
-/// Whether `net` trains a head alone on cached features (a frozen pretrained backbone).
-pub fn trains_on_features(net: &NetworkConfig) -> bool {
-    net.arch != Arch::Scratch && net.finetune_blocks == 0
+/// Whether a run with `opts` trains on cached backbone outputs: a head alone on the
+/// features of a frozen backbone, or the last blocks on their cached input maps.
+pub fn trains_on_features(opts: &TrainOptions) -> bool {
+    opts.network.arch != Arch::Scratch
+        && (opts.network.finetune_blocks == 0 || opts.finetune_cached)
 }
 
 impl TrainingData {
@@ -304,7 +313,7 @@ impl TrainingData {
             && p.network.input_width == opts.network.input_width
             && p.network.input_height == opts.network.input_height
             && p.network.arch == opts.network.arch
-            && trains_on_features(&p.network) == trains_on_features(&opts.network)
+            && trains_on_features(p) == trains_on_features(opts)
             && p.near_duplicates == opts.near_duplicates
             && (opts.augment.rescale <= 0.0 || p.augment.rescale > 0.0)
     }
@@ -333,7 +342,7 @@ pub fn load_data(
     }
     let (train, val) = data::split(samples, opts.val_share, opts.seed);
     data::require(train.len(), val.len())?;
-    if trains_on_features(&opts.network) {
+    if trains_on_features(opts) {
         let year_only = |s: &Sample| Prepared {
             pixels: Vec::new(),
             low: Vec::new(),
@@ -498,24 +507,33 @@ pub fn train(
     if let Some(source) = &data.for_features {
         let (train_f, val_f) =
             extract_features(source, &net.valid(), &config, chosen, cancel, events)?;
-        return train_head(
-            &HeadRun {
-                data,
-                train_f: &train_f,
-                val_f: &val_f,
-                out,
-                opts: &opts,
-                chosen,
-                scheme: &scheme,
-                cancel,
-                events,
-            },
-            net,
-            config,
-            history,
-            first_epoch,
-            resume,
+        let run = HeadRun {
+            data,
+            train_f: &train_f,
+            val_f: &val_f,
+            out,
+            opts: &opts,
+            chosen,
+            scheme: &scheme,
+            cancel,
+            events,
+        };
+        if opts.network.finetune_blocks == 0 {
+            let head = net.head();
+            return train_head(&run, net, head, config, history, first_epoch, resume);
+        }
+        // The last blocks on cached input maps of the first of them.
+        let start = opts.network.frozen_blocks();
+        let probe: Tensor<4> = Tensor::zeros(
+            [1, 3, opts.network.input_height, opts.network.input_width],
+            &device,
         );
+        let backbone = net
+            .backbone()
+            .ok_or_else(|| ModelError::Data("the network has no backbone".into()))?;
+        let [_, c, h, w] = backbone.forward_until(probe, start).dims();
+        let tail = EraTail::new(&net, start, [c, h, w])?;
+        return train_head(&run, net, tail, config, history, first_epoch, resume);
     }
     let _ = events.send(TrainEvent::Started {
         backend: chosen.description.clone(),
@@ -718,15 +736,15 @@ struct HeadRun<'a> {
     events: &'a mpsc::Sender<TrainEvent>,
 }
 
-/// Bin probabilities of a head over features, averaging each poster with its mirror
-/// image.
+/// Bin probabilities of a head (or a network tail) over cached features, averaging each
+/// poster with its mirror image.
 pub fn head_probs(
-    head: &EraHead,
+    head: &impl CachedPart,
     feats: &[&PosterFeatures],
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(feats.len());
-    for chunk in feats.chunks(512) {
+    for chunk in feats.chunks(128) {
         let c = chunk.first().map_or(0, |f| f.plain.len());
         let n = chunk.len();
         let plain: Vec<f32> = chunk.iter().flat_map(|f| f.plain.iter().copied()).collect();
@@ -736,8 +754,8 @@ pub fn head_probs(
             .collect();
         let a: Tensor<2> = Tensor::from_data(TensorData::new(plain, [n, c]), device);
         let b: Tensor<2> = Tensor::from_data(TensorData::new(flipped, [n, c]), device);
-        let p = (burn::tensor::activation::softmax(head.forward(a), 1)
-            + burn::tensor::activation::softmax(head.forward(b), 1))
+        let p = (burn::tensor::activation::softmax(head.forward_cached(a), 1)
+            + burn::tensor::activation::softmax(head.forward_cached(b), 1))
             * 0.5;
         let flat = p
             .into_data()
@@ -749,11 +767,13 @@ pub fn head_probs(
     Ok(out)
 }
 
-/// Trains the head alone on cached features of a frozen backbone: seconds to minutes on
-/// a CPU. Same loop, checkpoints, resume and cancel as the full network.
-fn train_head(
+/// Trains `head` — the head alone on cached features of a frozen backbone, or the last
+/// blocks with the head on cached block inputs — seconds to minutes on a CPU. Same loop,
+/// checkpoints, resume and cancel as the full network.
+fn train_head<P: CachedPart>(
     run: &HeadRun<'_>,
     mut net: EraNet,
+    mut head: P,
     mut config: ModelConfig,
     mut history: Vec<EpochReport>,
     first_epoch: usize,
@@ -792,7 +812,6 @@ fn train_head(
     let optim_config =
         AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(opts.weight_decay)));
     let mut optim = optim_config.init();
-    let mut head = net.head();
     if resume && first_epoch > 1 {
         let dir = out
             .join(CHECKPOINTS)
@@ -821,7 +840,7 @@ fn train_head(
     let batch = opts.batch.max(1);
     let steps = epoch_size.div_ceil(batch).max(1);
     let total_steps = steps * opts.epochs;
-    let c = config.network.feature_channels();
+    let c = train.first().map_or(0, |(f, _)| f.plain.len());
     let val_years: Vec<i32> = val.iter().map(|(_, y)| *y).collect();
     let val_feats: Vec<&PosterFeatures> = val.iter().map(|(f, _)| *f).collect();
     let mut this_run = Vec::new();
@@ -853,7 +872,7 @@ fn train_head(
             let n = chunk.len();
             let x: Tensor<2> = Tensor::from_data(TensorData::new(x, [n, c]), &device);
             let t: Tensor<2> = Tensor::from_data(TensorData::new(t, [n, opts.bins.count]), &device);
-            let l = loss(head.forward(x), t);
+            let l = loss(head.forward_cached(x), t);
             let value = f64::from(l.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(l.backward(), &head);
             let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
@@ -878,7 +897,7 @@ fn train_head(
         history.push(report.clone());
         this_run.push(report.clone());
         config.validation = Some(validation);
-        net = net.with_head(head.clone());
+        net = head.install(net);
         write_checkpoint(&net, &config, &optim, out, epoch, opts, &history)?;
         let _ = events.send(TrainEvent::Epoch(report));
     }
