@@ -14,8 +14,10 @@ use crate::imaging::HUE_BINS;
 /// What the gallery shows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
-    /// Only this era (index into the scheme's eras).
-    pub era: Option<usize>,
+    /// Only this era, by name (an era of the scheme in use; a name the scheme lacks keeps
+    /// nothing). Settings saved by older versions (an index) read as no era filter.
+    #[serde(default, deserialize_with = "era_name_or_none")]
+    pub era: Option<String>,
     /// Only this decade (its first year).
     pub decade: Option<i32>,
     /// Only years in this inclusive range.
@@ -26,6 +28,23 @@ pub struct Filter {
     pub title: String,
     /// Only posters with this status.
     pub status: Option<PosterStatus>,
+}
+
+/// Reads an era filter: a name, or `None` for anything else (older settings stored the
+/// era's position in the scheme, which means another era in another scheme).
+fn era_name_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Name(String),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(
+        match <Option<Stored> as serde::Deserialize>::deserialize(d)? {
+            Some(Stored::Name(name)) => Some(name),
+            Some(Stored::Other(_)) | None => None,
+        },
+    )
 }
 
 impl Default for Filter {
@@ -139,7 +158,10 @@ impl Explorer {
                 match r.year {
                     None => !needs_year,
                     Some(y) => {
-                        filter.era.is_none_or(|e| scheme.era_index(y) == e)
+                        filter
+                            .era
+                            .as_ref()
+                            .is_none_or(|e| scheme.era_of(y).name == *e)
                             && filter.decade.is_none_or(|d| y.div_euclid(10) * 10 == d)
                             && filter.years.is_none_or(|(a, b)| (a..=b).contains(&y))
                     }
@@ -716,7 +738,7 @@ mod tests {
             ["Undated", "Casablanca", "Star Wars", "The Avengers"]
         );
         let f = Filter {
-            era: Some(h.era_index(1977)),
+            era: Some(h.era_of(1977).name.clone()),
             ..Filter::default()
         };
         assert_eq!(

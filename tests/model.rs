@@ -360,7 +360,7 @@ fn finetuning_from_cached_block_inputs_trains_the_same_layers_and_reuses_the_map
 /// last block and the head conv only.
 fn assert_only_the_last_block_changed(out: &Path) {
     let device = backend::choose(BackendChoice::Cpu).unwrap().device;
-    let tuned = EraModel::load(&out, &device).unwrap();
+    let tuned = EraModel::load(out, &device).unwrap();
     let pretrained = movie_eras::model::backbone::pretrained(
         movie_eras::model::backbone::Arch::EfficientnetLite0,
         false,

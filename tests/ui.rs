@@ -134,7 +134,9 @@ fn gallery_filters_change_what_is_shown_and_a_click_opens_details() {
     let golden = EraSchemes::builtin()
         .get("hollywood")
         .unwrap()
-        .era_index(1942);
+        .era_of(1942)
+        .name
+        .clone();
     h.state_mut().settings_mut().gallery.filter.era = Some(golden);
     h.step();
     wait_for(&mut h, "2 of 6 movies");
@@ -553,4 +555,79 @@ fn train_tab_trains_a_head_on_the_pretrained_backbone() {
     let yd = model.predict(&dark, scheme).unwrap().year;
     let yr = model.predict(&red, scheme).unwrap().year;
     assert!(yd < yr, "dark {yd} vs red {yr}");
+}
+
+#[test]
+fn a_scheme_switch_keeps_filters_results_and_explained_eras_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    gallery_catalog(&data);
+    let mut h = harness(&data);
+    h.step();
+    wait_for(&mut h, "5 of 6 movies");
+    // Gallery: "New Hollywood" keeps Jaws and Star Wars.
+    h.state_mut().settings_mut().gallery.filter.era = Some("New Hollywood".into());
+    h.step();
+    wait_for(&mut h, "2 of 6 movies");
+    // In decades there is no such era: the filter is cleared and says so (it used to
+    // become whatever decade sat at the same position).
+    h.state_mut().settings_mut().scheme = "decades".into();
+    h.step();
+    h.step();
+    wait_for(&mut h, "Era filter \u{201c}New Hollywood\u{201d} cleared");
+    wait_for(&mut h, "5 of 6 movies");
+    assert_eq!(h.state().settings().gallery.filter.era, None);
+    // A decade filter stays that decade when the scheme is switched back and forth.
+    h.state_mut().settings_mut().gallery.filter.era = Some("1970s".into());
+    h.step();
+    wait_for(&mut h, "2 of 6 movies");
+
+    // Classify: the results follow the scheme.
+    h.state_mut().settings_mut().scheme = "hollywood".into();
+    let poster = tmp.path().join("poster.png");
+    common::poster(4, 154, 231).save(&poster).unwrap();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(poster.clone())));
+    h.step();
+    wait_for(&mut h, "Estimated year");
+    h.get_by_label_contains("Show saliency").click();
+    h.step();
+    h.get_by_label("Golden Age").click();
+    h.step();
+    wait_for(&mut h, "Grad-CAM for Golden Age");
+    h.state_mut().settings_mut().scheme = "decades".into();
+    h.step();
+    h.step();
+    // The bars are decades now, and the explained era is the new best one (by name),
+    // which is also the one highlighted.
+    let device = movie_eras::model::backend::choose(movie_eras::model::backend::BackendChoice::Cpu)
+        .unwrap()
+        .device;
+    let model = movie_eras::model::inference::EraModel::load(
+        &movie_eras::model::default_model_dir().unwrap(),
+        &device,
+    )
+    .unwrap();
+    let schemes = EraSchemes::builtin();
+    let decades = schemes.get("decades").unwrap();
+    let img = image::open(&poster).unwrap().to_rgb8();
+    let best = model.predict(&img, decades).unwrap();
+    let best = best.best_era_name().to_owned();
+    wait_for(&mut h, &format!("Grad-CAM for {best}"));
+    assert!(
+        h.query_by_label("Golden Age").is_none(),
+        "the bars kept the old scheme"
+    );
+    h.get_by_label("1940s");
+    // Picking an era by its bar explains that era.
+    h.get_by_label("1950s").click();
+    h.step();
+    wait_for(&mut h, "Grad-CAM for 1950s");
+    // And back: Hollywood again, and the 1950s are not one of its eras.
+    h.state_mut().settings_mut().scheme = "hollywood".into();
+    h.step();
+    h.step();
+    h.get_by_label("Golden Age");
+    assert!(h.query_by_label("1950s").is_none());
 }

@@ -30,10 +30,11 @@ enum Job {
     Pixels(RgbImage),
 }
 
-/// What an overlay was computed for.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What an overlay was computed for: the era by name (indices differ between schemes).
+#[derive(Debug, Clone, PartialEq)]
 struct SaliencyKey {
-    era: usize,
+    scheme: String,
+    era: String,
     settings: SaliencySettings,
 }
 
@@ -62,7 +63,8 @@ type Classified = (Prediction, Arc<RgbImage>, Option<String>);
 struct Overlay {
     show: bool,
     settings: SaliencySettings,
-    era: usize,
+    /// The era explained, by name.
+    era: String,
     mode: OverlayMode,
     opacity: f32,
     /// The key of the request in flight, if any.
@@ -332,7 +334,7 @@ impl ClassifyTab {
                                     show: false,
                                     settings: SaliencySettings::default()
                                         .with_method(SaliencyMethod::GradCam),
-                                    era: prediction.best_era,
+                                    era: prediction.best_era_name().to_owned(),
                                     mode: OverlayMode::Heatmap,
                                     opacity: 0.6,
                                     pending: None,
@@ -370,6 +372,38 @@ impl ClassifyTab {
         }
     }
 
+    /// Describes every result for `scheme` when it was made for another one (the era
+    /// scheme changed): probabilities are regrouped from the year bins, and an overlay
+    /// keeps its era when the scheme has one of that name, else explains the new best era.
+    fn follow_scheme(&mut self, scheme: &EraScheme) {
+        for entry in &mut self.entries {
+            let EntryState::Done {
+                prediction,
+                overlay,
+                ..
+            } = &mut entry.state
+            else {
+                continue;
+            };
+            let same = prediction.eras.len() == scheme.eras.len()
+                && prediction
+                    .eras
+                    .iter()
+                    .zip(&scheme.eras)
+                    .all(|((a, _), b)| *a == b.name);
+            if same {
+                continue;
+            }
+            **prediction = prediction.for_scheme(scheme);
+            if !scheme.eras.iter().any(|e| e.name == overlay.era) {
+                overlay.era = prediction.best_era_name().to_owned();
+            }
+            overlay.map = None;
+            overlay.texture = None;
+            overlay.error = None;
+        }
+    }
+
     /// Asks the worker for overlays that are wanted and not yet computed (one request in
     /// flight per poster, so dragging a slider does not queue a backlog).
     fn request_overlays(&mut self, scheme: &EraScheme) {
@@ -382,14 +416,15 @@ impl ClassifyTab {
                 continue;
             }
             let key = SaliencyKey {
-                era: overlay.era,
+                scheme: scheme.name.clone(),
+                era: overlay.era.clone(),
                 settings: overlay.settings,
             };
             if overlay.map.as_ref().is_some_and(|(k, _, _)| *k == key) || overlay.error.is_some() {
                 continue;
             }
             if tx
-                .send(Request::Saliency(entry.id, key, scheme.clone()))
+                .send(Request::Saliency(entry.id, key.clone(), scheme.clone()))
                 .is_ok()
             {
                 overlay.pending = Some(key);
@@ -458,6 +493,7 @@ impl ClassifyTab {
             ui.label(format!("Unknown era scheme {scheme_name}"));
             return;
         };
+        self.follow_scheme(&scheme);
         self.take_inputs(ui.ctx(), &scheme);
         ui.heading("Classify a poster");
         ui.horizontal(|ui| {
@@ -523,9 +559,14 @@ fn worker_loop(
                 let result = match posters.get(&id) {
                     Some(poster) => {
                         let started = Instant::now();
-                        saliency::saliency(model, poster, &scheme, key.era, &key.settings)
-                            .map(|m| (m, started.elapsed().as_secs_f64() * 1e3))
-                            .map_err(|e| e.to_string())
+                        match scheme.eras.iter().position(|e| e.name == key.era) {
+                            Some(era) => {
+                                saliency::saliency(model, poster, &scheme, era, &key.settings)
+                                    .map(|m| (m, started.elapsed().as_secs_f64() * 1e3))
+                                    .map_err(|e| e.to_string())
+                            }
+                            None => Err(format!("{} is not an era of {}", key.era, scheme.label)),
+                        }
                     }
                     None => Err("the poster is no longer loaded".into()),
                 };
@@ -689,7 +730,7 @@ fn overlay_texture(
             colour,
             egui::TextureOptions::LINEAR,
         );
-        overlay.texture = Some((handle, *key, overlay.mode, overlay.opacity));
+        overlay.texture = Some((handle, key.clone(), overlay.mode, overlay.opacity));
     }
     overlay.texture.as_ref().map(|(t, _, _, _)| t.id())
 }
@@ -709,7 +750,7 @@ fn saliency_ui(
     if !o.show {
         return None;
     }
-    let before = (o.settings, o.era);
+    let before = (o.settings, o.era.clone());
     ui.horizontal(|ui| {
         let method = ui.label("Method");
         egui::ComboBox::from_id_salt(("method", id))
@@ -723,10 +764,10 @@ fn saliency_ui(
             .labelled_by(method.id);
         let era = ui.label("for the era");
         egui::ComboBox::from_id_salt(("era", id))
-            .selected_text(scheme.eras.get(o.era).map_or("?", |e| e.name.as_str()))
+            .selected_text(o.era.as_str())
             .show_ui(ui, |ui| {
-                for (i, e) in scheme.eras.iter().enumerate() {
-                    ui.selectable_value(&mut o.era, i, &e.name);
+                for e in &scheme.eras {
+                    ui.selectable_value(&mut o.era, e.name.clone(), &e.name);
                 }
             })
             .response
@@ -747,7 +788,7 @@ fn saliency_ui(
         }
         SaliencyMethod::Gradient | SaliencyMethod::GradCam => {}
     }
-    if (o.settings, o.era) != before {
+    if (o.settings, o.era.as_str()) != (before.0, before.1.as_str()) {
         o.error = None;
     }
     ui.horizontal(|ui| {
@@ -764,7 +805,7 @@ fn saliency_ui(
         } else if let Some(e) = &o.error {
             ui.colored_label(ui.visuals().error_fg_color, format!("Saliency failed: {e}"));
         } else if let Some((key, _, ms)) = &o.map {
-            let era = scheme.eras.get(key.era).map_or("?", |e| e.name.as_str());
+            let era = &key.era;
             ui.label(format!(
                 "{} for {era} in {ms:.0} ms",
                 key.settings.method.label()
@@ -794,10 +835,10 @@ fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Ove
         p.year, p.interval.0, p.interval.1
     ));
     ui.add_space(4.0);
-    for (i, (name, prob)) in p.eras.iter().enumerate() {
+    for (name, prob) in &p.eras {
         ui.horizontal(|ui| {
             // Clicking an era explains that era.
-            let chosen = overlay.show && overlay.era == i;
+            let chosen = overlay.show && overlay.era == *name;
             let label = ui.add_sized(
                 [170.0, 16.0],
                 egui::Button::selectable(chosen, name.as_str()),
@@ -806,7 +847,7 @@ fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Ove
                 .on_hover_text("Show which pixels point to this era")
                 .clicked()
             {
-                overlay.era = i;
+                overlay.era.clone_from(name);
                 overlay.show = true;
                 overlay.error = None;
             }

@@ -75,7 +75,11 @@ pub struct GalleryTab {
     errors: HashMap<i64, f32>,
     selected: Option<usize>,
     detail: Option<(i64, DetailState)>,
+    /// The era scheme the details were asked for.
+    detail_scheme: String,
     map_pick: Vec<usize>,
+    /// Said once after the era scheme changed under a filter.
+    note: Option<String>,
 }
 
 impl Default for GalleryTab {
@@ -94,7 +98,9 @@ impl GalleryTab {
             errors: HashMap::new(),
             selected: None,
             detail: None,
+            detail_scheme: String::new(),
             map_pick: Vec::new(),
+            note: None,
         }
     }
 
@@ -175,7 +181,34 @@ impl GalleryTab {
         settings: &mut GallerySettings,
     ) {
         self.poll(ui.ctx(), explorer);
+        // Filters hold eras by name; a name the scheme in use lacks is cleared, visibly.
+        if let Some(era) = &settings.filter.era
+            && !scheme.eras.iter().any(|e| e.name == *era)
+        {
+            self.note = Some(format!(
+                "Era filter \u{201c}{era}\u{201d} cleared: {} has no such era.",
+                scheme.label
+            ));
+            settings.filter.era = None;
+        }
+        // Details describe the selected poster for the scheme in use.
+        if let Some(i) = self.selected
+            && self.detail.is_some()
+            && self.detail_scheme != scheme.name
+        {
+            self.select(i, explorer, scheme, data_dir, ui.ctx());
+        }
         filters_ui(ui, explorer, scheme, settings);
+        if let Some(note) = &self.note {
+            let mut dismiss = false;
+            ui.horizontal(|ui| {
+                ui.colored_label(ui.visuals().warn_fg_color, note);
+                dismiss = ui.small_button("OK").clicked();
+            });
+            if dismiss {
+                self.note = None;
+            }
+        }
         if settings.sort == SortKey::Error || settings.map {
             self.start_pass(explorer, data_dir, ui.ctx());
         }
@@ -258,6 +291,7 @@ impl GalleryTab {
             self.analysis(data_dir, ctx)
                 .request_detail(id, path, scheme.clone());
             self.detail = Some((id, DetailState::Loading));
+            self.detail_scheme.clone_from(&scheme.name);
         }
     }
 
@@ -655,16 +689,11 @@ fn filters_ui(ui: &mut egui::Ui, explorer: &Explorer, scheme: &EraScheme, s: &mu
         ui.separator();
         let label = ui.label("Era");
         egui::ComboBox::from_id_salt("gallery-era")
-            .selected_text(
-                s.filter
-                    .era
-                    .and_then(|e| scheme.eras.get(e))
-                    .map_or("All", |e| e.name.as_str()),
-            )
+            .selected_text(s.filter.era.as_deref().unwrap_or("All"))
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut s.filter.era, None, "All");
-                for (i, e) in scheme.eras.iter().enumerate() {
-                    ui.selectable_value(&mut s.filter.era, Some(i), &e.name);
+                for e in &scheme.eras {
+                    ui.selectable_value(&mut s.filter.era, Some(e.name.clone()), &e.name);
                 }
             })
             .response

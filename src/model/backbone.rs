@@ -94,10 +94,20 @@ impl Arch {
         self.table()
             .map_or(0, |(_, c)| c[c.len() - MID_STAGES..].iter().sum())
     }
+
+    /// Channels of the style statistics: mean and standard deviation of each channel of
+    /// the last [`STYLE_STAGES`] stages' outputs (2 × 744 = 1488 for Lite0).
+    pub fn style_channels(self) -> usize {
+        self.table().map_or(0, |(_, c)| {
+            2 * c[c.len() - STYLE_STAGES..].iter().sum::<usize>()
+        })
+    }
 }
 
 /// How many of the last stages give mid-level features.
 pub const MID_STAGES: usize = 3;
+/// How many of the last stages give style statistics.
+pub const STYLE_STAGES: usize = 5;
 
 const KERNELS: [usize; 7] = [3, 3, 5, 3, 5, 5, 3];
 const STRIDES: [usize; 7] = [1, 2, 2, 2, 1, 2, 1];
@@ -207,19 +217,39 @@ impl EfficientNet {
     /// and what runs detached costs no gradient memory. `0` keeps everything
     /// differentiable, the input included (saliency).
     pub fn forward_frozen(&self, images: Tensor<4>, frozen: usize) -> Tensor<4> {
-        self.run(images, frozen, false).0
+        self.run(images, frozen, 0).0
     }
 
-    /// Like [`Self::forward_frozen`], plus the mid-level features: the outputs of the
-    /// last [`MID_STAGES`] stages, each averaged over the map, `[batch, mid channels]`
-    /// (detached where their stage is frozen).
-    pub fn forward_levels(&self, images: Tensor<4>, frozen: usize) -> (Tensor<4>, Tensor<2>) {
-        let (map, mid) = self.run(images, frozen, true);
-        let mid = Tensor::cat(mid, 1);
-        (map, mid)
+    /// Like [`Self::forward_frozen`], plus the mid-level features `[batch, channels]`
+    /// (detached where their stage is frozen): the outputs of the last [`MID_STAGES`]
+    /// stages, each averaged over the map; with `style`, the mean and standard deviation
+    /// of each channel of the last [`STYLE_STAGES`] stages (all means, then all
+    /// deviations) — the texture statistics style transfer uses, which say much about
+    /// printing and photography.
+    pub fn forward_levels(
+        &self,
+        images: Tensor<4>,
+        frozen: usize,
+        style: bool,
+    ) -> (Tensor<4>, Tensor<2>) {
+        let stages = if style { STYLE_STAGES } else { MID_STAGES };
+        let (map, taps) = self.run(images, frozen, stages);
+        let means: Vec<Tensor<2>> = taps.iter().map(|(m, _)| m.clone()).collect();
+        let mut all = means;
+        if style {
+            all.extend(taps.into_iter().map(|(_, sd)| sd));
+        }
+        (map, Tensor::cat(all, 1))
     }
 
-    fn run(&self, images: Tensor<4>, frozen: usize, taps: bool) -> (Tensor<4>, Vec<Tensor<2>>) {
+    /// Runs the network; also returns `(mean, standard deviation)` per channel of the
+    /// last `taps` stages' outputs.
+    fn run(
+        &self,
+        images: Tensor<4>,
+        frozen: usize,
+        taps: usize,
+    ) -> (Tensor<4>, Vec<(Tensor<2>, Tensor<2>)>) {
         let total = self.blocks.len();
         let frozen = frozen.min(total + 1);
         let mut x = relu6(self.stem.forward(images));
@@ -231,11 +261,22 @@ impl EfficientNet {
             x = block.forward(x);
             // A stage ends where the next block cannot add its input (new shape).
             let stage_end = self.blocks.get(i + 1).is_none_or(|next| !next.residual);
-            if taps && stage_end {
+            if taps > 0 && stage_end {
                 let [b, c, _, _] = x.dims();
-                let pooled = x.clone().mean_dim(3).mean_dim(2).reshape([b, c]);
-                mid.push(if frozen > i { pooled.detach() } else { pooled });
-                if mid.len() > MID_STAGES {
+                let mean = x.clone().mean_dim(3).mean_dim(2);
+                let square = (x.clone() * x.clone()).mean_dim(3).mean_dim(2);
+                let sd = (square - mean.clone() * mean.clone())
+                    .clamp_min(0.0)
+                    .add_scalar(1e-6)
+                    .sqrt()
+                    .reshape([b, c]);
+                let mean = mean.reshape([b, c]);
+                mid.push(if frozen > i {
+                    (mean.detach(), sd.detach())
+                } else {
+                    (mean, sd)
+                });
+                if mid.len() > taps {
                     mid.remove(0);
                 }
             }

@@ -27,17 +27,21 @@ pub struct PosterFeatures {
 /// What identifies the features a network config produces: backbone id, input size and
 /// a format number (bumped when extraction changes). `v1` holds the pooled last feature
 /// map; `v2-levels` the same followed by the mid-level features (a head reading either
-/// or both takes its part with [`head_input`]).
+/// or both takes its part with [`head_input`]); `v3-style` the same followed by the style
+/// statistics.
 ///
 /// A network that fine-tunes its last blocks from cached inputs stores instead the input
 /// map of its first trainable block (`map{block}`), flattened.
 pub fn cache_key(net: &NetworkConfig) -> Option<String> {
     let format = if net.finetune_blocks > 0 {
         format!("map{}/v1", net.frozen_blocks())
-    } else if net.levels == FeatureLevels::Final {
-        "v1".to_owned()
     } else {
-        "v2-levels".to_owned()
+        match net.levels {
+            FeatureLevels::Final => "v1",
+            FeatureLevels::Mid | FeatureLevels::Multi => "v2-levels",
+            FeatureLevels::Style => "v3-style",
+        }
+        .to_owned()
     };
     net.arch
         .backbone_id()

@@ -9,7 +9,9 @@ use image::RgbImage;
 
 use super::backbone::Arch;
 use super::network::{EraHead, EraNet};
-use super::{BACKBONE_FILE, CONFIG_FILE, ModelConfig, ModelError, Result, WEIGHTS_FILE, data};
+use super::{
+    BACKBONE_FILE, CONFIG_FILE, ModelConfig, ModelError, Result, WEIGHTS_FILE, YearBins, data,
+};
 use crate::eras::EraScheme;
 
 /// A trained model ready to predict.
@@ -40,6 +42,48 @@ pub struct Prediction {
     pub eras: Vec<(String, f64)>,
     /// Index of the most likely era.
     pub best_era: usize,
+    /// The year bins of `bin_probs` (to describe them for another scheme).
+    #[serde(skip)]
+    pub bins: YearBins,
+}
+
+impl Prediction {
+    /// Describes bin probabilities for `scheme`.
+    pub fn new(bins: YearBins, bin_probs: Vec<f32>, scheme: &EraScheme) -> Self {
+        let era_probs = bins.era_probs(&bin_probs, scheme);
+        let best_era = era_probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        Self {
+            year: bins.expected_year(&bin_probs),
+            interval: (
+                bins.quantile(&bin_probs, 0.1),
+                bins.quantile(&bin_probs, 0.9),
+            ),
+            decades: bins.decade_probs(&bin_probs),
+            eras: scheme
+                .eras
+                .iter()
+                .map(|e| e.name.clone())
+                .zip(era_probs)
+                .collect(),
+            best_era,
+            bin_probs,
+            bins,
+        }
+    }
+
+    /// The same prediction described for another era scheme.
+    pub fn for_scheme(&self, scheme: &EraScheme) -> Self {
+        Self::new(self.bins, self.bin_probs.clone(), scheme)
+    }
+
+    /// The most likely era's name.
+    pub fn best_era_name(&self) -> &str {
+        self.eras.get(self.best_era).map_or("", |(n, _)| n.as_str())
+    }
 }
 
 fn save_module<M: Module>(module: M, dir: &Path, file: &str) -> Result<()> {
@@ -228,29 +272,7 @@ impl EraModel {
 
     /// Turns bin probabilities into a prediction for `scheme`.
     pub fn describe(&self, bin_probs: Vec<f32>, scheme: &EraScheme) -> Prediction {
-        let bins = &self.config.bins;
-        let era_probs = bins.era_probs(&bin_probs, scheme);
-        let best_era = era_probs
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i);
-        Prediction {
-            year: bins.expected_year(&bin_probs),
-            interval: (
-                bins.quantile(&bin_probs, 0.1),
-                bins.quantile(&bin_probs, 0.9),
-            ),
-            decades: bins.decade_probs(&bin_probs),
-            eras: scheme
-                .eras
-                .iter()
-                .map(|e| e.name.clone())
-                .zip(era_probs)
-                .collect(),
-            best_era,
-            bin_probs,
-        }
+        Prediction::new(self.config.bins, bin_probs, scheme)
     }
 
     /// Predicts one poster.

@@ -68,6 +68,9 @@ pub enum FeatureLevels {
     Mid,
     /// Both, side by side.
     Multi,
+    /// The last feature map, averaged, and the style statistics of the last five stages:
+    /// the mean and standard deviation of each channel (2 × 744 for Lite0).
+    Style,
 }
 
 impl FeatureLevels {
@@ -126,7 +129,9 @@ impl NetworkConfig {
         if self.levels.final_features() {
             c += backbone::FEATURES;
         }
-        if self.levels.mid_features() {
+        if self.levels == FeatureLevels::Style {
+            c += self.arch.style_channels();
+        } else if self.levels.mid_features() {
             c += self.arch.mid_channels();
         }
         c
@@ -288,6 +293,7 @@ pub struct EraNet {
     frozen_blocks: usize,
     final_features: bool,
     mid_features: bool,
+    style_features: bool,
 }
 
 /// What a forward pass gives: logits, and the last conv block's activations (for Grad-CAM).
@@ -327,6 +333,7 @@ impl EraNet {
             frozen_blocks: config.frozen_blocks(),
             final_features: config.arch == Arch::Scratch || config.levels.final_features(),
             mid_features: config.arch != Arch::Scratch && config.levels.mid_features(),
+            style_features: config.arch != Arch::Scratch && config.levels == FeatureLevels::Style,
         })
     }
 
@@ -369,7 +376,7 @@ impl EraNet {
     fn extract(&self, images: Tensor<4>, frozen: usize) -> (Tensor<4>, Option<Tensor<2>>) {
         if let Some(b) = &self.backbone {
             if self.mid_features {
-                let (map, mid) = b.forward_levels(images, frozen);
+                let (map, mid) = b.forward_levels(images, frozen, self.style_features);
                 return (map, Some(mid));
             }
             return (b.forward_frozen(images, frozen), None);
