@@ -60,6 +60,14 @@ fn each_bad_file_fails_with_its_reason() {
     assert!(!o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v[0]["era"].is_string(), "{v}");
+    // Top-level decade; years to one decimal; which model answered.
+    let decade = v[0]["decade"].as_i64().unwrap();
+    assert!(decade % 10 == 0 && (1890..=2020).contains(&decade), "{v}");
+    for y in [&v[0]["year"], &v[0]["interval"][0], &v[0]["interval"][1]] {
+        let y = y.as_f64().unwrap();
+        assert!(((y * 10.0).round() - y * 10.0).abs() < 1e-6, "{v}");
+    }
+    assert_eq!(v[0]["model"], "shipped model", "{v}");
     assert!(
         v[1]["error"].as_str().unwrap().contains("empty file"),
         "{v}"

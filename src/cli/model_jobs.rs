@@ -549,13 +549,23 @@ fn classify_one(
 ) -> Result<serde_json::Value> {
     let decoded = imaging::decode_poster_file(path, &ImageLimits::default())?;
     let p = model.predict(&decoded.rgb, scheme)?;
+    // Years to one decimal; probabilities to four.
+    let tenth = |y: f64| (y * 10.0).round() / 10.0;
+    let prob = |v: f64| (v * 1e4).round() / 1e4;
+    let decade = p
+        .decades
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(d, _)| *d);
     let mut record = serde_json::json!({
         "file": path, "format": imaging::format_name(decoded.format),
         "conversion": decoded.conversion,
         "width": decoded.rgb.width(), "height": decoded.rgb.height(),
-        "era": p.eras[p.best_era].0, "year": p.year,
-        "interval": [p.interval.0, p.interval.1],
-        "eras": p.eras, "decades": p.decades,
+        "era": p.best_era_name(), "decade": decade, "year": tenth(p.year),
+        "interval": [tenth(p.interval.0), tenth(p.interval.1)],
+        "eras": p.eras.iter().map(|(n, v)| (n.clone(), prob(*v))).collect::<Vec<_>>(),
+        "decades": p.decades.iter().map(|(d, v)| (*d, prob(*v))).collect::<Vec<_>>(),
+        "model": model.describe_source(),
     });
     if let Some(out) = args.overlay_path(path) {
         let era = match &args.era {

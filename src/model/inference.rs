@@ -25,6 +25,8 @@ pub struct EraModel {
     /// Average the probabilities of the poster and its mirror image (test-time
     /// augmentation; on by default, the network was trained with flips).
     pub flip_average: bool,
+    /// The directory it was loaded from (empty for a network in training).
+    pub source: std::path::PathBuf,
 }
 
 /// A prediction for one poster.
@@ -182,7 +184,20 @@ impl EraModel {
             config,
             device: device.clone(),
             flip_average: true,
+            source: dir.to_path_buf(),
         })
+    }
+
+    /// Which model this is, for people: "shipped model" or the directory it came from.
+    pub fn describe_source(&self) -> String {
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        match super::default_model_dir() {
+            Some(shipped) if same(&shipped, &self.source) => "shipped model".to_owned(),
+            _ => self.source.display().to_string(),
+        }
     }
 
     /// Whether this model reads a frozen pretrained backbone's features, which the data

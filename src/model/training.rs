@@ -254,6 +254,7 @@ pub fn predict_prepared(
         config: config.clone(),
         device: device.clone(),
         flip_average,
+        source: PathBuf::new(),
     };
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch.max(1)) {
