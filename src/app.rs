@@ -16,6 +16,7 @@ use eframe::egui;
 use crate::catalog::{Catalog, CatalogCounts};
 use crate::eras::EraSchemes;
 use crate::explore::Explorer;
+use crate::model::library::{ModelEntry, available_models};
 use crate::paths::DataDir;
 use crate::version;
 use classify_tab::ClassifyTab;
@@ -83,6 +84,8 @@ pub struct Settings {
     pub gallery: GallerySettings,
     /// The Compare tab's columns.
     pub compare: CompareSettings,
+    /// The model Classify and the Gallery use (`None`: the shipped one).
+    pub model: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -94,6 +97,7 @@ impl Default for Settings {
             train: TrainSettings::default(),
             gallery: GallerySettings::default(),
             compare: CompareSettings::default(),
+            model: None,
         }
     }
 }
@@ -142,20 +146,37 @@ pub struct MovieErasApp {
     compare: CompareTab,
     explorer: Loading<Arc<Explorer>>,
     thumbs: Option<Thumbnails>,
+    /// The models on offer (refreshed when the menu opens and after training).
+    models: Vec<ModelEntry>,
 }
 
 impl MovieErasApp {
     /// Creates the app with the given settings.
     pub fn new(data_dir: DataDir, schemes: EraSchemes, settings: Settings) -> Self {
+        // A remembered model that is gone (deleted, another data directory) falls back
+        // to the shipped one.
+        let mut settings = settings;
+        if settings
+            .model
+            .as_ref()
+            .is_some_and(|d| ModelEntry::read(d, false).is_none())
+        {
+            settings.model = None;
+        }
+        let mut gallery = GalleryTab::new();
+        gallery.set_model(settings.model.clone());
+        let models = available_models(&data_dir);
+        let classify = ClassifyTab::new(settings.model.clone());
         Self {
+            models,
             settings,
             data_dir,
             schemes,
             summary: Loading::Idle,
             harvest: HarvestTab::new(crate::config::default_path()),
             train: TrainTab::default(),
-            classify: ClassifyTab::new(None),
-            gallery: GalleryTab::new(),
+            classify,
+            gallery,
             compare: CompareTab::new(),
             explorer: Loading::Idle,
             thumbs: None,
@@ -301,6 +322,58 @@ impl MovieErasApp {
         }
     }
 
+    /// Uses the model in `dir` (`None`: the shipped one) in Classify and the Gallery.
+    pub fn use_model(&mut self, dir: Option<std::path::PathBuf>) {
+        self.settings.model = dir.clone();
+        self.classify.set_model(dir.clone());
+        self.gallery.set_model(dir);
+        self.models = available_models(&self.data_dir);
+    }
+
+    /// The model picker: the shipped model and every model in the data directory, with
+    /// date, recipe and validation figures.
+    fn model_menu(&mut self, ui: &mut egui::Ui) {
+        let current = self.settings.model.clone();
+        let is_current = |e: &ModelEntry| match &current {
+            None => e.shipped,
+            Some(d) => *d == e.dir,
+        };
+        let selected = self
+            .models
+            .iter()
+            .find(|e| is_current(e))
+            .map_or_else(|| "Shipped model".to_owned(), ModelEntry::label);
+        let mut picked = None;
+        // Right to left: the menu, then its label on its left.
+        let response = egui::ComboBox::from_id_salt("model-menu")
+            .selected_text(selected)
+            .width(220.0)
+            .show_ui(ui, |ui| {
+                for e in &self.models {
+                    let mut hover = e.recipe.clone();
+                    if let Some(f) = &e.figures {
+                        hover.push('\n');
+                        hover.push_str(f);
+                    }
+                    if ui
+                        .selectable_label(is_current(e), e.label())
+                        .on_hover_text(hover)
+                        .clicked()
+                    {
+                        picked = Some((!e.shipped).then(|| e.dir.clone()));
+                    }
+                }
+            });
+        let label = ui.label("Model");
+        let response = response.response.labelled_by(label.id);
+        if response.clicked() {
+            self.models = available_models(&self.data_dir);
+        }
+        if let Some(dir) = picked {
+            self.use_model(dir);
+        }
+    }
+
     /// Draws the whole window into `ui` (used by eframe and by UI tests).
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.poll();
@@ -327,6 +400,8 @@ impl MovieErasApp {
                     ui.selectable_value(&mut self.settings.tab, tab, tab.label());
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    self.model_menu(ui);
+                    ui.separator();
                     let before = self.settings.scheme.clone();
                     egui::ComboBox::from_label("Era scheme")
                         .selected_text(
@@ -394,6 +469,12 @@ impl MovieErasApp {
         });
         if let Some(t) = &mut self.thumbs {
             t.end_frame();
+        }
+        // "Use this model" at the end of training.
+        if let Some(dir) = self.train.use_model.take() {
+            self.use_model(Some(dir));
+            self.settings.tab = Tab::Classify;
+            ui.ctx().request_repaint();
         }
     }
 

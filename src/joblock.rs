@@ -99,6 +99,11 @@ fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    utc_string(secs)
+}
+
+/// Seconds since 1970 (UTC) as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc_string(secs: u64) -> String {
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
     let z = days + 719_468;

@@ -555,6 +555,34 @@ fn train_tab_trains_a_head_on_the_pretrained_backbone() {
     let yd = model.predict(&dark, scheme).unwrap().year;
     let yr = model.predict(&red, scheme).unwrap().year;
     assert!(yd < yr, "dark {yd} vs red {yr}");
+
+    // The loop closes: "Use this model" sends Classify (and the Gallery) to it, and each
+    // prediction says which model made it.
+    h.get_by_label("Use this model").click();
+    h.step();
+    assert_eq!(h.state().settings().tab, Tab::Classify);
+    assert_eq!(h.state().settings().model.as_deref(), Some(dir.as_path()));
+    let poster = tmp.path().join("dark.png");
+    dark.save(&poster).unwrap();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(poster.clone())));
+    h.step();
+    wait_for(&mut h, "Predicted by: era-model (20");
+    // The picker lists the shipped model and this one; picking the shipped one again
+    // answers with it, and the earlier result keeps its label.
+    h.get_by_label("Model").click();
+    h.step();
+    h.step();
+    h.get_by_label("Shipped model").click();
+    h.step();
+    assert_eq!(h.state().settings().model, None);
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(poster.clone())));
+    h.step();
+    wait_for(&mut h, "Predicted by: Shipped model");
+    h.get_by_label_contains("Predicted by: era-model");
 }
 
 #[test]

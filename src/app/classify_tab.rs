@@ -18,6 +18,7 @@ use crate::eras::{EraScheme, EraSchemes};
 use crate::imaging::{self, ImageLimits};
 use crate::model::backend::{self, BackendChoice};
 use crate::model::inference::{EraModel, Prediction};
+use crate::model::library::ModelEntry;
 use crate::model::saliency::{self, OverlayMode, SaliencyMap, SaliencyMethod, SaliencySettings};
 
 /// Largest poster kept for saliency (bigger ones are scaled down first).
@@ -92,6 +93,8 @@ enum EntryState {
         note: Option<String>,
         texture: Option<egui::TextureHandle>,
         overlay: Box<Overlay>,
+        /// The model that made the prediction.
+        model: String,
     },
     Failed(String),
 }
@@ -110,6 +113,8 @@ pub struct ClassifyTab {
     model_dir: Option<PathBuf>,
     paste_note: Option<String>,
     queued: Vec<PathBuf>,
+    /// The model loaded by the worker, for people.
+    model_label: String,
 }
 
 impl ClassifyTab {
@@ -128,12 +133,34 @@ impl ClassifyTab {
             model_dir,
             paste_note: None,
             queued: Vec::new(),
+            model_label: String::new(),
         }
     }
 
     /// Files to classify on the next frame (e.g. named on the command line).
     pub fn queue_files(&mut self, files: Vec<PathBuf>) {
         self.queued.extend(files);
+    }
+
+    /// Switches to the model in `dir` (the shipped one for `None`): the worker restarts
+    /// with it. Results shown so far stay, each naming its model; posters still waiting
+    /// for the old model are marked so.
+    pub fn set_model(&mut self, dir: Option<PathBuf>) {
+        if self.model_dir == dir {
+            return;
+        }
+        self.model_dir = dir;
+        self.requests = None;
+        self.outcomes = None;
+        self.status_rx = None;
+        self.model_status = Ok("Loading the model…".into());
+        for e in &mut self.entries {
+            if matches!(e.state, EntryState::Waiting) {
+                e.state = EntryState::Failed(
+                    "the model was changed before it answered; drop the poster again".into(),
+                );
+            }
+        }
     }
 
     /// Starts the worker that owns the model (once).
@@ -163,7 +190,10 @@ impl ClassifyTab {
                     });
                 let model = match model {
                     Ok((m, dir)) => {
-                        let _ = status_tx.send(Ok(format!("Model: {}", dir.display())));
+                        let shipped = m.describe_source() == "shipped model";
+                        let label = ModelEntry::read(&dir, shipped)
+                            .map_or_else(|| dir.display().to_string(), |e| e.label());
+                        let _ = status_tx.send(Ok(label));
                         m
                     }
                     Err(e) => {
@@ -305,7 +335,10 @@ impl ClassifyTab {
         if let Some(rx) = &self.status_rx
             && let Ok(s) = rx.try_recv()
         {
-            self.model_status = s;
+            if let Ok(label) = &s {
+                self.model_label.clone_from(label);
+            }
+            self.model_status = s.map(|label| format!("Model: {label}"));
         }
         if let Some(rx) = &self.exported {
             match rx.try_recv() {
@@ -347,6 +380,7 @@ impl ClassifyTab {
                                 poster,
                                 note,
                                 texture: None,
+                                model: self.model_label.clone(),
                             },
                             Err(reason) => EntryState::Failed(reason),
                         };
@@ -663,8 +697,10 @@ fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry, scheme: &EraScheme) -> Option<
             note,
             texture,
             overlay,
+            model,
         } => {
             let id = entry.id;
+            ui.small(format!("Predicted by: {model}"));
             if let Some(note) = note {
                 ui.small(note.as_str());
             }

@@ -80,6 +80,8 @@ pub struct GalleryTab {
     map_pick: Vec<usize>,
     /// Said once after the era scheme changed under a filter.
     note: Option<String>,
+    /// The model of the model pass and details (`None`: the shipped one).
+    model_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GalleryTab {
@@ -101,6 +103,7 @@ impl GalleryTab {
             detail_scheme: String::new(),
             map_pick: Vec::new(),
             note: None,
+            model_dir: None,
         }
     }
 
@@ -115,8 +118,23 @@ impl GalleryTab {
     }
 
     fn analysis(&mut self, data_dir: &DataDir, ctx: &egui::Context) -> &mut Analysis {
+        let model = self.model_dir.clone();
         self.analysis
-            .get_or_insert_with(|| Analysis::new(data_dir.catalog_path(), None, ctx))
+            .get_or_insert_with(|| Analysis::new(data_dir.catalog_path(), model, ctx))
+    }
+
+    /// Uses the model in `dir` (the shipped one for `None`) for predictions, the map and
+    /// the error sort from now on: what the old model computed is dropped.
+    pub fn set_model(&mut self, dir: Option<std::path::PathBuf>) {
+        if self.model_dir == dir {
+            return;
+        }
+        self.model_dir = dir;
+        self.analysis = None;
+        self.errors.clear();
+        self.key = None;
+        self.detail = None;
+        self.detail_scheme.clear();
     }
 
     fn start_pass(&mut self, explorer: &Explorer, data_dir: &DataDir, ctx: &egui::Context) {

@@ -122,6 +122,10 @@ pub struct TrainTab {
     outcome: Option<Result<String, String>>,
     /// Set when a model was written (the Classify tab reloads it).
     pub model_changed: bool,
+    /// The model the last run wrote, offered with "Use this model".
+    written: Option<std::path::PathBuf>,
+    /// Set when the person asked to use the model just trained; the app takes it.
+    pub use_model: Option<std::path::PathBuf>,
 }
 
 impl TrainTab {
@@ -268,6 +272,11 @@ impl TrainTab {
                 Msg::Event(TrainEvent::Note(n)) => self.notes.push(n),
                 Msg::Done(r) => {
                     self.running = None;
+                    self.written = r
+                        .as_ref()
+                        .ok()
+                        .filter(|s| !s.epochs.is_empty())
+                        .map(|s| s.model_dir.clone());
                     self.outcome = Some(r.map(|s| {
                         if s.cancelled {
                             format!(
@@ -417,7 +426,17 @@ impl TrainTab {
         }
         match &self.outcome {
             Some(Ok(m)) => {
-                ui.label(m);
+                ui.horizontal(|ui| {
+                    ui.label(m);
+                    if let Some(dir) = &self.written
+                        && ui
+                            .button("Use this model")
+                            .on_hover_text("Classify and the Gallery use it from now on")
+                            .clicked()
+                    {
+                        self.use_model = Some(dir.clone());
+                    }
+                });
             }
             Some(Err(e)) => {
                 ui.colored_label(ui.visuals().error_fg_color, format!("Training failed: {e}"));

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod data;
 pub mod features;
 pub mod inference;
+pub mod library;
 pub mod metrics;
 pub mod network;
 pub mod saliency;
