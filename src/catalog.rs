@@ -134,7 +134,61 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE posters ADD COLUMN transient INTEGER NOT NULL DEFAULT 0;
     ",
+    // 4: predictions per (model, poster), so a model's pass over the catalog runs once.
+    r"
+    CREATE TABLE predictions (
+        model TEXT NOT NULL,
+        poster_sha256 TEXT NOT NULL,
+        probs BLOB NOT NULL,
+        embedding BLOB NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')),
+        PRIMARY KEY (model, poster_sha256)
+    );
+    ",
 ];
+
+/// A model's output for one poster: year-bin probabilities and its embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPrediction {
+    /// Probability per year bin.
+    pub probs: Vec<f32>,
+    /// The poster's embedding (what the model's head reads), stored in 8 bits per value.
+    pub embedding: Vec<f32>,
+}
+
+fn f32_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn f32_from_blob(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// An embedding in 8 bits per value: a float32 scale, then each value as a signed byte
+/// of `value / scale` (enough for similarities and maps, a quarter of the size).
+fn i8_blob(v: &[f32]) -> Vec<u8> {
+    let scale = v
+        .iter()
+        .fold(0f32, |m, x| m.max(x.abs()))
+        .max(f32::MIN_POSITIVE)
+        / 127.0;
+    let mut out = scale.to_le_bytes().to_vec();
+    out.extend(
+        v.iter()
+            .map(|x| ((x / scale).round().clamp(-127.0, 127.0) as i8) as u8),
+    );
+    out
+}
+
+fn i8_from_blob(b: &[u8]) -> Vec<f32> {
+    let Some((head, rest)) = b.split_first_chunk::<4>() else {
+        return Vec::new();
+    };
+    let scale = f32::from_le_bytes(*head);
+    rest.iter().map(|&x| f32::from(x as i8) * scale).collect()
+}
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -599,6 +653,86 @@ impl Catalog {
             )
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// Stored predictions of `model` (a model fingerprint) for the posters in `sha256s`.
+    pub fn predictions(
+        &self,
+        model: &str,
+        sha256s: &[&str],
+    ) -> Result<HashMap<String, StoredPrediction>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT probs, embedding FROM predictions WHERE model = ?1 AND poster_sha256 = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = HashMap::new();
+        for sha in sha256s {
+            let row = stmt
+                .query_row(params![model, sha], |r| {
+                    Ok(StoredPrediction {
+                        probs: f32_from_blob(&r.get::<_, Vec<u8>>(0)?),
+                        embedding: i8_from_blob(&r.get::<_, Vec<u8>>(1)?),
+                    })
+                })
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if let Some(p) = row {
+                out.insert((*sha).to_owned(), p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stored prediction of `model`, by poster SHA-256 (for export).
+    pub fn all_predictions(&self, model: &str) -> Result<HashMap<String, Vec<f32>>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT poster_sha256, probs FROM predictions WHERE model = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([model], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    f32_from_blob(&r.get::<_, Vec<u8>>(1)?),
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Stores predictions of `model`, in one transaction.
+    pub fn store_predictions(
+        &mut self,
+        model: &str,
+        items: &[(String, StoredPrediction)],
+    ) -> Result<()> {
+        let path = self.path.display().to_string();
+        let wrap = |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.write_tx()?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO predictions (model, poster_sha256, probs, embedding)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(wrap)?;
+            for (sha, p) in items {
+                stmt.execute(params![
+                    model,
+                    sha,
+                    f32_blob(&p.probs),
+                    i8_blob(&p.embedding)
+                ])
+                .map_err(wrap)?;
+            }
+        }
+        tx.commit().map_err(wrap)
     }
 
     /// Records the start of a harvest job; returns its id.
@@ -1110,6 +1244,26 @@ mod tests {
         assert!(rows[0].stats.is_none());
         assert!(c.posters_to_fetch(2000, 2002, false).unwrap().is_empty());
         assert_eq!(c.posters_to_fetch(2000, 2002, true).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn predictions_round_trip_per_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+        let p = StoredPrediction {
+            probs: vec![0.25, 0.75],
+            embedding: vec![0.5, -1.0, 0.0, 0.125],
+        };
+        c.store_predictions("m1", &[("aa".into(), p.clone())])
+            .unwrap();
+        let got = c.predictions("m1", &["aa", "bb"]).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got["aa"].probs, p.probs);
+        for (a, b) in got["aa"].embedding.iter().zip(&p.embedding) {
+            assert!((a - b).abs() < 0.01, "{a} vs {b}");
+        }
+        assert!(c.predictions("m2", &["aa"]).unwrap().is_empty());
+        assert_eq!(c.all_predictions("m1").unwrap()["aa"], p.probs);
     }
 
     #[test]

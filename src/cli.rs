@@ -87,6 +87,11 @@ pub enum Command {
         /// Output file (default: standard output). Written atomically.
         #[arg(long, short, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Model whose stored predictions fill `predicted_year` and `predicted_era`
+        /// (default: the shipped model). Predictions are stored
+        /// when the app's Gallery runs the model over the catalog (Map, error sort).
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
     },
     /// Harvest movie metadata and posters from TMDB by release year (resumable).
     Harvest(HarvestArgs),
@@ -258,11 +263,38 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
             scheme,
             out,
+            model,
         } => {
             let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
             let scheme = schemes.get(&scheme)?;
             let catalog = open_catalog(&data_dir)?;
-            let rows = export_rows(&catalog.movies()?, scheme);
+            let model_dir = model.or_else(crate::model::default_model_dir);
+            let (stored, bins) = match &model_dir {
+                Some(dir) => {
+                    let config = crate::model::ModelConfig::load(dir)
+                        .with_context(|| format!("reading the model in {}", dir.display()))?;
+                    let key = crate::model::inference::fingerprint(dir)?;
+                    (catalog.all_predictions(&key)?, config.bins)
+                }
+                None => (Default::default(), crate::model::YearBins::default()),
+            };
+            let movies = catalog.movies()?;
+            let lookup = |sha: &str| {
+                stored.get(sha).map(|probs| {
+                    let p = crate::model::inference::Prediction::new(bins, probs.clone(), scheme);
+                    (p.year, p.best_era_name().to_owned())
+                })
+            };
+            let rows = export_rows(&movies, scheme, &lookup);
+            let with = rows.iter().filter(|r| r.predicted_year.is_some()).count();
+            if with < rows.len() {
+                eprintln!(
+                    "{} of {} movies have a stored prediction of this model (the Gallery's Map \
+                     or error sort stores them)",
+                    with,
+                    rows.len()
+                );
+            }
             let mut buf = Vec::new();
             write_export(&rows, format, &mut buf).context("formatting the export")?;
             match out {

@@ -659,3 +659,69 @@ fn a_scheme_switch_keeps_filters_results_and_explained_eras_by_name() {
     h.get_by_label("Golden Age");
     assert!(h.query_by_label("1950s").is_none());
 }
+
+/// Steps until the Gallery's model pass has scored `n` posters.
+fn wait_for_pass(h: &mut Harness<'_, MovieErasApp>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.state().gallery().errors().len() < n {
+        assert!(Instant::now() < deadline, "the model pass never finished");
+        std::thread::sleep(Duration::from_millis(10));
+        h.step();
+    }
+}
+
+#[test]
+fn the_gallery_model_pass_is_stored_once_per_model_and_exported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    gallery_catalog(&data);
+    {
+        let mut h = harness(&data);
+        h.state_mut().settings_mut().gallery.sort = movie_eras::explore::SortKey::Error;
+        h.step();
+        wait_for_pass(&mut h, 5);
+    }
+    // Relaunch with the posters gone and no feature cache: the pass still scores all
+    // five, from the predictions stored in the catalog (it used to rerun the model).
+    std::fs::remove_dir_all(data.join("images")).unwrap();
+    let _ = std::fs::remove_file(data.join("features.sqlite"));
+    let conn = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM predictions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 5);
+    conn.execute("DELETE FROM thumbnails", []).unwrap();
+    drop(conn);
+    let mut h = harness(&data);
+    h.state_mut().settings_mut().gallery.sort = movie_eras::explore::SortKey::Error;
+    h.step();
+    wait_for_pass(&mut h, 5);
+    // Export carries the model's answers.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_movie-eras"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["export", "--format", "json", "--scheme", "decades"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    let predicted: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["predicted_year"].is_number())
+        .collect();
+    assert_eq!(predicted.len(), 5, "{v}");
+    assert!(
+        predicted
+            .iter()
+            .all(|r| r["predicted_era"].as_str().unwrap().ends_with('s')),
+        "{v}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("5 of 6 movies have a stored prediction")
+    );
+}

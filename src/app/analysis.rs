@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use eframe::egui;
 use rayon::prelude::*;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, StoredPrediction};
 use crate::eras::EraScheme;
 use crate::imaging::{self, ImageLimits};
 use crate::model::YearBins;
@@ -286,7 +286,7 @@ fn run_pass(
     cancel: &AtomicBool,
     ctx: &egui::Context,
 ) -> PassOutcome {
-    let catalog = match Catalog::open(catalog_path) {
+    let mut catalog = match Catalog::open(catalog_path) {
         Ok(c) => c,
         Err(e) => return PassOutcome::Failed(e.to_string()),
     };
@@ -312,53 +312,68 @@ fn run_pass(
                 result: detail(model, &file, &scheme),
             }));
         }
-        if let Some(cache) = &mut features {
-            match backbone_batch(model, cache, &catalog, chunk) {
-                Ok(results) => {
-                    for (id, probs, emb) in results {
-                        out.index.insert(id, out.movie_ids.len());
-                        out.movie_ids.push(id);
-                        out.years
-                            .push(model.config.bins.expected_year(&probs) as f32);
-                        out.probs.push(probs);
-                        dim = emb.len();
-                        embeddings.extend(emb);
-                    }
-                }
-                Err(e) => return PassOutcome::Failed(e),
+        // Predictions this model made on an earlier pass are read back, not recomputed.
+        let shas: Vec<&str> = chunk.iter().filter_map(|p| p.sha256.as_deref()).collect();
+        let mut stored = if model.fingerprint.is_empty() {
+            HashMap::new()
+        } else {
+            catalog
+                .predictions(&model.fingerprint, &shas)
+                .unwrap_or_default()
+        };
+        let mut scored: Vec<Scored> = Vec::with_capacity(chunk.len());
+        let mut missing: Vec<PosterRef> = Vec::new();
+        for p in chunk {
+            match p.sha256.as_ref().and_then(|sha| stored.remove(sha)) {
+                Some(hit) => scored.push((p.movie_id, hit.probs, hit.embedding)),
+                None => missing.push(p.clone()),
             }
-            let _ = events.send(Event::Progress(
-                ((n + 1) * 64).min(posters.len()),
-                posters.len(),
-            ));
-            ctx.request_repaint();
-            continue;
         }
-        let jpegs: Vec<(&PosterRef, Option<Vec<u8>>)> = chunk
-            .iter()
-            .map(|p| (p, catalog.thumbnail(p.poster_id).ok().flatten()))
-            .collect();
-        let decoded: Vec<(i64, image::RgbImage)> = jpegs
-            .into_par_iter()
-            .filter_map(|(p, j)| {
-                let rgb = super::thumbs::decode_thumbnail(j.as_deref(), p.file.as_deref())?;
-                Some((p.movie_id, rgb))
-            })
-            .collect();
-        let imgs: Vec<image::RgbImage> = decoded.iter().map(|(_, i)| i.clone()).collect();
-        match model.probs_and_embeddings(&imgs) {
-            Ok(results) => {
-                for ((id, _), (probs, emb)) in decoded.iter().zip(results) {
-                    out.index.insert(*id, out.movie_ids.len());
-                    out.movie_ids.push(*id);
-                    out.years
-                        .push(model.config.bins.expected_year(&probs) as f32);
-                    out.probs.push(probs);
-                    dim = emb.len();
-                    embeddings.extend(emb);
-                }
+        let fresh = if missing.is_empty() {
+            Ok(Vec::new())
+        } else if let Some(cache) = &mut features {
+            backbone_batch(model, cache, &catalog, &missing)
+        } else {
+            thumbnail_batch(model, &catalog, &missing)
+        };
+        let fresh = match fresh {
+            Ok(f) => f,
+            Err(e) => return PassOutcome::Failed(e),
+        };
+        if !model.fingerprint.is_empty() {
+            let sha_of: HashMap<i64, &String> = missing
+                .iter()
+                .filter_map(|p| p.sha256.as_ref().map(|s| (p.movie_id, s)))
+                .collect();
+            let to_store: Vec<(String, StoredPrediction)> = fresh
+                .iter()
+                .filter_map(|(id, probs, emb)| {
+                    sha_of.get(id).map(|sha| {
+                        (
+                            (*sha).clone(),
+                            StoredPrediction {
+                                probs: probs.clone(),
+                                embedding: emb.clone(),
+                            },
+                        )
+                    })
+                })
+                .collect();
+            // A store that cannot be written (a read-only data directory) only costs
+            // time on the next pass.
+            if let Err(e) = catalog.store_predictions(&model.fingerprint, &to_store) {
+                log::warn!("{e}");
             }
-            Err(e) => return PassOutcome::Failed(e.to_string()),
+        }
+        scored.extend(fresh);
+        for (id, probs, emb) in scored {
+            out.index.insert(id, out.movie_ids.len());
+            out.movie_ids.push(id);
+            out.years
+                .push(model.config.bins.expected_year(&probs) as f32);
+            out.probs.push(probs);
+            dim = emb.len();
+            embeddings.extend(emb);
         }
         let _ = events.send(Event::Progress(
             ((n + 1) * 64).min(posters.len()),
@@ -375,6 +390,35 @@ fn run_pass(
 
 /// A poster's movie id, bin probabilities and embedding.
 type Scored = (i64, Vec<f32>, Vec<f32>);
+
+/// Predictions and embeddings of a batch from the catalog's thumbnails (the network
+/// runs on pixels).
+fn thumbnail_batch(
+    model: &EraModel,
+    catalog: &Catalog,
+    chunk: &[PosterRef],
+) -> Result<Vec<Scored>, String> {
+    let jpegs: Vec<(&PosterRef, Option<Vec<u8>>)> = chunk
+        .iter()
+        .map(|p| (p, catalog.thumbnail(p.poster_id).ok().flatten()))
+        .collect();
+    let decoded: Vec<(i64, image::RgbImage)> = jpegs
+        .into_par_iter()
+        .filter_map(|(p, j)| {
+            let rgb = super::thumbs::decode_thumbnail(j.as_deref(), p.file.as_deref())?;
+            Some((p.movie_id, rgb))
+        })
+        .collect();
+    let imgs: Vec<image::RgbImage> = decoded.iter().map(|(_, i)| i.clone()).collect();
+    let results = model
+        .probs_and_embeddings(&imgs)
+        .map_err(|e| e.to_string())?;
+    Ok(decoded
+        .iter()
+        .zip(results)
+        .map(|((id, _), (probs, emb))| (*id, probs, emb))
+        .collect())
+}
 
 /// Predictions and embeddings (plain backbone features) of a batch through the feature
 /// cache: `(movie id, bin probabilities, embedding)`.

@@ -27,6 +27,9 @@ pub struct EraModel {
     pub flip_average: bool,
     /// The directory it was loaded from (empty for a network in training).
     pub source: std::path::PathBuf,
+    /// SHA-256 of its files (config, weights, fine-tuned backbone): the key of its stored
+    /// predictions. Empty for a network in training.
+    pub fingerprint: String,
 }
 
 /// A prediction for one poster.
@@ -168,6 +171,31 @@ pub fn load_net(dir: &Path, config: &ModelConfig, device: &Device) -> Result<Era
     Ok(net)
 }
 
+/// SHA-256 over a model directory's files (config, weights and, if present, the
+/// fine-tuned backbone): what identifies its predictions.
+pub fn fingerprint(dir: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for file in [CONFIG_FILE, WEIGHTS_FILE, BACKBONE_FILE] {
+        let path = dir.join(file);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                hasher.update(file.as_bytes());
+                hasher.update((bytes.len() as u64).to_le_bytes());
+                hasher.update(&bytes);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file == BACKBONE_FILE => {}
+            Err(source) => {
+                return Err(ModelError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
 impl EraModel {
     /// Loads the model in `dir` onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
@@ -185,6 +213,7 @@ impl EraModel {
             device: device.clone(),
             flip_average: true,
             source: dir.to_path_buf(),
+            fingerprint: fingerprint(dir)?,
         })
     }
 

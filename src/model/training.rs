@@ -255,6 +255,7 @@ pub fn predict_prepared(
         device: device.clone(),
         flip_average,
         source: PathBuf::new(),
+        fingerprint: String::new(),
     };
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch.max(1)) {
