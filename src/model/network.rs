@@ -179,6 +179,51 @@ impl EraHead {
         }
     }
 
+    /// This head with an input standardisation `(x − mean) / sd` folded into its first
+    /// layer, so that a head trained on standardised features reads raw ones (and with
+    /// `inverse`, taken back out again). Parameter ids are kept (optimiser state applies).
+    pub fn fold_scaling(&self, mean: &[f32], sd: &[f32], inverse: bool) -> Self {
+        let mut out = self.clone();
+        let first = match &mut out.hidden {
+            Some(h) => h,
+            None => &mut out.head,
+        };
+        let w = first.weight.val().detach();
+        let [n, d_out] = w.dims();
+        if mean.len() != n || sd.len() != n {
+            return self.clone();
+        }
+        let device = w.device();
+        let s_col: Tensor<2> = Tensor::from_data(TensorData::new(sd.to_vec(), [n, 1]), &device);
+        let m_row: Tensor<2> = Tensor::from_data(TensorData::new(mean.to_vec(), [1, n]), &device);
+        // W' = W / s and b' = b − mᵀW'; inversely W = W'·s and b = b' + mᵀW'.
+        let scaled = if inverse {
+            w.clone()
+        } else {
+            w.clone() / s_col.clone()
+        };
+        let shift = m_row.matmul(scaled).reshape([d_out]);
+        first.weight = first.weight.clone().map(|w| {
+            let w = w.detach();
+            if inverse {
+                w * s_col.clone()
+            } else {
+                w / s_col.clone()
+            }
+        });
+        first.bias = first.bias.clone().map(|b| {
+            b.map(|b| {
+                let b = b.detach();
+                if inverse {
+                    b + shift.clone()
+                } else {
+                    b - shift.clone()
+                }
+            })
+        });
+        out
+    }
+
     /// Logits from pooled features `[batch, channels]`.
     pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
         let x = match &self.hidden {
@@ -197,6 +242,14 @@ pub trait CachedPart: Module {
     fn forward_cached(&self, x: Tensor<2>) -> Tensor<2>;
     /// `net` with this part's weights in place.
     fn install(&self, net: EraNet) -> EraNet;
+    /// Whether it trains on standardised inputs (see [`EraHead::fold_scaling`]).
+    fn standardises_inputs(&self) -> bool {
+        false
+    }
+    /// This part with the input standardisation folded in (or out, with `inverse`).
+    fn fold_scaling(&self, _mean: &[f32], _sd: &[f32], _inverse: bool) -> Self {
+        self.clone()
+    }
 }
 
 impl CachedPart for EraHead {
@@ -206,6 +259,14 @@ impl CachedPart for EraHead {
 
     fn install(&self, net: EraNet) -> EraNet {
         net.with_head(self.clone())
+    }
+
+    fn standardises_inputs(&self) -> bool {
+        true
+    }
+
+    fn fold_scaling(&self, mean: &[f32], sd: &[f32], inverse: bool) -> Self {
+        EraHead::fold_scaling(self, mean, sd, inverse)
     }
 }
 
@@ -450,6 +511,46 @@ impl EraNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folded_scaling_reads_raw_features_like_the_head_read_standardised_ones() {
+        let device = Device::flex();
+        for hidden in [0, 8] {
+            let config = NetworkConfig {
+                hidden,
+                dropout: 0.0,
+                ..NetworkConfig::pretrained(Arch::EfficientnetLite0)
+            };
+            let c = config.feature_channels();
+            let head = EraHead::new(&config, &device);
+            let mean: Vec<f32> = (0..c).map(|i| (i % 7) as f32 - 3.0).collect();
+            let sd: Vec<f32> = (0..c).map(|i| 0.5 + (i % 5) as f32).collect();
+            let raw: Vec<f32> = (0..2 * c).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+            let z: Vec<f32> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (x - mean[i % c]) / sd[i % c])
+                .collect();
+            let t = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [2, c]), &device);
+            let want = head
+                .forward(t(z.clone()))
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let folded = head.fold_scaling(&mean, &sd, false);
+            let got = folded
+                .forward(t(raw))
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let back = folded.fold_scaling(&mean, &sd, true);
+            let again = back.forward(t(z)).into_data().try_to_vec::<f32>().unwrap();
+            for ((a, b), c) in want.iter().zip(&got).zip(&again) {
+                assert!((a - b).abs() < 1e-3 * (1.0 + a.abs()), "{a} vs {b}");
+                assert!((a - c).abs() < 1e-3 * (1.0 + a.abs()), "{a} vs {c}");
+            }
+        }
+    }
 
     fn feature_dims(stage_depth: usize) -> [usize; 4] {
         let device = Device::flex();

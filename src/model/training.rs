@@ -738,6 +738,37 @@ struct HeadRun<'a> {
     events: &'a mpsc::Sender<TrainEvent>,
 }
 
+/// Per-dimension mean and standard deviation of the training features (poster and
+/// mirror image); a deviation of (almost) zero reads as 1.
+fn feature_scaling(feats: &[Option<PosterFeatures>]) -> (Vec<f32>, Vec<f32>) {
+    let dim = feats.iter().flatten().next().map_or(0, |f| f.plain.len());
+    let mut sum = vec![0f64; dim];
+    let mut sq = vec![0f64; dim];
+    let mut n = 0f64;
+    for f in feats.iter().flatten() {
+        for v in [&f.plain, &f.flipped] {
+            for (i, x) in v.iter().enumerate().take(dim) {
+                let x = f64::from(*x);
+                sum[i] += x;
+                sq[i] += x * x;
+            }
+            n += 1.0;
+        }
+    }
+    let n = n.max(1.0);
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let sd: Vec<f32> = sq
+        .iter()
+        .zip(&sum)
+        .map(|(q, s)| {
+            let var = (q / n - (s / n) * (s / n)).max(0.0);
+            let sd = var.sqrt() as f32;
+            if sd > 1e-6 { sd } else { 1.0 }
+        })
+        .collect();
+    (mean, sd)
+}
+
 /// Bin probabilities of a head (or a network tail) over cached features, averaging each
 /// poster with its mirror image.
 pub fn head_probs(
@@ -793,6 +824,58 @@ fn train_head<P: CachedPart>(
         events,
     } = *run;
     let device = chosen.device.clone().autodiff();
+    // A head trains on standardised features (each input dimension to mean 0 and
+    // deviation 1 over the training posters): features of very different scales (style
+    // statistics beside pooled maps) then train well. The scaling is folded into the
+    // head's first layer whenever it is saved, so saved heads read raw features.
+    let scaling = head.standardises_inputs().then(|| feature_scaling(train_f));
+    let scale = |f: &PosterFeatures| -> PosterFeatures {
+        match &scaling {
+            Some((m, sd)) => {
+                let z = |v: &[f32]| -> Vec<f32> {
+                    v.iter()
+                        .zip(m.iter().zip(sd))
+                        .map(|(x, (m, s))| (x - m) / s)
+                        .collect()
+                };
+                PosterFeatures {
+                    plain: z(&f.plain),
+                    flipped: z(&f.flipped),
+                }
+            }
+            None => f.clone(),
+        }
+    };
+    let train_owned: Vec<Option<PosterFeatures>> = match &scaling {
+        Some(_) => train_f.iter().map(|f| f.as_ref().map(&scale)).collect(),
+        None => Vec::new(),
+    };
+    let val_owned: Vec<Option<PosterFeatures>> = match &scaling {
+        Some(_) => val_f.iter().map(|f| f.as_ref().map(&scale)).collect(),
+        None => Vec::new(),
+    };
+    let (train_f, val_f) = if scaling.is_some() {
+        (&train_owned[..], &val_owned[..])
+    } else {
+        (train_f, val_f)
+    };
+    // A head read from a saved model (resume, --init-from) has the scaling folded in.
+    if let Some((m, sd)) = &scaling
+        && (first_epoch > 1 || opts.init_from.is_some())
+    {
+        // Folded outside autodiff, then back on the training device.
+        head = head
+            .valid()
+            .fold_scaling(m, sd, true)
+            .to_device(&device)
+            .train();
+    }
+    let saved = |head: &P| -> P {
+        match &scaling {
+            Some((m, sd)) => head.valid().fold_scaling(m, sd, false),
+            None => head.clone(),
+        }
+    };
     // Posters whose features exist, with their years.
     let train: Vec<(&PosterFeatures, &Prepared)> = train_f
         .iter()
@@ -899,7 +982,7 @@ fn train_head<P: CachedPart>(
         history.push(report.clone());
         this_run.push(report.clone());
         config.validation = Some(validation);
-        net = head.install(net);
+        net = saved(&head).install(net);
         write_checkpoint(&net, &config, &optim, out, epoch, opts, &history)?;
         let _ = events.send(TrainEvent::Epoch(report));
     }
