@@ -103,6 +103,20 @@ pub enum Command {
     },
     /// List era schemes and their eras.
     Eras,
+    /// Add Movie Eras to the desktop's application menu (a `.desktop` entry and the icon,
+    /// under `~/.local/share` or `--share DIR`), for a `cargo install` or a copied binary.
+    InstallDesktop {
+        /// The `share` directory to install into (default: `$XDG_DATA_HOME` or
+        /// `~/.local/share`).
+        #[arg(long, value_name = "DIR")]
+        share: Option<PathBuf>,
+    },
+    /// Remove what `install-desktop` added.
+    UninstallDesktop {
+        /// The `share` directory it was installed into.
+        #[arg(long, value_name = "DIR")]
+        share: Option<PathBuf>,
+    },
     /// Train the era model on the catalog's posters.
     Train(model_jobs::TrainArgs),
     /// Evaluate a model on a labelled folder or the catalog's validation split.
@@ -343,6 +357,31 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Classify(args) => {
             let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
             model_jobs::cmd_classify(&data_dir, &schemes, &args)
+        }
+        Command::InstallDesktop { share } => {
+            let share = share
+                .or_else(crate::desktop::user_share_dir)
+                .context("no home directory: give --share DIR")?;
+            let exe = std::env::current_exe().context("cannot find this program's path")?;
+            let files = crate::desktop::install(&share, &exe.display().to_string())?;
+            for f in &files {
+                println!("wrote {}", f.display());
+            }
+            println!("Movie Eras is in the application menu (it may take a moment to appear).");
+            Ok(())
+        }
+        Command::UninstallDesktop { share } => {
+            let share = share
+                .or_else(crate::desktop::user_share_dir)
+                .context("no home directory: give --share DIR")?;
+            let removed = crate::desktop::uninstall(&share)?;
+            if removed.is_empty() {
+                println!("nothing to remove under {}", share.display());
+            }
+            for f in &removed {
+                println!("removed {}", f.display());
+            }
+            Ok(())
         }
         Command::Eras => {
             let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;

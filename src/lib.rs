@@ -10,6 +10,7 @@ pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod desktop;
 pub mod eras;
 pub mod explore;
 pub mod export;

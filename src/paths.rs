@@ -82,6 +82,11 @@ pub fn default_data_dir() -> PathBuf {
     )
 }
 
+/// The OS cache directory for the app (e.g. `~/.cache/movie-eras`), if there is a home.
+pub fn cache_dir() -> Option<PathBuf> {
+    project_dirs().map(|d| d.cache_dir().to_path_buf())
+}
+
 /// The OS config directory for the app (user settings, the TMDB key).
 pub fn config_dir() -> PathBuf {
     project_dirs().map_or_else(

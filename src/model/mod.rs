@@ -280,12 +280,75 @@ pub fn default_model_dir() -> Option<PathBuf> {
     candidates
         .into_iter()
         .find(|d| d.join(CONFIG_FILE).is_file() && d.join(WEIGHTS_FILE).is_file())
+        .or_else(embedded_model_dir)
+}
+
+/// The shipped model's files, compiled into the binary so that it works from any folder.
+const EMBEDDED_MODEL: [(&str, &[u8]); 2] = [
+    (
+        CONFIG_FILE,
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/resources/model/model.json"
+        )),
+    ),
+    (
+        WEIGHTS_FILE,
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/resources/model/model.bpk"
+        )),
+    ),
+];
+
+/// The embedded shipped model, written once (atomically) into the cache directory
+/// (`~/.cache/movie-eras/shipped-model-<hash>`): used when no model folder is found
+/// beside the binary, in its `share` folder or in the source tree.
+pub fn embedded_model_dir() -> Option<PathBuf> {
+    embedded_model_in(&crate::paths::cache_dir()?)
+}
+
+/// [`embedded_model_dir`] under `cache`.
+pub fn embedded_model_in(cache: &Path) -> Option<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (name, bytes) in EMBEDDED_MODEL {
+        hasher.update(name.as_bytes());
+        hasher.update(bytes);
+    }
+    let hash = format!("{:x}", hasher.finalize());
+    let dir = cache.join(format!("shipped-model-{}", &hash[..16]));
+    for (name, bytes) in EMBEDDED_MODEL {
+        let path = dir.join(name);
+        let whole = std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64);
+        if !whole {
+            std::fs::create_dir_all(&dir).ok()?;
+            crate::fsutil::write_atomic(&path, bytes).ok()?;
+        }
+    }
+    Some(dir)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::eras::EraSchemes;
+
+    #[test]
+    fn the_embedded_model_loads_from_the_cache_like_the_shipped_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = embedded_model_in(tmp.path()).unwrap();
+        let device = burn::prelude::Device::flex();
+        let embedded = inference::EraModel::load(&dir, &device).unwrap();
+        let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("resources/model");
+        assert_eq!(
+            embedded.fingerprint,
+            inference::fingerprint(&shipped).unwrap(),
+            "the embedded model is the shipped one"
+        );
+        // A second call reuses the files.
+        assert_eq!(embedded_model_in(tmp.path()).unwrap(), dir);
+    }
 
     #[test]
     fn bins_map_years_and_sum_to_eras() {
