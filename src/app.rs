@@ -6,6 +6,7 @@ pub mod classify_tab;
 pub mod compare_tab;
 pub mod gallery_tab;
 pub mod harvest_tab;
+pub mod import_panel;
 pub mod thumbs;
 pub mod train_tab;
 
@@ -148,6 +149,8 @@ pub struct MovieErasApp {
     thumbs: Option<Thumbnails>,
     /// The models on offer (refreshed when the menu opens and after training).
     models: Vec<ModelEntry>,
+    /// Importing a folder from the window.
+    import: import_panel::ImportPanel,
 }
 
 impl MovieErasApp {
@@ -169,6 +172,7 @@ impl MovieErasApp {
         let classify = ClassifyTab::new(settings.model.clone());
         Self {
             models,
+            import: import_panel::ImportPanel::default(),
             settings,
             data_dir,
             schemes,
@@ -243,6 +247,12 @@ impl MovieErasApp {
         self.load_explorer(ctx);
         self.compare.invalidate();
         self.gallery = GalleryTab::new();
+        self.gallery.set_model(self.settings.model.clone());
+    }
+
+    /// Opens the import window on `dir` (as dropping a folder on the window does).
+    pub fn import_folder(&mut self, dir: std::path::PathBuf) {
+        self.import.open_folder(dir);
     }
 
     /// The explorer, once loaded (for tests and benchmarks).
@@ -388,7 +398,21 @@ impl MovieErasApp {
             .thumbs
             .get_or_insert_with(|| Thumbnails::new(self.data_dir.catalog_path(), 1500, &ctx));
         thumbs.begin_frame(&ctx);
-        // Posters dropped anywhere go to the Classify tab.
+        // A folder dropped on the window opens the import; posters go to Classify.
+        let dropped_dirs: Vec<std::path::PathBuf> = ui.ctx().input_mut(|i| {
+            let dirs = i
+                .raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| p.is_dir())
+                .collect();
+            i.raw.dropped_files.retain(|f| !f.path().is_dir());
+            dirs
+        });
+        if let Some(dir) = dropped_dirs.into_iter().next() {
+            self.import.open_folder(dir);
+        }
         if ui.ctx().input(|i| !i.raw.dropped_files.is_empty()) {
             self.settings.tab = Tab::Classify;
         }
@@ -434,6 +458,13 @@ impl MovieErasApp {
                 {
                     self.reload_catalog(ui.ctx());
                 }
+                if ui
+                    .small_button("Import folder…")
+                    .on_hover_text("Add a folder of posters to the catalog")
+                    .clicked()
+                {
+                    self.import.pick_folder(ui.ctx());
+                }
                 ui.separator();
                 match &self.summary {
                     Loading::Done(Ok(s)) => {
@@ -469,6 +500,10 @@ impl MovieErasApp {
         });
         if let Some(t) = &mut self.thumbs {
             t.end_frame();
+        }
+        self.import.ui(ui.ctx(), &self.data_dir);
+        if std::mem::take(&mut self.import.imported) {
+            self.reload_catalog(ui.ctx());
         }
         // "Use this model" at the end of training.
         if let Some(dir) = self.train.use_model.take() {
@@ -530,11 +565,39 @@ impl MovieErasApp {
     }
 
     fn catalog_summary_ui(&mut self, ui: &mut egui::Ui) {
-        ui.heading("The catalog is empty");
-        ui.label(
-            "Harvest posters from TMDB in the Harvest tab, or import a folder of posters \
-             with `movie-eras import DIR --labels CSV`; then reload.",
-        );
+        ui.heading("Welcome to Movie Eras");
+        ui.label("The catalog is empty. Three ways in:");
+        ui.add_space(6.0);
+        egui::Grid::new("ways-in")
+            .num_columns(2)
+            .spacing([12.0, 10.0])
+            .show(ui, |ui| {
+                if ui.button("Classify a poster…").clicked() {
+                    self.settings.tab = Tab::Classify;
+                    self.classify.open_dialog(ui.ctx());
+                }
+                ui.label(
+                    "Works at once with the shipped model: open a poster (or drop one on the \
+                     window) to see its likely era, year and what drove the guess.",
+                );
+                ui.end_row();
+                if ui.button("Import a folder of posters…").clicked() {
+                    self.import.pick_folder(ui.ctx());
+                }
+                ui.label(
+                    "Posters you already have: years from a labels CSV or from file names like \
+                     `Title (1977).jpg`. Dropping a folder on the window does the same.",
+                );
+                ui.end_row();
+                if ui.button("Harvest from TMDB…").clicked() {
+                    self.settings.tab = Tab::Harvest;
+                }
+                ui.label(
+                    "Download posters by release year from The Movie Database (with an API key, \
+                     or from its web pages without one).",
+                );
+                ui.end_row();
+            });
         ui.add_space(8.0);
         if ui.button("Reload catalog").clicked() {
             self.reload_catalog(ui.ctx());
@@ -558,13 +621,6 @@ impl MovieErasApp {
                             ui.end_row();
                         }
                     });
-                if s.counts.movies == 0 {
-                    ui.add_space(8.0);
-                    ui.label(
-                        "The catalog is empty. Import posters with \
-                         `movie-eras import <DIR> --labels <CSV>`.",
-                    );
-                }
             }
             Loading::Done(Err(e)) => {
                 ui.colored_label(ui.visuals().error_fg_color, e);

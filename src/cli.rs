@@ -56,13 +56,14 @@ const LONG_VERSION: &str = concat!(
 /// Headless jobs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Import a folder of posters labelled by a CSV (`file,year[,title]`).
+    /// Import a folder of posters labelled by a CSV (`file,year[,title]`), or with the
+    /// year in each file name (`Title (1977).jpg`, `title_1977.jpg`).
     Import {
         /// Folder the CSV's file names are relative to.
         dir: PathBuf,
-        /// The labels CSV.
+        /// The labels CSV (without it, years and titles come from the file names).
         #[arg(long, value_name = "CSV")]
-        labels: PathBuf,
+        labels: Option<PathBuf>,
         /// Copy posters into the data directory instead of referencing them in place.
         #[arg(long)]
         copy: bool,
@@ -419,7 +420,7 @@ pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
 fn cmd_import(
     data_dir: &DataDir,
     dir: PathBuf,
-    labels: PathBuf,
+    labels: Option<PathBuf>,
     copy: bool,
     batch: usize,
     max_mib: u64,

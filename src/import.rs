@@ -151,13 +151,116 @@ pub fn read_labels(path: &Path) -> Result<(Vec<LabelRow>, Vec<Skipped>), ImportE
     Ok((rows, skipped))
 }
 
+/// Image file extensions a folder import reads.
+const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "webp", "gif", "bmp"];
+
+/// Year and title read from a poster's file name: `Title (1977).jpg`, `title_1977.jpg`,
+/// `Title - 1977.png` or `1977 Title.jpg` (years 1870–2100; underscores read as spaces).
+pub fn year_from_name(name: &str) -> Option<(i32, String)> {
+    let stem = Path::new(name).file_stem()?.to_str()?;
+    let year_at = |i: usize| -> Option<i32> {
+        let t = stem.get(i..i + 4)?;
+        let y: i32 = t
+            .parse()
+            .ok()
+            .filter(|_| t.bytes().all(|b| b.is_ascii_digit()))?;
+        (1870..=2100).contains(&y).then_some(y)
+    };
+    let tidy = |t: &str| {
+        t.replace('_', " ")
+            .trim_matches(|c: char| c.is_whitespace() || c == '-' || c == '.')
+            .to_owned()
+    };
+    // "Title (1977)", the year in brackets anywhere.
+    if let Some(open) = stem.rfind('(')
+        && stem.get(open + 5..open + 6) == Some(")")
+        && let Some(y) = year_at(open + 1)
+    {
+        return Some((y, tidy(&stem[..open])));
+    }
+    // "title_1977", "title-1977", "title 1977": the year at the end.
+    if stem.len() >= 4 {
+        let i = stem.len() - 4;
+        let before = stem[..i].chars().last();
+        if stem.is_char_boundary(i)
+            && before.is_none_or(|c| matches!(c, '_' | '-' | ' ' | '.'))
+            && let Some(y) = year_at(i)
+        {
+            return Some((y, tidy(&stem[..i])));
+        }
+    }
+    // "1977_title", "1977 - title": the year at the start.
+    if let Some(y) = year_at(0)
+        && stem[4..]
+            .chars()
+            .next()
+            .is_none_or(|c| matches!(c, '_' | '-' | ' ' | '.'))
+    {
+        return Some((y, tidy(&stem[4..])));
+    }
+    None
+}
+
+/// Labels from the file names of the images in `dir` (not its subfolders), as
+/// [`year_from_name`] reads them; images whose name has no year are skipped with the reason.
+pub fn labels_from_names(dir: &Path) -> Result<(Vec<LabelRow>, Vec<Skipped>), ImportError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|_| ImportError::NoDir(dir.display().to_string()))?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| {
+            Path::new(n)
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    names.sort();
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        match year_from_name(&name) {
+            Some((year, title)) => rows.push(LabelRow {
+                line: i + 1,
+                file: name,
+                year,
+                title,
+                tmdb_id: None,
+            }),
+            None => skipped.push(Skipped {
+                file: name,
+                reason:
+                    "no year in the file name (name it like `Title (1977).jpg` or `title_1977.jpg`)"
+                        .into(),
+            }),
+        }
+    }
+    if rows.is_empty() && skipped.is_empty() {
+        return Err(ImportError::Labels {
+            path: dir.display().to_string(),
+            message: "no images (jpg, png, webp, gif, bmp) in this folder".into(),
+        });
+    }
+    Ok((rows, skipped))
+}
+
+/// The labels an import with `opts` reads: the CSV, or years from file names.
+pub fn labels_for(opts: &ImportOptions) -> Result<(Vec<LabelRow>, Vec<Skipped>), ImportError> {
+    match &opts.labels {
+        Some(csv) => read_labels(csv),
+        None => labels_from_names(&opts.dir),
+    }
+}
+
 /// Import settings.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
     /// Folder the CSV's file names are relative to.
     pub dir: PathBuf,
-    /// The labels CSV.
-    pub labels: PathBuf,
+    /// The labels CSV; `None` reads years (and titles) from the file names.
+    pub labels: Option<PathBuf>,
     /// Copy posters into the data directory instead of referencing them in place.
     pub copy_into: Option<PathBuf>,
     /// Image limits.
@@ -294,7 +397,7 @@ pub fn run_import(
     if !opts.dir.is_dir() {
         return Err(ImportError::NoDir(opts.dir.display().to_string()));
     }
-    let (rows, bad_rows) = read_labels(&opts.labels)?;
+    let (rows, bad_rows) = labels_for(opts)?;
     let mut summary = ImportSummary {
         rows: rows.len() + bad_rows.len(),
         skipped: bad_rows,
@@ -411,6 +514,28 @@ pub fn run_import(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn years_and_titles_come_from_common_file_namings() {
+        let cases = [
+            ("Casablanca (1942).jpg", Some((1942, "Casablanca"))),
+            ("star_wars_1977.png", Some((1977, "star wars"))),
+            ("Jaws - 1975.webp", Some((1975, "Jaws"))),
+            ("2012 The Avengers.jpg", Some((2012, "The Avengers"))),
+            ("1977.jpg", Some((1977, ""))),
+            ("poster12345.jpg", None),
+            (
+                "blade_runner_2049_2017.jpg",
+                Some((2017, "blade runner 2049")),
+            ),
+            ("Title (3001).jpg", None),
+            ("notes.jpg", None),
+        ];
+        for (name, want) in cases {
+            let got = year_from_name(name);
+            assert_eq!(got.as_ref().map(|(y, t)| (*y, t.as_str())), want, "{name}");
+        }
+    }
 
     #[test]
     fn labels_with_and_without_header() {

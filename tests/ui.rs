@@ -725,3 +725,56 @@ fn the_gallery_model_pass_is_stored_once_per_model_and_exported() {
         String::from_utf8_lossy(&out.stderr).contains("5 of 6 movies have a stored prediction")
     );
 }
+
+#[test]
+fn an_empty_catalog_offers_three_ways_in_and_a_dropped_folder_is_imported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut h = harness(&data);
+    h.step();
+    wait_for(&mut h, "Welcome to Movie Eras");
+    h.get_by_label("Classify a poster…");
+    h.get_by_label("Import a folder of posters…");
+    h.get_by_label("Harvest from TMDB…").click();
+    h.step();
+    assert_eq!(h.state().settings().tab, Tab::Harvest);
+    h.state_mut().settings_mut().tab = Tab::Gallery;
+    // A folder of posters with the year in each name; one without, one broken.
+    let folder = tmp.path().join("my posters");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (i, name) in [
+        "Casablanca (1942).png",
+        "jaws_1975.png",
+        "The Avengers (2012).png",
+        "untitled.png",
+    ]
+    .iter()
+    .enumerate()
+    {
+        common::poster(i as u32 + 3, 154, 231)
+            .save(folder.join(name))
+            .unwrap();
+    }
+    std::fs::write(folder.join("Broken (1999).jpg"), b"not a jpeg").unwrap();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(folder.clone())));
+    h.step();
+    h.step();
+    assert_eq!(
+        h.state().settings().tab,
+        Tab::Gallery,
+        "a folder is not a poster to classify"
+    );
+    wait_for(&mut h, "4 posters understood, 1 not");
+    h.get_by_label("Casablanca (1942).png");
+    h.get_by_label("The Avengers");
+    h.get_by_label_contains("not understood: untitled.png");
+    h.get_by_label("Import").click();
+    h.step();
+    wait_for(&mut h, "Imported 3 posters (1 failed");
+    h.get_by_label_contains("Broken (1999).jpg:");
+    wait_for(&mut h, "3 of 4 movies");
+    // Titles come from the names too.
+    h.get_by_label("jaws (1975)");
+}

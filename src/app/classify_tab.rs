@@ -467,7 +467,7 @@ impl ClassifyTab {
     }
 
     /// Opens a file dialog on a helper thread (the UI keeps running).
-    fn open_dialog(&mut self, ctx: &egui::Context) {
+    pub fn open_dialog(&mut self, ctx: &egui::Context) {
         let (tx, rx) = mpsc::channel();
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new()
