@@ -221,6 +221,12 @@ fn backbone_options(epochs: usize, finetune_blocks: usize) -> TrainOptions {
     network.input_width = 64;
     network.input_height = 96;
     network.finetune_blocks = finetune_blocks;
+    // A linear head keeps the tests quick; the head test reads the style statistics (the
+    // shipped recipe's features), fine-tuning reads the last map.
+    network.hidden = 0;
+    if finetune_blocks > 0 {
+        network.levels = movie_eras::model::network::FeatureLevels::Final;
+    }
     TrainOptions {
         epochs,
         batch: 8,
@@ -245,8 +251,9 @@ fn head_on_cached_backbone_features_learns_resumes_and_reuses_the_cache() {
         .filter(|e| matches!(e, TrainEvent::Extracting { .. }))
         .count();
     assert!(extracted > 2, "feature progress is reported batch by batch");
-    // Only the head is saved: a few kB instead of the backbone's megabytes.
-    assert!(std::fs::metadata(out.join("model.bpk")).unwrap().len() < 200_000);
+    // Only the head is saved: some 300 kB (2,768 features × 28 bins) instead of the
+    // backbone's 13 MB.
+    assert!(std::fs::metadata(out.join("model.bpk")).unwrap().len() < 1_000_000);
     assert!(!out.join("backbone.bpk").exists());
     // Resume to epoch 4: the features come from the cache (all done at the first report).
     let (summary, events) = run(&data, &out, &backbone_options(4, 0), true, &cancel);

@@ -234,6 +234,8 @@ impl ImportPanel {
         let mut open = true;
         egui::Window::new("Import posters")
             .open(&mut open)
+            .pivot(egui::Align2::CENTER_CENTER)
+            .default_pos(ctx.content_rect().center())
             .default_width(560.0)
             .show(ctx, |ui| self.contents(ui, data_dir));
         // Closing the window does not stop a running import.

@@ -14,7 +14,7 @@ use crate::eras::EraSchemes;
 use crate::model::backbone::Arch;
 use crate::model::backend::{self, BackendChoice};
 use crate::model::metrics::Evaluation;
-use crate::model::network::NetworkConfig;
+use crate::model::network::{FeatureLevels, NetworkConfig};
 use crate::model::training::{self, EpochReport, TrainEvent, TrainOptions};
 use crate::paths::DataDir;
 
@@ -40,6 +40,13 @@ pub struct TrainSettings {
     pub finetune_blocks: usize,
     /// Hidden units of an MLP head (0: linear).
     pub hidden: usize,
+    /// With the pretrained backbone: which of its features the head reads.
+    #[serde(default = "style_levels")]
+    pub levels: FeatureLevels,
+}
+
+fn style_levels() -> FeatureLevels {
+    FeatureLevels::Style
 }
 
 /// Networks offered in the tab (the CLI takes any `--arch`, `--input` and `--widths`).
@@ -91,8 +98,19 @@ impl Default for TrainSettings {
             limit: 0,
             network: NetworkSize::Pretrained,
             finetune_blocks: 0,
-            hidden: 0,
+            hidden: 512,
+            levels: FeatureLevels::Style,
         }
+    }
+}
+
+/// A feature choice for people.
+fn levels_label(l: FeatureLevels) -> &'static str {
+    match l {
+        FeatureLevels::Style => "last map + style statistics",
+        FeatureLevels::Multi => "last map + mid-level",
+        FeatureLevels::Mid => "mid-level only",
+        FeatureLevels::Final => "last map only",
     }
 }
 
@@ -161,6 +179,8 @@ impl TrainTab {
         if opts.network.arch != Arch::Scratch {
             opts.network.finetune_blocks = s.finetune_blocks.min(opts.network.arch.block_count());
             opts.network.hidden = s.hidden;
+            opts.network.levels = s.levels;
+            opts.weight_decay = training::BACKBONE_WEIGHT_DECAY;
         }
         let out = data_dir.trained_model_dir();
         let resume = s.resume;
@@ -368,6 +388,25 @@ impl TrainTab {
                          features); K > 0 also trains its last K blocks (slow on a CPU)",
                     );
                     ui.end_row();
+                    let l = ui.label("Features");
+                    egui::ComboBox::from_id_salt("train-levels")
+                        .selected_text(levels_label(s.levels))
+                        .show_ui(ui, |ui| {
+                            for l in [
+                                FeatureLevels::Style,
+                                FeatureLevels::Multi,
+                                FeatureLevels::Mid,
+                                FeatureLevels::Final,
+                            ] {
+                                ui.selectable_value(&mut s.levels, l, levels_label(l));
+                            }
+                        })
+                        .response
+                        .labelled_by(l.id)
+                        .on_hover_text(
+                            "What the head reads from the backbone: its last feature map, \
+                             and the texture statistics of earlier stages (the shipped recipe)",
+                        );
                     let l = ui.label("Head hidden units");
                     ui.add(egui::DragValue::new(&mut s.hidden).range(0..=4096))
                         .labelled_by(l.id)

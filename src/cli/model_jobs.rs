@@ -36,23 +36,25 @@ pub struct TrainArgs {
     /// on a CPU instead of hours.
     #[arg(long, requires = "finetune_blocks")]
     pub finetune_cached: bool,
-    /// Hidden units of an MLP head (0: a linear head).
-    #[arg(long, default_value_t = 0)]
-    pub hidden: usize,
-    /// With a pretrained backbone: which features the head reads (the last map; the
-    /// pooled outputs of the last three stages; or both).
-    #[arg(long, value_enum, default_value_t = FeatureLevels::Final)]
-    pub levels: FeatureLevels,
+    /// Hidden units of an MLP head, 0 for a linear head (default: 512 on a backbone, the
+    /// shipped recipe; 0 from scratch).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// With a pretrained backbone: which features the head reads — the pooled last map,
+    /// the pooled outputs of the last three stages, both, or the last map with the style
+    /// statistics of the last five stages (default: style, the shipped recipe).
+    #[arg(long, value_enum)]
+    pub levels: Option<FeatureLevels>,
     /// Start from this model's weights (same network shape), e.g. a head trained on cached
     /// features before fine-tuning backbone blocks.
     #[arg(long, value_name = "DIR")]
     pub init_from: Option<PathBuf>,
-    /// Dropout before the classifier (default: 0.2 on a backbone, 0.3 from scratch).
+    /// Dropout before the classifier (default: 0.5 on a backbone, 0.3 from scratch).
     #[arg(long)]
     pub dropout: Option<f64>,
-    /// Weight decay (L2) of Adam.
-    #[arg(long, default_value_t = 1e-4)]
-    pub weight_decay: f32,
+    /// Weight decay (L2) of Adam (default: 1e-3 on a backbone, 1e-4 from scratch).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
     /// σ of the soft year targets, in years.
     #[arg(long, default_value_t = 4.0)]
     pub sigma: f64,
@@ -148,9 +150,14 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
         "--input {w}x{h}: a backbone needs sides of at least 64"
     );
     let dropout = args.dropout.unwrap_or(base.dropout);
+    let weight_decay = args.weight_decay.unwrap_or(if args.arch == Arch::Scratch {
+        TrainOptions::default().weight_decay
+    } else {
+        training::BACKBONE_WEIGHT_DECAY
+    });
     anyhow::ensure!((0.0..1.0).contains(&dropout), "--dropout must be in [0, 1)");
     anyhow::ensure!(
-        args.sigma > 0.0 && args.sigma <= 50.0 && args.weight_decay >= 0.0,
+        args.sigma > 0.0 && args.sigma <= 50.0 && weight_decay >= 0.0,
         "--sigma must be in (0, 50] and --weight-decay >= 0"
     );
     anyhow::ensure!(
@@ -167,7 +174,7 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
         epoch_size: args.epoch_size,
         limit: args.limit,
         backend: args.backend,
-        weight_decay: args.weight_decay,
+        weight_decay,
         sigma: args.sigma,
         near_duplicates: !args.no_near_duplicates,
         init_from: args.init_from.clone(),
@@ -182,8 +189,12 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
         opts.network.stage_depth = usize::from(args.stage_depth);
     }
     opts.network.finetune_blocks = args.finetune_blocks;
-    opts.network.hidden = args.hidden;
-    opts.network.levels = args.levels;
+    if let Some(hidden) = args.hidden {
+        opts.network.hidden = hidden;
+    }
+    if let Some(levels) = args.levels {
+        opts.network.levels = levels;
+    }
     opts.network.dropout = dropout;
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.rescale),

@@ -107,15 +107,18 @@ impl Default for NetworkConfig {
 }
 
 impl NetworkConfig {
-    /// The default shape for a pretrained backbone: 160×240 input (about the w154
-    /// posters' own size, 154×231), a linear head.
+    /// The default shape for a pretrained backbone (the shipped model's recipe): 160×240
+    /// input (about the w154 posters' own size, 154×231), the last feature map with the
+    /// style statistics, an MLP head of 512 units with dropout 0.5.
     pub fn pretrained(arch: Arch) -> Self {
         Self {
             input_width: 160,
             input_height: 240,
             widths: Vec::new(),
-            dropout: 0.2,
+            dropout: 0.5,
             arch,
+            hidden: 512,
+            levels: FeatureLevels::Style,
             ..Self::default()
         }
     }

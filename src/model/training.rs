@@ -20,9 +20,13 @@ use super::data::{self, Augment, Prepared, Sample};
 use super::features::{self, FeatureCache, PosterFeatures};
 use super::inference::{EraModel, load_net, save_model};
 use super::metrics::{self, Evaluation};
-use super::network::{CachedPart, EraNet, EraTail, NetworkConfig};
+use super::network::{CachedPart, EraNet, EraTail, FeatureLevels, NetworkConfig};
 use super::{MODEL_FORMAT, ModelConfig, ModelError, Result, YearBins};
 use crate::eras::EraSchemes;
+
+/// Weight decay of a head on a pretrained backbone (the shipped recipe; chosen on the
+/// seed-7 split, see docs/model.md).
+pub const BACKBONE_WEIGHT_DECAY: f32 = 1e-3;
 
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -525,6 +529,13 @@ pub fn train(
             return train_head(&run, net, head, config, history, first_epoch, resume);
         }
         // The last blocks on cached input maps of the first of them.
+        if opts.network.levels != FeatureLevels::Final {
+            return Err(ModelError::Data(
+                "fine-tuning from cached block inputs reads the last feature map only: \
+                 train it with --levels final"
+                    .into(),
+            ));
+        }
         let start = opts.network.frozen_blocks();
         let probe: Tensor<4> = Tensor::zeros(
             [1, 3, opts.network.input_height, opts.network.input_width],
