@@ -66,6 +66,12 @@ fn shipped_model_config_is_complete() {
         movie_eras::model::backbone::Arch::EfficientnetLite0
     );
     assert!(model.net.backbone().is_some());
+    // The recipe: the last feature map with the style statistics, an MLP head.
+    assert_eq!(
+        c.network.levels,
+        movie_eras::model::network::FeatureLevels::Style
+    );
+    assert_eq!(c.network.hidden, 512);
     let v = c.validation.as_ref().unwrap();
     assert!(
         v.decade_top1 > v.baseline.decade_top1 + 0.1,
