@@ -432,7 +432,10 @@ fn bad_and_unusual_files_dropped_on_the_window_get_clear_messages() {
     for (f, reason) in &bad {
         if f.is_dir() {
             // A dropped folder opens the import instead, which finds no images in it.
-            wait_for(&mut h, "no images (jpg, png, webp, gif, bmp) in this folder");
+            wait_for(
+                &mut h,
+                "no images (jpg, png, webp, gif, bmp) in this folder",
+            );
         } else {
             wait_for(&mut h, reason);
         }

@@ -217,9 +217,13 @@ pub type FeaturesFor = (Vec<Option<PosterFeatures>>, Vec<(String, String)>);
 /// Features for every sample, from the cache where present, else extracted in batches of
 /// `batch` (decoding in parallel) and stored. `progress(done, total)` is called after
 /// each batch; `cancelled()` stops between batches. Posters that cannot be read come back
-/// as `None` with the reason in the second list.
+/// as `None` with the reason in the second list. With `low_quality`, each poster is first
+/// shrunk and re-encoded as JPEG ([`data::low_quality_change`] with seed 0, the same
+/// change whatever the split) and cached under the key with `+low` appended: training
+/// copies that teach a head what small, compressed posters look like.
 #[allow(clippy::too_many_arguments)]
 pub fn features_for(
+    low_quality: bool,
     samples: &[data::Sample],
     net: &EraNet,
     config: &NetworkConfig,
@@ -231,8 +235,11 @@ pub fn features_for(
     cancelled: impl Fn() -> bool,
 ) -> Result<FeaturesFor> {
     use rayon::prelude::*;
-    let key = cache_key(config)
+    let mut key = cache_key(config)
         .ok_or_else(|| ModelError::Data("the scratch network caches no features".into()))?;
+    if low_quality {
+        key.push_str("+low");
+    }
     let mut out: Vec<Option<PosterFeatures>> = Vec::with_capacity(samples.len());
     let mut missing = Vec::new();
     for (i, s) in samples.iter().enumerate() {
@@ -257,7 +264,14 @@ pub fn features_for(
             .map(|&i| {
                 let r = crate::imaging::decode_poster_file(&samples[i].path, &limits)
                     .map(|d| d.rgb)
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| e.to_string())
+                    .and_then(|rgb| {
+                        if low_quality {
+                            data::low_quality_change(&samples[i].key, 0).apply(rgb)
+                        } else {
+                            Ok(rgb)
+                        }
+                    });
                 (i, r)
             })
             .collect();

@@ -511,10 +511,11 @@ pub fn train(
     }
     config.recipe = serde_json::to_value(&opts).unwrap_or_default();
     if let Some(source) = &data.for_features {
-        let (train_f, val_f) =
-            extract_features(source, &net.valid(), &config, chosen, cancel, events)?;
+        let (train_f, val_f, train_low) =
+            extract_features(source, &net.valid(), &config, &opts, chosen, cancel, events)?;
         let run = HeadRun {
             data,
+            train_low: train_low.as_deref(),
             train_f: &train_f,
             val_f: &val_f,
             out,
@@ -682,21 +683,29 @@ fn write_checkpoint(
 type SplitFeatures = Vec<Option<PosterFeatures>>;
 
 /// Backbone features of the training and validation posters, from the cache or computed
-/// (with progress and an ETA). Unreadable posters are dropped with a note.
+/// (with progress and an ETA), and with `--rescale` those of shrunken, re-encoded copies
+/// of the training posters. Unreadable posters are dropped with a note.
 fn extract_features(
     source: &FeatureSource,
     net: &EraNet,
     config: &ModelConfig,
+    opts: &TrainOptions,
     chosen: &ChosenBackend,
     cancel: &Arc<AtomicBool>,
     events: &mpsc::Sender<TrainEvent>,
-) -> Result<(Vec<Option<PosterFeatures>>, SplitFeatures)> {
+) -> Result<(
+    Vec<Option<PosterFeatures>>,
+    SplitFeatures,
+    Option<SplitFeatures>,
+)> {
     let mut cache = FeatureCache::open(&source.cache)?;
-    let total = source.train.len() + source.val.len();
+    let low = opts.augment.rescale > 0.0 && config.network.finetune_blocks == 0;
+    let total = source.train.len() * (1 + usize::from(low)) + source.val.len();
     let started = Instant::now();
     let mut first_done: Option<usize> = None;
-    let mut run = |samples: &[Sample], offset: usize| {
+    let mut run = |low_quality: bool, samples: &[Sample], offset: usize| {
         features::features_for(
+            low_quality,
             samples,
             net,
             &config.network,
@@ -722,8 +731,13 @@ fn extract_features(
             || cancel.load(Ordering::Relaxed),
         )
     };
-    let (train_f, bad_t) = run(&source.train, 0)?;
-    let (val_f, bad_v) = run(&source.val, source.train.len())?;
+    let (train_f, bad_t) = run(false, &source.train, 0)?;
+    let (val_f, bad_v) = run(false, &source.val, source.train.len())?;
+    let train_low = if low {
+        Some(run(true, &source.train, source.train.len() + source.val.len())?.0)
+    } else {
+        None
+    };
     for (path, why) in bad_t.iter().chain(&bad_v).take(20) {
         let _ = events.send(TrainEvent::Note(format!("skipped {path}: {why}")));
     }
@@ -732,7 +746,7 @@ fn extract_features(
         started.elapsed().as_secs_f64(),
         bad_t.len() + bad_v.len()
     )));
-    Ok((train_f, val_f))
+    Ok((train_f, val_f, train_low))
 }
 
 /// Everything a head-only run reads.
@@ -740,6 +754,8 @@ fn extract_features(
 struct HeadRun<'a> {
     data: &'a TrainingData,
     train_f: &'a [Option<PosterFeatures>],
+    /// Features of shrunken, re-encoded copies of the training posters (`--rescale`).
+    train_low: Option<&'a [Option<PosterFeatures>]>,
     val_f: &'a [Option<PosterFeatures>],
     out: &'a Path,
     opts: &'a TrainOptions,
@@ -826,6 +842,7 @@ fn train_head<P: CachedPart>(
     let HeadRun {
         data,
         train_f,
+        train_low,
         val_f,
         out,
         opts,
@@ -865,6 +882,9 @@ fn train_head<P: CachedPart>(
         Some(_) => val_f.iter().map(|f| f.as_ref().map(&scale)).collect(),
         None => Vec::new(),
     };
+    // Shrunken, re-encoded copies, standardised like the posters (by the posters' scale).
+    let low_owned: Option<Vec<Option<PosterFeatures>>> =
+        train_low.map(|low| low.iter().map(|f| f.as_ref().map(&scale)).collect());
     let (train_f, val_f) = if scaling.is_some() {
         (&train_owned[..], &val_owned[..])
     } else {
@@ -888,10 +908,12 @@ fn train_head<P: CachedPart>(
         }
     };
     // Posters whose features exist, with their years.
-    let train: Vec<(&PosterFeatures, &Prepared)> = train_f
+    let low_of = |i: usize| -> Option<&PosterFeatures> { low_owned.as_ref()?.get(i)?.as_ref() };
+    let train: Vec<(&PosterFeatures, Option<&PosterFeatures>, &Prepared)> = train_f
         .iter()
         .zip(&data.train)
-        .filter_map(|(f, p)| f.as_ref().map(|f| (f, p)))
+        .enumerate()
+        .filter_map(|(i, (f, p))| f.as_ref().map(|f| (f, low_of(i), p)))
         .collect();
     let val: Vec<(&PosterFeatures, i32)> = val_f
         .iter()
@@ -921,7 +943,7 @@ fn train_head<P: CachedPart>(
     }
     let years: Vec<Prepared> = train
         .iter()
-        .map(|(_, p)| Prepared {
+        .map(|(_, _, p)| Prepared {
             pixels: Vec::new(),
             low: Vec::new(),
             year: p.year,
@@ -936,7 +958,7 @@ fn train_head<P: CachedPart>(
     let batch = opts.batch.max(1);
     let steps = epoch_size.div_ceil(batch).max(1);
     let total_steps = steps * opts.epochs;
-    let c = train.first().map_or(0, |(f, _)| f.plain.len());
+    let c = train.first().map_or(0, |(f, _, _)| f.plain.len());
     let val_years: Vec<i32> = val.iter().map(|(_, y)| *y).collect();
     let val_feats: Vec<&PosterFeatures> = val.iter().map(|(f, _)| *f).collect();
     let mut this_run = Vec::new();
@@ -955,7 +977,12 @@ fn train_head<P: CachedPart>(
             let mut x = Vec::with_capacity(chunk.len() * c);
             let mut t = Vec::with_capacity(chunk.len() * opts.bins.count);
             for &i in chunk {
-                let (f, p) = train[i];
+                let (f, low, p) = train[i];
+                // With --rescale, a share of the steps sees the shrunken, re-encoded copy.
+                let f = match low {
+                    Some(low) if rand::Rng::random::<f32>(&mut rng) < opts.augment.rescale => low,
+                    _ => f,
+                };
                 // Mirror images are the flip augmentation.
                 let v = if rand::Rng::random_bool(&mut rng, 0.5) {
                     &f.flipped
