@@ -887,11 +887,16 @@ fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Ove
                 overlay.show = true;
                 overlay.error = None;
             }
-            ui.add(
-                egui::ProgressBar::new(*prob as f32)
-                    .desired_width(200.0)
-                    .text(format!("{:.1}%", 100.0 * prob)),
-            );
+            // An era with (almost) no probability gets no bar, only its figure.
+            if *prob >= 0.0005 {
+                ui.add(
+                    egui::ProgressBar::new(*prob as f32)
+                        .desired_width(200.0)
+                        .text(format!("{:.1}%", 100.0 * prob)),
+                );
+            } else {
+                ui.weak("0%");
+            }
         });
     }
     ui.add_space(4.0);
