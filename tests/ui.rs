@@ -505,7 +505,8 @@ fn train_tab_trains_a_head_on_the_pretrained_backbone() {
     {
         let s = app.settings_mut();
         s.tab = Tab::Train;
-        s.train.epochs = 3;
+        // 18 training posters in one batch: one optimiser step per epoch.
+        s.train.epochs = 20;
         s.train.backend = movie_eras::model::backend::BackendChoice::Cpu;
         s.train.resume = false;
     }
@@ -543,7 +544,7 @@ fn train_tab_trains_a_head_on_the_pretrained_backbone() {
         h.step();
     }
     assert!(saw_features, "feature extraction progress was shown");
-    h.get_by_label_contains("Epoch 3: validation decade top-1");
+    h.get_by_label_contains("Epoch 20: validation decade top-1");
     let dir = data.trained_model_dir();
     let config = movie_eras::model::ModelConfig::load(&dir).unwrap();
     assert_eq!(
