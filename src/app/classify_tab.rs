@@ -190,7 +190,7 @@ impl ClassifyTab {
                     });
                 let model = match model {
                     Ok((m, dir)) => {
-                        let shipped = m.describe_source() == "shipped model";
+                        let shipped = m.is_shipped();
                         let label = ModelEntry::read(&dir, shipped)
                             .map_or_else(|| dir.display().to_string(), |e| e.label());
                         let _ = status_tx.send(Ok(label));

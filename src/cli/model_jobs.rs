@@ -576,7 +576,6 @@ fn classify_one(
         "interval": [tenth(p.interval.0), tenth(p.interval.1)],
         "eras": p.eras.iter().map(|(n, v)| (n.clone(), prob(*v))).collect::<Vec<_>>(),
         "decades": p.decades.iter().map(|(d, v)| (*d, prob(*v))).collect::<Vec<_>>(),
-        "model": model.describe_source(),
     });
     if let Some(out) = args.overlay_path(path) {
         let era = match &args.era {
@@ -613,11 +612,14 @@ pub fn cmd_classify(data_dir: &DataDir, schemes: &EraSchemes, args: &ClassifyArg
     let model = args.common.load(data_dir)?;
     let scheme = schemes.get(&args.common.scheme)?;
     let json = args.common.json;
+    // Which model answered: once for the run, not per poster.
+    let source = model.describe_source();
     let mut failures = 0usize;
     let mut results = Vec::new();
     for path in &args.images {
         match classify_one(&model, scheme, args, path) {
-            Ok(r) => {
+            Ok(mut r) => {
+                r["model"] = source.clone().into();
                 if !json {
                     let prob = r["eras"]
                         .as_array()

@@ -217,15 +217,21 @@ impl EraModel {
         })
     }
 
-    /// Which model this is, for people: "shipped model" or the directory it came from.
-    pub fn describe_source(&self) -> String {
+    /// Whether this is the shipped model (loaded from [`super::default_model_dir`]).
+    pub fn is_shipped(&self) -> bool {
         let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
             (Ok(a), Ok(b)) => a == b,
             _ => a == b,
         };
-        match super::default_model_dir() {
-            Some(shipped) if same(&shipped, &self.source) => "shipped model".to_owned(),
-            _ => self.source.display().to_string(),
+        super::default_model_dir().is_some_and(|shipped| same(&shipped, &self.source))
+    }
+
+    /// Which model this is, for people: "shipped model" or the directory it came from.
+    pub fn describe_source(&self) -> String {
+        if self.is_shipped() {
+            "shipped model".to_owned()
+        } else {
+            self.source.display().to_string()
         }
     }
 
