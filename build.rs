@@ -1,10 +1,12 @@
-//! Embeds the version, git commit, build date and the app icon.
+//! Embeds the version, git commit, build date and the app icon (and, in a Windows build,
+//! the executable's icon resource from `assets/icon.ico`; made by `tools/make_ico.py`).
 
 use std::path::Path;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=assets/icon.png");
+    println!("cargo:rerun-if-changed=assets/icon.ico");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-env-changed=MOVIE_ERAS_COMMIT");
@@ -44,4 +46,18 @@ fn main() {
     if let Err(e) = std::fs::write(Path::new(&out_dir).join("icon.png"), &icon) {
         panic!("cannot write icon to OUT_DIR: {e}");
     }
+    windows_icon();
 }
+
+/// The icon Explorer shows for `movie-eras.exe` (a native Windows build; untested here).
+#[cfg(windows)]
+fn windows_icon() {
+    let mut res = winresource::WindowsResource::new();
+    res.set_icon("assets/icon.ico");
+    if let Err(e) = res.compile() {
+        println!("cargo:warning=could not embed the Windows icon: {e}");
+    }
+}
+
+#[cfg(not(windows))]
+fn windows_icon() {}

@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod classify_tab;
 pub mod compare_tab;
+pub mod dialogs;
 pub mod gallery_tab;
 pub mod harvest_tab;
 pub mod import_panel;
@@ -169,7 +170,8 @@ impl MovieErasApp {
         let mut gallery = GalleryTab::new();
         gallery.set_model(settings.model.clone());
         let models = available_models(&data_dir);
-        let classify = ClassifyTab::new(settings.model.clone());
+        let mut classify = ClassifyTab::new(settings.model.clone());
+        classify.set_catalog(data_dir.catalog_path());
         Self {
             models,
             import: import_panel::ImportPanel::default(),
@@ -505,6 +507,11 @@ impl MovieErasApp {
         if std::mem::take(&mut self.import.imported) {
             self.reload_catalog(ui.ctx());
         }
+        // "Open in Classify" from the Gallery's details.
+        if let Some(file) = self.gallery.open_in_classify.take() {
+            self.open_posters(vec![file]);
+            ui.ctx().request_repaint();
+        }
         // "Use this model" at the end of training.
         if let Some(dir) = self.train.use_model.take() {
             self.use_model(Some(dir));
@@ -544,6 +551,9 @@ impl MovieErasApp {
             return;
         };
         if self.settings.tab == Tab::Gallery {
+            self.gallery
+                .site_url
+                .clone_from(&self.settings.harvest.site_url);
             self.gallery.ui(
                 ui,
                 &explorer,

@@ -145,6 +145,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (model, poster_sha256)
     );
     ",
+    // 5: posters by content, so a poster dropped on Classify is found in the catalog.
+    r"
+    CREATE INDEX posters_sha256 ON posters(sha256);
+    ",
 ];
 
 /// A model's output for one poster: year-bin probabilities and its embedding.
@@ -640,6 +644,20 @@ impl Catalog {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The title and release year of the movie whose poster has this SHA-256 (the
+    /// lowest movie id when several share the art), if the catalog holds it.
+    pub fn movie_by_poster_sha256(&self, sha256: &str) -> Result<Option<(String, Option<i32>)>> {
+        self.conn
+            .query_row(
+                "SELECT m.title, m.year FROM posters p JOIN movies m ON m.id = p.movie_id
+                 WHERE p.sha256 = ?1 ORDER BY m.id LIMIT 1",
+                [sha256],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
             .map_err(|e| self.err(e))
     }
 
@@ -1197,6 +1215,12 @@ mod tests {
         );
         let keys = c.source_keys("a").unwrap();
         assert_eq!(keys.len(), 1);
+        // Both test posters share one SHA-256: the first movie answers.
+        assert_eq!(
+            c.movie_by_poster_sha256(&"ab".repeat(32)).unwrap(),
+            Some(("Movie a".to_owned(), Some(1950)))
+        );
+        assert_eq!(c.movie_by_poster_sha256(&"cd".repeat(32)).unwrap(), None);
     }
 
     #[test]

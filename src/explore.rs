@@ -580,21 +580,118 @@ pub fn most_similar(unit_rows: &[f32], dim: usize, query: usize, k: usize) -> Ve
     scored
 }
 
-/// A distinct colour for era `i` (for plots and contact-sheet headers).
-pub fn era_colour(i: usize) -> [u8; 3] {
-    const COLOURS: [[u8; 3]; 10] = [
-        [230, 159, 0],
-        [86, 180, 233],
-        [0, 158, 115],
-        [240, 228, 66],
-        [0, 114, 178],
-        [213, 94, 0],
-        [204, 121, 167],
-        [170, 170, 170],
-        [140, 86, 75],
-        [23, 190, 207],
+/// Colours for the columns of a comparison, in column order: pairwise distinct (no two
+/// closer than a clear step in RGB), and all saturated, so none is mistaken for the grey
+/// of the years no column covers. Used by the Compare tab's columns, plots and contact
+/// sheets (the Map colours posters by year instead: [`year_colour`]).
+pub const COLUMN_COLOURS: [[u8; 3]; 8] = [
+    [230, 159, 0],  // orange
+    [86, 180, 233], // sky blue
+    [0, 158, 115],  // bluish green
+    [200, 30, 60],  // crimson
+    [150, 70, 210], // violet
+    [240, 228, 66], // yellow
+    [0, 80, 190],   // blue
+    [120, 60, 10],  // brown
+];
+
+/// The colour of comparison column `slot` (see [`COLUMN_COLOURS`]).
+pub fn column_colour(slot: usize) -> [u8; 3] {
+    COLUMN_COLOURS[slot % COLUMN_COLOURS.len()]
+}
+
+/// A sequential colour scale (viridis: dark purple → blue → green → yellow, ordered in
+/// lightness and readable by colour-blind people) at `t` in `0..=1`.
+pub fn sequential_colour(t: f32) -> [u8; 3] {
+    const VIRIDIS: [[f32; 3]; 9] = [
+        [68.0, 1.0, 84.0],
+        [71.0, 44.0, 122.0],
+        [59.0, 81.0, 139.0],
+        [44.0, 113.0, 142.0],
+        [33.0, 144.0, 141.0],
+        [39.0, 173.0, 129.0],
+        [92.0, 200.0, 99.0],
+        [170.0, 220.0, 50.0],
+        [253.0, 231.0, 37.0],
     ];
-    COLOURS[i % COLOURS.len()]
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let x = t * (VIRIDIS.len() - 1) as f32;
+    let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
+    let f = x - i as f32;
+    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
+    [0, 1, 2].map(|c| (a[c] + (b[c] - a[c]) * f).round().clamp(0.0, 255.0) as u8)
+}
+
+/// The colour of `year` on a sequential scale from `first` to `last` (so 1890s and 1990s
+/// never share a colour, as they did when eras were coloured by position in a cycle).
+pub fn year_colour(year: f32, first: i32, last: i32) -> [u8; 3] {
+    let span = (last - first).max(1) as f32;
+    sequential_colour((year - first as f32) / span)
+}
+
+/// The columns to compare after "Add column": `columns` (era indices) plus the first era
+/// after the last one shown that is not shown yet (else the first not shown at all), in
+/// chronological order. Unchanged when every era is shown.
+pub fn add_column(columns: &[usize], eras: usize) -> Vec<usize> {
+    let mut out = chronological(columns, eras);
+    let after = out.last().map_or(0, |&c| c + 1);
+    let next = (after..eras)
+        .chain(0..after.min(eras))
+        .find(|e| !out.contains(e));
+    if let Some(e) = next {
+        out.push(e);
+        out.sort_unstable();
+    }
+    out
+}
+
+/// `columns` sorted chronologically (eras are in time order), without repeats or eras the
+/// scheme lacks.
+pub fn chronological(columns: &[usize], eras: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = columns.iter().copied().filter(|&c| c < eras).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Whether `p` lies inside the polygon `poly` (even-odd rule; a polygon of fewer than
+/// three points holds nothing). Used by the Map's lasso.
+pub fn inside_polygon(p: [f64; 2], poly: &[[f64; 2]]) -> bool {
+    if poly.len() < 3 {
+        return false;
+    }
+    let mut inside = false;
+    let mut j = poly.len() - 1;
+    for i in 0..poly.len() {
+        let (a, b) = (poly[i], poly[j]);
+        if (a[1] > p[1]) != (b[1] > p[1]) {
+            let x = a[0] + (p[1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1]);
+            if p[0] < x {
+                inside = !inside;
+            }
+        }
+        j = i;
+    }
+    inside
+}
+
+/// A short label of a prediction for a poster tile: the predicted decade and how far the
+/// predicted year is from the release year, e.g. `("≈1980s", Some("+7 y"))`.
+pub fn prediction_badge(predicted: f32, released: Option<i32>) -> (String, Option<String>) {
+    let decade = (predicted.round() as i32).div_euclid(10) * 10;
+    let off = released.map(|y| {
+        let d = (predicted - y as f32).round() as i32;
+        if d == 0 {
+            "exact".to_owned()
+        } else {
+            format!("{d:+} y")
+        }
+    });
+    (format!("\u{2248}{decade}s"), off)
 }
 
 /// One column of a contact sheet.
@@ -674,6 +771,112 @@ mod tests {
     use super::*;
     use crate::eras::EraSchemes;
     use crate::imaging::ColourStats;
+
+    fn rgb_distance(a: [u8; 3], b: [u8; 3]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (f32::from(*x) - f32::from(y)).powi(2))
+            .sum::<f32>()
+            .sqrt()
+    }
+
+    /// HSV saturation of a colour, 0 (grey) … 1.
+    fn saturation(c: [u8; 3]) -> f32 {
+        let max = f32::from(*c.iter().max().unwrap());
+        let min = f32::from(*c.iter().min().unwrap());
+        if max == 0.0 { 0.0 } else { (max - min) / max }
+    }
+
+    #[test]
+    fn column_colours_are_distinct_and_not_grey() {
+        for (i, a) in COLUMN_COLOURS.iter().enumerate() {
+            assert!(saturation(*a) > 0.5, "colour {i} {a:?} is greyish");
+            for (j, b) in COLUMN_COLOURS.iter().enumerate().skip(i + 1) {
+                assert!(rgb_distance(*a, *b) > 80.0, "colours {i} and {j} too close");
+            }
+        }
+        // The Compare tab's plot shows uncovered years in mid grey.
+        let grey = [128, 128, 128];
+        for c in COLUMN_COLOURS {
+            assert!(rgb_distance(c, grey) > 90.0, "{c:?} too close to grey");
+        }
+    }
+
+    #[test]
+    fn year_colours_are_sequential() {
+        // Lightness rises with the year, so decades a century apart never share a colour.
+        let luma = |c: [u8; 3]| {
+            0.299 * f32::from(c[0]) + 0.587 * f32::from(c[1]) + 0.114 * f32::from(c[2])
+        };
+        let mut last = -1.0;
+        for year in (1890..=2030).step_by(5) {
+            let l = luma(year_colour(year as f32, 1890, 2030));
+            assert!(l > last, "{year}: lightness {l} after {last}");
+            last = l;
+        }
+        assert!(
+            rgb_distance(
+                year_colour(1895.0, 1890, 2025),
+                year_colour(1995.0, 1890, 2025)
+            ) > 150.0
+        );
+        assert_eq!(sequential_colour(f32::NAN), sequential_colour(0.0));
+        assert_eq!(sequential_colour(7.0), sequential_colour(1.0));
+        assert_eq!(year_colour(2000.0, 2000, 2000), sequential_colour(0.0));
+    }
+
+    #[test]
+    fn lasso_polygons_hold_what_they_surround() {
+        let square = [[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0]];
+        assert!(inside_polygon([1.0, 1.0], &square));
+        assert!(!inside_polygon([3.0, 1.0], &square));
+        assert!(!inside_polygon([1.0, -0.5], &square));
+        // A concave "C": the notch is outside.
+        let c = [
+            [0.0, 0.0],
+            [3.0, 0.0],
+            [3.0, 1.0],
+            [1.0, 1.0],
+            [1.0, 2.0],
+            [3.0, 2.0],
+            [3.0, 3.0],
+            [0.0, 3.0],
+        ];
+        assert!(inside_polygon([0.5, 1.5], &c));
+        assert!(!inside_polygon([2.0, 1.5], &c));
+        assert!(!inside_polygon([1.0, 1.0], &[[0.0, 0.0], [2.0, 2.0]]));
+    }
+
+    #[test]
+    fn prediction_badges_name_the_decade_and_the_error() {
+        assert_eq!(
+            prediction_badge(1984.4, Some(1977)),
+            ("\u{2248}1980s".into(), Some("+7 y".into()))
+        );
+        assert_eq!(
+            prediction_badge(1939.6, Some(1952)),
+            ("\u{2248}1940s".into(), Some("-12 y".into()))
+        );
+        assert_eq!(
+            prediction_badge(2001.2, Some(2001)),
+            ("\u{2248}2000s".into(), Some("exact".into()))
+        );
+        assert_eq!(
+            prediction_badge(1899.5, None),
+            ("\u{2248}1900s".into(), None)
+        );
+    }
+
+    #[test]
+    fn added_columns_are_the_next_era_and_stay_chronological() {
+        assert_eq!(add_column(&[], 8), vec![0]);
+        assert_eq!(add_column(&[1, 4, 7], 8), vec![0, 1, 4, 7]);
+        assert_eq!(add_column(&[4, 1], 8), vec![1, 4, 5]);
+        assert_eq!(add_column(&[2, 3], 4), vec![0, 2, 3]);
+        assert_eq!(add_column(&[0, 1, 2], 3), vec![0, 1, 2]);
+        assert_eq!(add_column(&[5, 9], 6), vec![0, 5]);
+        assert_eq!(chronological(&[6, 2, 2, 40], 8), vec![2, 6]);
+    }
 
     fn row(id: i64, title: &str, year: Option<i32>, genres: &str, pop: f64) -> MovieRow {
         MovieRow {

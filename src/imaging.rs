@@ -379,10 +379,16 @@ fn classify_error(format: &str, e: &image::ImageError) -> ImageRejection {
     }
 }
 
-/// Thumbnail bounding box used in the catalog.
-pub const THUMB_WIDTH: u32 = 96;
+/// Thumbnail bounding box used in the catalog: twice the Gallery's largest tile (200
+/// points wide), so tiles stay sharp at every size on high-density screens; posters
+/// smaller than the box (TMDB's w154) are kept at their own size.
+pub const THUMB_WIDTH: u32 = 400;
 /// Thumbnail bounding box height.
-pub const THUMB_HEIGHT: u32 = 144;
+pub const THUMB_HEIGHT: u32 = 600;
+
+/// Thumbnails narrower than this were made by versions with a 96-point box: the viewer
+/// prefers the poster file to them when it can read it.
+pub const OLD_THUMB_WIDTH: u32 = 96;
 
 /// Scales `rgb` to fit `max_w`×`max_h` (never up), keeping the aspect ratio.
 pub fn fit_within(rgb: &RgbImage, max_w: u32, max_h: u32) -> RgbImage {
@@ -800,8 +806,11 @@ mod tests {
 
     #[test]
     fn thumbnail_fits_box() {
+        // A w154 TMDB poster fits the box as it is; a big scan is scaled into it.
         let (jpeg, w, h) = make_thumbnail(&solid(154, 231, [10, 200, 10])).unwrap();
-        assert_eq!((w, h), (96, 144));
+        assert_eq!((w, h), (154, 231));
+        let (_, w, h) = make_thumbnail(&solid(1000, 1500, [10, 200, 10])).unwrap();
+        assert_eq!((w, h), (400, 600));
         assert!(decode_poster(&jpeg, &ImageLimits::default()).is_ok());
         let (_, w, h) = make_thumbnail(&solid(50, 40, [0, 0, 0])).unwrap();
         assert_eq!((w, h), (50, 40));

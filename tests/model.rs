@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use image::{Rgb, RgbImage};
 use movie_eras::catalog::Catalog;
 use movie_eras::eras::EraSchemes;
+use movie_eras::model::YearBins;
 use movie_eras::model::backend::{self, BackendChoice};
 use movie_eras::model::inference::EraModel;
 use movie_eras::model::network::NetworkConfig;
@@ -404,4 +405,34 @@ fn assert_only_the_last_block_changed(out: &Path) {
         changed[n - 8..].iter().any(|c| *c),
         "nothing was fine-tuned: {changed:?}"
     );
+}
+
+#[test]
+fn the_year_term_of_the_loss_measures_the_expected_years_error_in_decades() {
+    use movie_eras::model::training::{loss, training_loss};
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    let bins = YearBins::default();
+    // Nearly all probability on the bin of 1950–1954 (centre 1952).
+    let b = bins.bin(1952);
+    let mut logits = vec![-20.0f32; bins.count];
+    logits[b] = 20.0;
+    let logits: burn::prelude::Tensor<2> = burn::prelude::Tensor::from_data(
+        burn::prelude::TensorData::new(logits, [1, bins.count]),
+        &device,
+    );
+    let target = movie_eras::model::data::soft_target(1952, &bins, 4.0);
+    let targets: burn::prelude::Tensor<2> = burn::prelude::Tensor::from_data(
+        burn::prelude::TensorData::new(target, [1, bins.count]),
+        &device,
+    );
+    let ce = loss(logits.clone(), targets.clone()).into_scalar::<f32>();
+    let value = |year: i32, w: f64| {
+        training_loss(logits.clone(), targets.clone(), &[year], &bins, w).into_scalar::<f32>()
+    };
+    // Weight 0 is the cross-entropy alone.
+    assert!((value(2012, 0.0) - ce).abs() < 1e-6);
+    // 60 years off is 6 decades: the term adds 6 × the weight; on the year, nearly nothing.
+    let centre = bins.centre(b) as f32;
+    assert!((value(2012, 0.5) - ce - 0.5 * (2012.0 - centre) / 10.0).abs() < 1e-3);
+    assert!((value(1952, 0.5) - ce - 0.5 * (1952.0 - centre).abs() / 10.0).abs() < 1e-3);
 }

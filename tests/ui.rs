@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use burn::prelude::Device;
 use eframe::egui;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use movie_eras::app::{MovieErasApp, Settings, Tab};
 use movie_eras::catalog::{Catalog, NewMovie, PosterRecord, PosterStatus};
 use movie_eras::eras::EraSchemes;
@@ -24,6 +24,11 @@ fn harness(data: &std::path::Path) -> Harness<'static, MovieErasApp> {
     Harness::builder()
         .with_size(egui::vec2(1200.0, 800.0))
         .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app)
+}
+
+/// A node's text: its label, or for plain text its value.
+fn text_of(node: &egui_kittest::kittest::AccessKitNode<'_>) -> String {
+    node.label().or_else(|| node.value()).unwrap_or_default()
 }
 
 /// Steps until `label` is on screen (workers report asynchronously).
@@ -74,7 +79,10 @@ fn gallery_catalog(data: &std::path::Path) {
                 PosterRecord {
                     remote_path: None,
                     file: Some(file.display().to_string()),
-                    sha256: Some(format!("{i:064}")),
+                    // The file's real hash, so a dropped copy is found in the catalog.
+                    sha256: Some(movie_eras::imaging::sha256_hex(
+                        &std::fs::read(&file).unwrap(),
+                    )),
                     bytes: None,
                     width: Some(154),
                     height: Some(231),
@@ -177,8 +185,9 @@ fn gallery_filters_change_what_is_shown_and_a_click_opens_details() {
     );
     h.state_mut().settings_mut().gallery.sort = movie_eras::explore::SortKey::Year;
     h.step();
-    // Clicking a poster opens its details with the model's prediction and Grad-CAM.
-    h.get_by_label("Casablanca (1942)").click();
+    // Clicking a poster opens its details with the model's prediction and Grad-CAM (the
+    // tile's label now carries the model's guess too).
+    h.get_by_label_contains("Casablanca (1942)").click();
     h.step();
     wait_for(&mut h, "Drama, Romance");
     wait_for(&mut h, "Estimated year");
@@ -786,4 +795,141 @@ fn an_empty_catalog_offers_three_ways_in_and_a_dropped_folder_is_imported() {
     wait_for(&mut h, "3 of 4 movies");
     // Titles come from the names too.
     h.get_by_label("jaws (1975)");
+}
+
+#[test]
+fn compare_adds_the_next_era_in_time_order_without_moving_the_button() {
+    let tmp = tempfile::tempdir().unwrap();
+    gallery_catalog(tmp.path());
+    let hollywood = EraSchemes::builtin().get("hollywood").unwrap().clone();
+    let (golden, new_hollywood) = (hollywood.era_index(1942), hollywood.era_index(1975));
+    let mut app = MovieErasApp::new(
+        DataDir::new(tmp.path()),
+        EraSchemes::builtin(),
+        Settings::default(),
+    );
+    // Saved out of order: shown in time order.
+    app.settings_mut()
+        .compare
+        .columns
+        .insert("hollywood".into(), vec![new_hollywood, golden]);
+    app.settings_mut().tab = Tab::Compare;
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    wait_for(&mut h, "New Hollywood (1967–1982)");
+    assert_eq!(
+        h.state().settings().compare.columns["hollywood"],
+        vec![golden, new_hollywood]
+    );
+    let before = h.get_by_label("Add column").rect();
+    h.get_by_label("Add column").click();
+    h.step();
+    h.step();
+    // The era after the last one shown, in its place in time; the button stayed put.
+    assert_eq!(
+        h.state().settings().compare.columns["hollywood"],
+        vec![golden, new_hollywood, new_hollywood + 1]
+    );
+    wait_for(&mut h, "Blockbuster (1983–1994)");
+    assert_eq!(h.get_by_label("Add column").rect().min, before.min);
+    // Counts behind the yearly figures are plotted, and sparse years are called out.
+    h.get_by_label("Posters per year");
+    h.get_by_label_contains("years with fewer than 5 posters are dots");
+}
+
+#[test]
+fn gallery_tiles_show_the_models_guess_and_details_link_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    gallery_catalog(tmp.path());
+    let mut h = harness(tmp.path());
+    h.state_mut().settings_mut().gallery.predictions = true;
+    h.step();
+    // Every poster's tile gets the model's decade and error once the pass is done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h
+        .query_all_by_label_contains("\u{2014} model \u{2248}")
+        .count()
+        < 5
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the tiles never showed the model's guess"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+        h.step();
+    }
+    let tile = h
+        .get_by_label_contains("Casablanca (1942) \u{2014} model \u{2248}")
+        .accesskit_node();
+    let tile = text_of(&tile);
+    assert!(tile.ends_with(" y") || tile.ends_with("exact"), "{tile}");
+    h.get_by_label_contains("Casablanca (1942)").click();
+    h.step();
+    // The TMDB page of the movie (tmdb id 100) and "Open in Classify".
+    wait_for(&mut h, "movie 100 on TMDB");
+    h.get_by_label("Open in Classify").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().settings().tab, Tab::Classify);
+    // Classify finds the poster in the catalog by its contents.
+    wait_for(&mut h, "In the catalog: Casablanca (1942)");
+    h.get_by_label_contains("the guess is off by");
+}
+
+#[test]
+fn the_map_lasso_narrows_the_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    gallery_catalog(tmp.path());
+    let mut h = harness(tmp.path());
+    h.state_mut().settings_mut().gallery.map = true;
+    h.step();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.state().gallery().map_rect().is_none() {
+        assert!(Instant::now() < deadline, "the map never appeared");
+        std::thread::sleep(Duration::from_millis(10));
+        h.step();
+    }
+    h.step();
+    h.get_by_label("Lasso").click();
+    h.step();
+    // A lasso around the left half of the map: the leftmost poster is inside, the
+    // rightmost is not.
+    let r = h.state().gallery().map_rect().unwrap().shrink(3.0);
+    let mid = r.center().x;
+    let path = [
+        egui::pos2(r.left() + 8.0, r.top()),
+        egui::pos2(mid, r.top()),
+        egui::pos2(mid, r.bottom()),
+        egui::pos2(r.left(), r.bottom()),
+        r.left_top(),
+    ];
+    h.hover_at(r.left_top());
+    h.step();
+    h.drag_at(r.left_top());
+    h.step();
+    for p in path {
+        h.hover_at(p);
+        h.step();
+    }
+    h.drop_at(r.left_top());
+    h.step();
+    h.step();
+    let label = h
+        .get_by_label_contains("Lasso on the map:")
+        .accesskit_node();
+    let label = text_of(&label);
+    let n: usize = label
+        .trim_start_matches("Lasso on the map: ")
+        .trim_end_matches(" posters")
+        .parse()
+        .unwrap();
+    assert!((1..=4).contains(&n), "{label}");
+    // The grid keeps only the lassoed posters, until the lasso is cleared.
+    h.state_mut().settings_mut().gallery.map = false;
+    h.step();
+    wait_for(&mut h, &format!("{n} of 6 movies"));
+    h.get_by_label("Clear lasso").click();
+    h.step();
+    wait_for(&mut h, "5 of 6 movies");
 }

@@ -1,7 +1,9 @@
 //! The Classify tab: drop poster files on the window, open them with a file dialog or
 //! paste an image; a worker thread holding the model predicts each one (era
 //! probabilities for the chosen scheme, the decade distribution, the estimated year with
-//! an 80% interval) and computes saliency overlays on request. Bad files get their reason
+//! an 80% interval) and computes saliency overlays on request, drawn with their colour
+//! key. A poster the catalog holds (same file contents) shows its title and release year
+//! beside the guess. The layout follows the window's width. Bad files get their reason
 //! on screen; nothing blocks the UI.
 
 use std::collections::HashMap;
@@ -56,9 +58,19 @@ enum Outcome {
     },
 }
 
-/// A classified poster: the prediction, the poster (at most 600×900) and a note on how
-/// an unusual input was converted.
-type Classified = (Prediction, Arc<RgbImage>, Option<String>);
+/// A movie of the catalog: title and release year.
+type KnownMovie = (String, Option<i32>);
+
+/// A classified poster.
+struct Classified {
+    prediction: Prediction,
+    /// The poster, at most 600×900.
+    poster: Arc<RgbImage>,
+    /// How an unusual input was converted.
+    note: Option<String>,
+    /// The catalog's movie with this very poster, if any.
+    known: Option<KnownMovie>,
+}
 
 /// Saliency state of one poster.
 struct Overlay {
@@ -95,6 +107,8 @@ enum EntryState {
         overlay: Box<Overlay>,
         /// The model that made the prediction.
         model: String,
+        /// The catalog's movie with this poster.
+        known: Option<KnownMovie>,
     },
     Failed(String),
 }
@@ -115,6 +129,11 @@ pub struct ClassifyTab {
     queued: Vec<PathBuf>,
     /// The model loaded by the worker, for people.
     model_label: String,
+    /// The catalog to look dropped posters up in.
+    catalog: Option<PathBuf>,
+    /// Why no file dialog could be shown, when one could not.
+    dialog_note: Option<String>,
+    dialog_unavailable: Option<Receiver<String>>,
 }
 
 impl ClassifyTab {
@@ -134,6 +153,20 @@ impl ClassifyTab {
             paste_note: None,
             queued: Vec::new(),
             model_label: String::new(),
+            catalog: None,
+            dialog_note: None,
+            dialog_unavailable: None,
+        }
+    }
+
+    /// Looks classified posters up in the catalog at `path` (by file contents), to show
+    /// their title and release year. Takes effect when the worker (re)starts.
+    pub fn set_catalog(&mut self, path: PathBuf) {
+        if self.catalog.as_ref() != Some(&path) {
+            self.catalog = Some(path);
+            self.requests = None;
+            self.outcomes = None;
+            self.status_rx = None;
         }
     }
 
@@ -176,6 +209,7 @@ impl ClassifyTab {
             .clone()
             .or_else(crate::model::default_model_dir);
         let ctx = ctx.clone();
+        let catalog = self.catalog.clone();
         let spawned = std::thread::Builder::new()
             .name("classify".into())
             .spawn(move || {
@@ -203,7 +237,8 @@ impl ClassifyTab {
                     }
                 };
                 ctx.request_repaint();
-                worker_loop(&model, &req_rx, &out_tx, &ctx);
+                let catalog = catalog.and_then(|p| crate::catalog::Catalog::open(&p).ok());
+                worker_loop(&model, catalog.as_ref(), &req_rx, &out_tx, &ctx);
             });
         if let Err(e) = spawned {
             self.model_status = Err(format!("cannot start the classifier: {e}"));
@@ -362,7 +397,12 @@ impl ClassifyTab {
                 Outcome::Classified { id, result } => {
                     if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
                         e.state = match result {
-                            Ok((prediction, poster, note)) => EntryState::Done {
+                            Ok(Classified {
+                                prediction,
+                                poster,
+                                note,
+                                known,
+                            }) => EntryState::Done {
                                 overlay: Box::new(Overlay {
                                     show: false,
                                     settings: SaliencySettings::default()
@@ -381,6 +421,7 @@ impl ClassifyTab {
                                 note,
                                 texture: None,
                                 model: self.model_label.clone(),
+                                known,
                             },
                             Err(reason) => EntryState::Failed(reason),
                         };
@@ -466,23 +507,39 @@ impl ClassifyTab {
         }
     }
 
-    /// Opens a file dialog on a helper thread (the UI keeps running).
+    /// Opens a file dialog on a helper thread (the UI keeps running); says so in the
+    /// tab when the system has no file dialog.
     pub fn open_dialog(&mut self, ctx: &egui::Context) {
         let (tx, rx) = mpsc::channel();
+        let (no_tx, no_rx) = mpsc::channel();
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new()
             .name("open-dialog".into())
             .spawn(move || {
-                let files = rfd::FileDialog::new()
-                    .set_title("Open posters")
-                    .add_filter("Images", &["jpg", "jpeg", "png", "webp", "gif", "bmp"])
-                    .pick_files()
-                    .unwrap_or_default();
-                let _ = tx.send(files);
+                let picked = super::dialogs::show(|| {
+                    rfd::FileDialog::new()
+                        .set_title("Open posters")
+                        .add_filter("Images", &["jpg", "jpeg", "png", "webp", "gif", "bmp"])
+                        .pick_files()
+                });
+                match picked {
+                    super::dialogs::Picked::Chosen(files) => {
+                        let _ = tx.send(files);
+                    }
+                    super::dialogs::Picked::Cancelled => {}
+                    super::dialogs::Picked::Unavailable(why) => {
+                        let _ = no_tx.send(why);
+                    }
+                }
                 ctx.request_repaint();
             });
-        if spawned.is_ok() {
-            self.picked = Some(rx);
+        match spawned {
+            Ok(_) => {
+                self.picked = Some(rx);
+                self.dialog_unavailable = Some(no_rx);
+                self.dialog_note = None;
+            }
+            Err(e) => self.dialog_note = Some(format!("cannot open a file dialog: {e}")),
         }
     }
 
@@ -499,17 +556,22 @@ impl ClassifyTab {
         let spawned = std::thread::Builder::new()
             .name("export-dialog".into())
             .spawn(move || {
-                let msg = match rfd::FileDialog::new()
-                    .set_title("Export overlay")
-                    .set_file_name(&file_name)
-                    .add_filter("PNG", &["png"])
-                    .save_file()
-                {
-                    Some(path) => match crate::fsutil::write_atomic(&path, &png) {
-                        Ok(()) => format!("Saved {}", path.display()),
-                        Err(e) => format!("Could not save {}: {e}", path.display()),
-                    },
-                    None => "Export cancelled".into(),
+                let picked = super::dialogs::show(|| {
+                    rfd::FileDialog::new()
+                        .set_title("Export overlay")
+                        .set_file_name(&file_name)
+                        .add_filter("PNG", &["png"])
+                        .save_file()
+                });
+                let msg = match picked {
+                    super::dialogs::Picked::Chosen(path) => {
+                        match crate::fsutil::write_atomic(&path, &png) {
+                            Ok(()) => format!("Saved {}", path.display()),
+                            Err(e) => format!("Could not save {}: {e}", path.display()),
+                        }
+                    }
+                    super::dialogs::Picked::Cancelled => "Export cancelled".into(),
+                    super::dialogs::Picked::Unavailable(why) => why,
                 };
                 let _ = tx.send((id, msg));
                 ctx.request_repaint();
@@ -542,7 +604,15 @@ impl ClassifyTab {
                 self.entries.clear();
             }
         });
+        if let Some(rx) = &self.dialog_unavailable
+            && let Ok(why) = rx.try_recv()
+        {
+            self.dialog_note = Some(why);
+        }
         if let Some(note) = &self.paste_note {
+            ui.colored_label(ui.visuals().warn_fg_color, note);
+        }
+        if let Some(note) = &self.dialog_note {
             ui.colored_label(ui.visuals().warn_fg_color, note);
         }
         match &self.model_status {
@@ -575,6 +645,7 @@ impl ClassifyTab {
 /// The worker: classifies posters and computes overlays for the ones it has seen.
 fn worker_loop(
     model: &EraModel,
+    catalog: Option<&crate::catalog::Catalog>,
     requests: &Receiver<Request>,
     outcomes: &Sender<Outcome>,
     ctx: &egui::Context,
@@ -583,9 +654,9 @@ fn worker_loop(
     for request in requests {
         let outcome = match request {
             Request::Classify(id, job, scheme) => {
-                let result = classify(model, job, &scheme);
-                if let Ok((_, poster, _)) = &result {
-                    posters.insert(id, poster.clone());
+                let result = classify(model, catalog, job, &scheme);
+                if let Ok(c) = &result {
+                    posters.insert(id, c.poster.clone());
                 }
                 Outcome::Classified { id, result }
             }
@@ -652,21 +723,33 @@ fn clipboard_image() -> Result<RgbImage, String> {
     Ok(image::DynamicImage::ImageRgba8(rgba).to_rgb8())
 }
 
-fn classify(model: &EraModel, job: Job, scheme: &EraScheme) -> Result<Classified, String> {
-    let (rgb, note) = match job {
+fn classify(
+    model: &EraModel,
+    catalog: Option<&crate::catalog::Catalog>,
+    job: Job,
+    scheme: &EraScheme,
+) -> Result<Classified, String> {
+    let (rgb, note, known) = match job {
         Job::File(path) => {
             let d = imaging::decode_poster_file(&path, &ImageLimits::default())
                 .map_err(|e| e.to_string())?;
             let note = d
                 .conversion
                 .map(|c| format!("{} poster; {c}", imaging::format_name(d.format)));
-            (d.rgb, note)
+            // A catalog that cannot be read only loses the title line.
+            let known = catalog.and_then(|c| c.movie_by_poster_sha256(&d.sha256).ok().flatten());
+            (d.rgb, note, known)
         }
-        Job::Pixels(rgb) => (rgb, None),
+        Job::Pixels(rgb) => (rgb, None, None),
     };
     let prediction = model.predict(&rgb, scheme).map_err(|e| e.to_string())?;
-    let kept = Arc::new(imaging::fit_within(&rgb, KEEP_W, KEEP_H));
-    Ok((prediction, kept, note))
+    let poster = Arc::new(imaging::fit_within(&rgb, KEEP_W, KEEP_H));
+    Ok(Classified {
+        prediction,
+        poster,
+        note,
+        known,
+    })
 }
 
 fn colour_image(rgb: &RgbImage) -> egui::ColorImage {
@@ -698,8 +781,19 @@ fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry, scheme: &EraScheme) -> Option<
             texture,
             overlay,
             model,
+            known,
         } => {
             let id = entry.id;
+            if let Some((title, year)) = known {
+                let line = match year {
+                    Some(y) => format!(
+                        "In the catalog: {title} ({y}) \u{2014} the guess is off by {:.0} years",
+                        (prediction.year - f64::from(*y)).abs()
+                    ),
+                    None => format!("In the catalog: {title} (year unknown)"),
+                };
+                ui.label(egui::RichText::new(line).strong());
+            }
             ui.small(format!("Predicted by: {model}"));
             if let Some(note) = note {
                 ui.small(note.as_str());
@@ -713,16 +807,20 @@ fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry, scheme: &EraScheme) -> Option<
             });
             let plain = plain.id();
             let overlaid = overlay_texture(ui.ctx(), id, poster, overlay);
-            let size = display_size(poster);
+            // Posters grow with the window: a fifth of its width each, 160–360 wide.
+            let full = ui.available_width();
+            let size = display_size(poster, (full * 0.2).clamp(160.0, 360.0));
             let mut export = None;
             ui.horizontal_top(|ui| {
-                // With an overlay, the poster and its overlay side by side.
+                // With an overlay, the poster and its overlay side by side, with its key.
                 ui.image((plain, size));
                 if let Some(tex) = overlaid {
                     ui.image((tex, size));
+                    colour_key_ui(ui, overlay.mode, size.y);
                 }
                 ui.vertical(|ui| {
-                    prediction_ui(ui, id, prediction, overlay);
+                    let rest = ui.available_width();
+                    prediction_ui(ui, id, prediction, overlay, rest);
                     ui.add_space(6.0);
                     export = saliency_ui(ui, id, scheme, poster, overlay);
                 });
@@ -732,11 +830,47 @@ fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry, scheme: &EraScheme) -> Option<
     }
 }
 
-/// On-screen size of a poster: at most 240×360, small posters scaled up to fill it.
-fn display_size(poster: &RgbImage) -> egui::Vec2 {
+/// On-screen size of a poster: at most `max_w` wide and 1.5 × `max_w` high, small
+/// posters scaled up to fill it.
+fn display_size(poster: &RgbImage, max_w: f32) -> egui::Vec2 {
     let (w, h) = (poster.width() as f32, poster.height() as f32);
-    let scale = (240.0 / w).min(360.0 / h);
+    let scale = (max_w / w).min(1.5 * max_w / h);
     egui::vec2(w * scale, h * scale)
+}
+
+/// The overlay's colour key beside it: what its colours (or, for a mask, its shading)
+/// mean, from the pixels that drove the prediction most (top) to least (bottom).
+fn colour_key_ui(ui: &mut egui::Ui, mode: OverlayMode, height: f32) {
+    ui.vertical(|ui| {
+        ui.small("more");
+        let bar_h = (height - 2.0 * ui.text_style_height(&egui::TextStyle::Small) - 8.0).max(40.0);
+        let (rect, resp) = ui.allocate_exact_size(egui::vec2(14.0, bar_h), egui::Sense::hover());
+        let steps = 48;
+        for k in 0..steps {
+            let t0 = k as f32 / steps as f32;
+            let v = 1.0 - (t0 + 0.5 / steps as f32);
+            let [r, g, b] = match mode {
+                OverlayMode::Mask => {
+                    let g = (40.0 + 215.0 * v).round() as u8;
+                    [g, g, g]
+                }
+                OverlayMode::Heatmap | OverlayMode::Blend => saliency::heat_colour(v),
+            };
+            let y0 = rect.top() + t0 * rect.height();
+            ui.painter().rect_filled(
+                egui::Rect::from_min_max(
+                    egui::pos2(rect.left(), y0),
+                    egui::pos2(rect.right(), y0 + rect.height() / steps as f32 + 0.5),
+                ),
+                0.0,
+                egui::Color32::from_rgb(r, g, b),
+            );
+        }
+        resp.on_hover_text(
+            "Saliency: how much each pixel drove the prediction (scaled per poster, top = most)",
+        );
+        ui.small("less");
+    });
 }
 
 /// The overlay texture, redrawn when its map, mode or opacity changed; `None` when the
@@ -863,7 +997,7 @@ fn saliency_ui(
     export
 }
 
-fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Overlay) {
+fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Overlay, width: f32) {
     let (best, prob) = &p.eras[p.best_era];
     ui.heading(format!("{best} ({:.0}%)", 100.0 * prob));
     ui.label(format!(
@@ -891,7 +1025,7 @@ fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Ove
             if *prob >= 0.0005 {
                 ui.add(
                     egui::ProgressBar::new(*prob as f32)
-                        .desired_width(200.0)
+                        .desired_width((width - 190.0).clamp(120.0, 480.0))
                         .text(format!("{:.1}%", 100.0 * prob)),
                 );
             } else {
@@ -908,7 +1042,7 @@ fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Ove
         .collect();
     Plot::new(("decades", id))
         .height(120.0)
-        .width(420.0)
+        .width((width - 10.0).clamp(260.0, 900.0))
         .allow_zoom(false)
         .allow_drag(false)
         .allow_scroll(false)

@@ -1,15 +1,20 @@
 //! The Compare tab: columns side by side for chosen eras (of any scheme, decades
-//! included), each a reproducible sample of that era's posters with its average poster
-//! (pixel mean over all of the era's posters) and palette; plots of poster statistics
-//! over the years, where hovering a year shows its posters; a hue histogram per chosen
-//! era; and a PNG contact sheet of the comparison.
+//! included), in chronological order, each a reproducible sample of that era's posters
+//! with its average poster (pixel mean over all of the era's posters) and palette, large
+//! enough to read; plots of poster statistics over the years with decade ticks, the
+//! number of posters behind each year (sparse years are drawn as dots, not joined into a
+//! trend), and the posters of the year under the pointer; a hue histogram per chosen era;
+//! and a PNG contact sheet of the comparison. Each column has its own colour, distinct
+//! from the others and from the grey of the years no column covers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 
 use eframe::egui;
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, VLine};
+use egui_plot::{
+    Bar, BarChart, GridInput, GridMark, Legend, Line, Plot, PlotPoints, Points, VLine,
+};
 use image::RgbImage;
 use rayon::prelude::*;
 
@@ -53,6 +58,50 @@ fn default_columns(scheme: &EraScheme) -> Vec<usize> {
         cols.push(0);
     }
     cols
+}
+
+/// Most columns side by side.
+const MAX_COLUMNS: usize = 6;
+
+/// Years with fewer posters than this are drawn as dots, not joined into the trend line.
+const SPARSE_YEAR: usize = 5;
+
+/// One column to draw: its position (which sets its colour), era and sampled posters.
+struct Column<'a> {
+    slot: usize,
+    era: usize,
+    picked: &'a [usize],
+    total: usize,
+}
+
+/// Grid marks on a year axis: every decade, with every half-century drawn heavier (and
+/// single years once zoomed far in).
+#[allow(clippy::needless_pass_by_value)] // the signature egui_plot's grid spacers have
+pub fn decade_marks(input: GridInput) -> Vec<GridMark> {
+    let (lo, hi) = input.bounds;
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo || hi - lo > 10_000.0 {
+        return Vec::new();
+    }
+    let mut marks = Vec::new();
+    let fine = input.base_step_size <= 1.0 && hi - lo <= 30.0;
+    let step = if fine { 1 } else { 10 };
+    let first = (lo / f64::from(step)).ceil() as i64 * i64::from(step);
+    let mut y = first;
+    while (y as f64) <= hi {
+        let step_size = if y % 50 == 0 {
+            50.0
+        } else if y % 10 == 0 {
+            10.0
+        } else {
+            1.0
+        };
+        marks.push(GridMark {
+            value: y as f64,
+            step_size,
+        });
+        y += i64::from(step);
+    }
+    marks
 }
 
 /// The average poster and palette of one era.
@@ -220,9 +269,19 @@ impl CompareTab {
             .columns
             .entry(scheme.name.clone())
             .or_insert_with(|| default_columns(scheme));
-        columns.retain(|&c| c < scheme.eras.len());
+        *columns = explore::chronological(columns, scheme.eras.len());
         let mut export = false;
         ui.horizontal_wrapped(|ui| {
+            // First in the row, so it stays under the pointer as columns come and go.
+            let can_add = columns.len() < MAX_COLUMNS && columns.len() < scheme.eras.len();
+            if ui
+                .add_enabled(can_add, egui::Button::new("Add column"))
+                .on_hover_text("Adds the next era not shown")
+                .on_disabled_hover_text("Every era is shown, or six columns already")
+                .clicked()
+            {
+                *columns = explore::add_column(columns, scheme.eras.len());
+            }
             let label = ui.label("Columns:");
             let mut remove = None;
             for (k, col) in columns.iter_mut().enumerate() {
@@ -246,12 +305,8 @@ impl CompareTab {
             if let Some(k) = remove {
                 columns.remove(k);
             }
-            if columns.len() < 6 && ui.button("Add column").clicked() {
-                let next = (0..scheme.eras.len())
-                    .find(|e| !columns.contains(e))
-                    .unwrap_or(0);
-                columns.push(next);
-            }
+            // A column switched to another era moves to its place in time.
+            *columns = explore::chronological(columns, scheme.eras.len());
             ui.separator();
             ui.add(egui::Slider::new(&mut settings.per_column, 3..=30).text("posters each"));
             ui.add(egui::DragValue::new(&mut settings.seed).prefix("sample seed "));
@@ -303,10 +358,16 @@ impl CompareTab {
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 ui.columns(samples.len().max(1), |cols| {
-                    for (ui, (era, picked, total)) in cols.iter_mut().zip(&samples) {
-                        self.column_ui(
-                            ui, explorer, scheme, data_dir, thumbs, *era, picked, *total,
-                        );
+                    for (slot, (ui, (era, picked, total))) in
+                        cols.iter_mut().zip(&samples).enumerate()
+                    {
+                        let column = Column {
+                            slot,
+                            era: *era,
+                            picked,
+                            total: *total,
+                        };
+                        self.column_ui(ui, explorer, scheme, data_dir, thumbs, &column);
                     }
                 });
                 ui.separator();
@@ -314,7 +375,6 @@ impl CompareTab {
             });
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn column_ui(
         &mut self,
         ui: &mut egui::Ui,
@@ -322,14 +382,18 @@ impl CompareTab {
         scheme: &EraScheme,
         data_dir: &DataDir,
         thumbs: &mut Thumbnails,
-        era: usize,
-        picked: &[usize],
-        total: usize,
+        column: &Column<'_>,
     ) {
+        let Column {
+            slot,
+            era,
+            picked,
+            total,
+        } = *column;
         let Some(e) = scheme.eras.get(era) else {
             return;
         };
-        let [r, g, b] = explore::era_colour(era);
+        let [r, g, b] = explore::column_colour(slot);
         ui.colored_label(
             egui::Color32::from_rgb(r, g, b),
             egui::RichText::new(format!("{} ({})", e.name, e.range_label())).strong(),
@@ -351,28 +415,44 @@ impl CompareTab {
                         egui::TextureOptions::LINEAR,
                     )
                 });
-                ui.horizontal(|ui| {
-                    ui.image((tex.id(), egui::vec2(80.0, 120.0)));
-                    ui.vertical(|ui| {
-                        ui.small(format!("Average of {} posters", look.count));
-                        let (rect, _) =
-                            ui.allocate_exact_size(egui::vec2(120.0, 18.0), egui::Sense::hover());
-                        let mut x = rect.left();
-                        for (c, share) in &look.palette {
-                            let w = share * rect.width();
-                            ui.painter().rect_filled(
-                                egui::Rect::from_min_size(
-                                    egui::pos2(x, rect.top()),
-                                    egui::vec2(w, rect.height()),
-                                ),
-                                0.0,
-                                egui::Color32::from_rgb(c[0], c[1], c[2]),
-                            );
-                            x += w;
-                        }
-                        ui.small("Palette");
-                    });
-                });
+                // The average as large as the column allows (2:3, at most 240 wide), each
+                // caption under what it describes.
+                let w = ui.available_width().clamp(60.0, 240.0);
+                ui.image((tex.id(), egui::vec2(w, w * 1.5)));
+                ui.small(format!("Average of {} posters", look.count));
+                ui.add_space(4.0);
+                let (rect, _) = ui.allocate_exact_size(egui::vec2(w, 28.0), egui::Sense::hover());
+                let mut x = rect.left();
+                for (c, share) in &look.palette {
+                    let cw = share * rect.width();
+                    let cell = egui::Rect::from_min_size(
+                        egui::pos2(x, rect.top()),
+                        egui::vec2(cw, rect.height()),
+                    );
+                    ui.painter()
+                        .rect_filled(cell, 0.0, egui::Color32::from_rgb(c[0], c[1], c[2]));
+                    // Shares wide enough to hold their figure show it.
+                    if cw > 30.0 {
+                        let luma = 0.299 * f32::from(c[0])
+                            + 0.587 * f32::from(c[1])
+                            + 0.114 * f32::from(c[2]);
+                        let ink = if luma > 140.0 {
+                            egui::Color32::BLACK
+                        } else {
+                            egui::Color32::WHITE
+                        };
+                        ui.painter().text(
+                            cell.center(),
+                            egui::Align2::CENTER_CENTER,
+                            format!("{:.0}%", 100.0 * share),
+                            egui::FontId::proportional(11.0),
+                            ink,
+                        );
+                    }
+                    x += cw;
+                }
+                ui.small("Palette (share of pixels)");
+                ui.add_space(4.0);
             }
             Some(None) if self.empty_looks.contains(&key) => {
                 ui.small("No readable posters to average");
@@ -437,7 +517,11 @@ impl CompareTab {
             return;
         };
         ui.heading("Poster statistics over the years");
-        ui.label("Coloured segments are the chosen eras; hover a plot to see that year's posters.");
+        ui.label(format!(
+            "Coloured segments are the chosen eras, grey the other years; years with fewer \
+             than {SPARSE_YEAR} posters are dots, not part of the line. Hover a plot to see \
+             that year's posters."
+        ));
         let boundaries: Vec<i32> = scheme.eras.iter().skip(1).filter_map(|e| e.from).collect();
         // Posters of the year under the pointer (the previous frame's hover).
         if let Some(year) = self.hovered_year {
@@ -475,9 +559,15 @@ impl CompareTab {
         let plot_w = ((ui.available_width() - 24.0) / 2.0).max(240.0);
         egui::Grid::new("stat-plots").num_columns(2).show(ui, |ui| {
             for (k, stat) in STATS.iter().enumerate() {
+                // Years with enough posters make the trend; sparse ones are only dots.
                 let all: Vec<[f64; 2]> = stats
                     .iter()
-                    .filter(|s| s.count > 0)
+                    .filter(|s| s.count >= SPARSE_YEAR)
+                    .map(|s| [f64::from(s.year), f64::from((stat.get)(s))])
+                    .collect();
+                let sparse: Vec<[f64; 2]> = stats
+                    .iter()
+                    .filter(|s| s.count > 0 && s.count < SPARSE_YEAR)
                     .map(|s| [f64::from(s.year), f64::from((stat.get)(s))])
                     .collect();
                 let resp = ui
@@ -489,18 +579,27 @@ impl CompareTab {
                             .allow_drag(false)
                             .allow_zoom(false)
                             .allow_scroll(false)
+                            .x_grid_spacer(decade_marks)
                             .show(ui, |plot| {
                                 plot.line(
                                     Line::new(stat.name, PlotPoints::from(all.clone()))
                                         .color(egui::Color32::GRAY),
                                 );
-                                for &era in columns {
+                                plot.points(
+                                    Points::new(
+                                        format!("years with under {SPARSE_YEAR} posters"),
+                                        PlotPoints::from(sparse.clone()),
+                                    )
+                                    .radius(1.5)
+                                    .color(egui::Color32::from_gray(110)),
+                                );
+                                for (slot, &era) in columns.iter().enumerate() {
                                     let pts: Vec<[f64; 2]> = all
                                         .iter()
                                         .filter(|p| scheme.era_index(p[0] as i32) == era)
                                         .copied()
                                         .collect();
-                                    let [r, g, b] = explore::era_colour(era);
+                                    let [r, g, b] = explore::column_colour(slot);
                                     plot.line(
                                         Line::new(
                                             scheme.eras[era].name.clone(),
@@ -530,6 +629,53 @@ impl CompareTab {
                     ui.end_row();
                 }
             }
+            // How many posters stand behind each year's figures.
+            let counts: Vec<Bar> = stats
+                .iter()
+                .filter(|s| s.count > 0)
+                .map(|s| {
+                    let bar = Bar::new(f64::from(s.year), s.count as f64).width(0.9);
+                    if s.count < SPARSE_YEAR {
+                        bar.fill(egui::Color32::from_gray(110))
+                    } else {
+                        bar.fill(egui::Color32::from_gray(160))
+                    }
+                })
+                .collect();
+            let resp = ui
+                .vertical(|ui| {
+                    ui.strong("Posters per year");
+                    Plot::new("year-counts")
+                        .height(140.0)
+                        .width(plot_w)
+                        .allow_drag(false)
+                        .allow_zoom(false)
+                        .allow_scroll(false)
+                        .include_y(0.0)
+                        .x_grid_spacer(decade_marks)
+                        .show(ui, |plot| {
+                            plot.bar_chart(BarChart::new("posters", counts));
+                            for (slot, &era) in columns.iter().enumerate() {
+                                let [r, g, b] = explore::column_colour(slot);
+                                let bars: Vec<Bar> = stats
+                                    .iter()
+                                    .filter(|s| s.count > 0 && scheme.era_index(s.year) == era)
+                                    .map(|s| Bar::new(f64::from(s.year), s.count as f64).width(0.9))
+                                    .collect();
+                                plot.bar_chart(
+                                    BarChart::new(scheme.eras[era].name.clone(), bars)
+                                        .color(egui::Color32::from_rgb(r, g, b)),
+                                );
+                            }
+                            plot.pointer_coordinate()
+                        })
+                })
+                .inner;
+            if resp.response.hovered()
+                && let Some(p) = resp.inner
+            {
+                hovered = Some(p.x.round() as i32);
+            }
             // The hue histogram of each chosen era, in the grid's last cell.
             let bars: Vec<BarChart> = columns
                 .iter()
@@ -538,7 +684,7 @@ impl CompareTab {
                     let members = explorer.era_members(scheme, era);
                     let h = explore::hue_histogram(&explorer.rows, &members);
                     let width = 24.0 / (columns.len().max(1) as f64 + 1.0);
-                    let [r, g, b] = explore::era_colour(era);
+                    let [r, g, b] = explore::column_colour(n);
                     BarChart::new(
                         scheme.eras[era].name.clone(),
                         (0..HUE_BINS)
@@ -572,9 +718,8 @@ impl CompareTab {
             });
             ui.end_row();
         });
-        if hovered.is_some() {
-            self.hovered_year = hovered;
-        }
+        // The strip of the hovered year's posters goes when the pointer leaves the plots.
+        self.hovered_year = hovered;
     }
 
     /// Builds the contact sheet and saves it, on a helper thread.
@@ -620,17 +765,22 @@ impl CompareTab {
         let spawned = std::thread::Builder::new()
             .name("contact-sheet".into())
             .spawn(move || {
-                let msg = match rfd::FileDialog::new()
-                    .set_title("Export contact sheet")
-                    .set_file_name(format!("compare-{}.png", names.join("-vs-")))
-                    .add_filter("PNG", &["png"])
-                    .save_file()
-                {
-                    Some(out) => match write_contact_sheet(&path, columns, &out) {
-                        Ok(()) => format!("Saved {}", out.display()),
-                        Err(e) => format!("Could not save {}: {e}", out.display()),
-                    },
-                    None => "Export cancelled".into(),
+                let picked = super::dialogs::show(|| {
+                    rfd::FileDialog::new()
+                        .set_title("Export contact sheet")
+                        .set_file_name(format!("compare-{}.png", names.join("-vs-")))
+                        .add_filter("PNG", &["png"])
+                        .save_file()
+                });
+                let msg = match picked {
+                    super::dialogs::Picked::Chosen(out) => {
+                        match write_contact_sheet(&path, columns, &out) {
+                            Ok(()) => format!("Saved {}", out.display()),
+                            Err(e) => format!("Could not save {}: {e}", out.display()),
+                        }
+                    }
+                    super::dialogs::Picked::Cancelled => "Export cancelled".into(),
+                    super::dialogs::Picked::Unavailable(why) => why,
                 };
                 let _ = tx.send(msg);
                 ctx.request_repaint();
@@ -650,8 +800,9 @@ pub fn write_contact_sheet(
     let catalog = Catalog::open(catalog_path).map_err(|e| e.to_string())?;
     let sheet_columns: Vec<SheetColumn> = columns
         .into_iter()
-        .map(|(era, average, palette, ids)| SheetColumn {
-            colour: explore::era_colour(era),
+        .enumerate()
+        .map(|(slot, (_era, average, palette, ids))| SheetColumn {
+            colour: explore::column_colour(slot),
             average,
             palette,
             thumbs: ids
@@ -667,7 +818,7 @@ pub fn write_contact_sheet(
     crate::fsutil::write_atomic(out, &png).map_err(|e| e.to_string())
 }
 
-/// Average poster (64×96) and 6-colour palette of these posters, from their thumbnails.
+/// Average poster (96×144) and 6-colour palette of these posters, from their thumbnails.
 fn era_look(catalog: &Catalog, posters: &[PosterSource]) -> Option<EraLook> {
     // Thumbnails are read on this thread (one connection), decoded in parallel.
     let sources: Vec<(Option<Vec<u8>>, Option<std::path::PathBuf>)> = posters
@@ -677,7 +828,7 @@ fn era_look(catalog: &Catalog, posters: &[PosterSource]) -> Option<EraLook> {
     let (avg, pixels) = sources
         .par_iter()
         .fold(
-            || (AveragePoster::new(64, 96), Vec::new()),
+            || (AveragePoster::new(96, 144), Vec::new()),
             |(mut avg, mut px), (jpeg, file)| {
                 if let Some(img) = super::thumbs::decode_thumbnail(jpeg.as_deref(), file.as_deref())
                 {
@@ -690,7 +841,7 @@ fn era_look(catalog: &Catalog, posters: &[PosterSource]) -> Option<EraLook> {
             },
         )
         .reduce(
-            || (AveragePoster::new(64, 96), Vec::new()),
+            || (AveragePoster::new(96, 144), Vec::new()),
             |(mut a, mut pa), (b, pb)| {
                 a.merge(&b);
                 pa.extend(pb);

@@ -1,14 +1,18 @@
 //! The Gallery tab: a virtualised grid over the whole catalog (only the rows on screen
 //! are laid out; thumbnails load lazily off the UI thread into a bounded cache), filters
 //! by era, decade, year range, genre, title and poster status, four sort orders, a
-//! thumbnail size slider, a details panel with the model's prediction and Grad-CAM, and
-//! a 2-D map of the catalog laid out by the model's features.
+//! thumbnail size slider, tiles with the release year and (once the model has seen the
+//! catalog) its guess as badges, a details panel with the model's prediction, Grad-CAM,
+//! a link to the movie's TMDB page and "Open in Classify", and a 2-D map of the catalog
+//! laid out by the model's features: coloured by year, zoom and pan, posters in place of
+//! points when zoomed in, and a lasso that narrows the grid to what it surrounds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use eframe::egui;
-use egui_plot::{Legend, Plot, PlotPoints, Points};
+use egui_plot::{Line, MarkerShape, Plot, PlotImage, PlotPoint, PlotPoints, Points};
 
 use super::analysis::{Analysis, CatalogAnalysis, PosterRef};
 use super::thumbs::Thumbnails;
@@ -32,6 +36,8 @@ pub struct GallerySettings {
     pub thumb_width: f32,
     /// Show the 2-D map instead of the grid.
     pub map: bool,
+    /// Run the model over the catalog and show its guess on every tile.
+    pub predictions: bool,
 }
 
 impl Default for GallerySettings {
@@ -42,6 +48,7 @@ impl Default for GallerySettings {
             descending: false,
             thumb_width: 96.0,
             map: false,
+            predictions: false,
         }
     }
 }
@@ -55,6 +62,24 @@ struct SelectionKey {
     scheme: String,
     rows: usize,
     analysed: bool,
+    lasso: u64,
+}
+
+/// Largest number of posters drawn as pictures on the map (more are points).
+const MAP_PICTURES: usize = 150;
+
+/// The map's view in the previous frame: visible bounds and plot units per screen point.
+#[derive(Debug, Clone, Copy)]
+struct MapView {
+    min: [f64; 2],
+    max: [f64; 2],
+    per_point: [f64; 2],
+}
+
+impl MapView {
+    fn contains(&self, p: [f64; 2]) -> bool {
+        (self.min[0]..=self.max[0]).contains(&p[0]) && (self.min[1]..=self.max[1]).contains(&p[1])
+    }
 }
 
 enum DetailState {
@@ -81,7 +106,23 @@ pub struct GalleryTab {
     /// Said once after the era scheme changed under a filter.
     note: Option<String>,
     /// The model of the model pass and details (`None`: the shipped one).
-    model_dir: Option<std::path::PathBuf>,
+    model_dir: Option<PathBuf>,
+    /// Rows the filters keep, before the lasso (the map shows all of them).
+    filtered: Vec<usize>,
+    /// Drawing the lasso on the map (instead of panning).
+    lasso_mode: bool,
+    /// The lasso being drawn, in map coordinates.
+    lasso_path: Vec<[f64; 2]>,
+    /// The last lasso drawn and the movies inside it.
+    lasso: Option<(Vec<[f64; 2]>, HashSet<i64>)>,
+    lasso_gen: u64,
+    map_view: Option<MapView>,
+    /// Where the map was drawn (for tests).
+    map_rect: Option<egui::Rect>,
+    /// A poster file the user asked to open in the Classify tab (the app takes it).
+    pub open_in_classify: Option<PathBuf>,
+    /// The TMDB website, for the details' link (the Harvest settings' site URL).
+    pub site_url: String,
 }
 
 impl Default for GalleryTab {
@@ -104,7 +145,27 @@ impl GalleryTab {
             map_pick: Vec::new(),
             note: None,
             model_dir: None,
+            filtered: Vec::new(),
+            lasso_mode: false,
+            lasso_path: Vec::new(),
+            lasso: None,
+            lasso_gen: 0,
+            map_view: None,
+            map_rect: None,
+            open_in_classify: None,
+            site_url: crate::harvest::tmdb::DEFAULT_SITE_URL.to_owned(),
         }
+    }
+
+    /// Where the map's plot was drawn in the last frame it was shown (for tests).
+    pub fn map_rect(&self) -> Option<egui::Rect> {
+        self.map_rect
+    }
+
+    /// Narrows the grid to these movies, as a lasso on the map does (`None`: no lasso).
+    pub fn set_lasso(&mut self, ids: Option<HashSet<i64>>) {
+        self.lasso = ids.map(|ids| (Vec::new(), ids));
+        self.lasso_gen += 1;
     }
 
     /// The rows shown now (indices into the explorer's rows), for tests.
@@ -125,7 +186,7 @@ impl GalleryTab {
 
     /// Uses the model in `dir` (the shipped one for `None`) for predictions, the map and
     /// the error sort from now on: what the old model computed is dropped.
-    pub fn set_model(&mut self, dir: Option<std::path::PathBuf>) {
+    pub fn set_model(&mut self, dir: Option<PathBuf>) {
         if self.model_dir == dir {
             return;
         }
@@ -227,7 +288,7 @@ impl GalleryTab {
                 self.note = None;
             }
         }
-        if settings.sort == SortKey::Error || settings.map {
+        if settings.sort == SortKey::Error || settings.map || settings.predictions {
             self.start_pass(explorer, data_dir, ui.ctx());
         }
         let key = SelectionKey {
@@ -237,10 +298,15 @@ impl GalleryTab {
             scheme: scheme.name.clone(),
             rows: explorer.rows.len(),
             analysed: !self.errors.is_empty(),
+            lasso: self.lasso_gen,
         };
         if self.key.as_ref() != Some(&key) {
-            self.shown =
+            self.filtered =
                 explorer.select(scheme, &key.filter, key.sort, key.descending, &self.errors);
+            self.shown.clone_from(&self.filtered);
+            if let Some((_, ids)) = &self.lasso {
+                self.shown.retain(|&i| ids.contains(&explorer.rows[i].id));
+            }
             self.key = Some(key);
             if self.selected.is_some_and(|s| !self.shown.contains(&s)) {
                 self.selected = None;
@@ -253,6 +319,13 @@ impl GalleryTab {
                 self.shown.len(),
                 explorer.rows.len()
             ));
+            if let Some((_, ids)) = &self.lasso {
+                ui.separator();
+                ui.label(format!("Lasso on the map: {} posters", ids.len()));
+                if ui.small_button("Clear lasso").clicked() {
+                    self.set_lasso(None);
+                }
+            }
             if let Some(a) = &self.analysis {
                 if let Some((done, total)) = a.progress {
                     ui.spinner();
@@ -281,7 +354,7 @@ impl GalleryTab {
                 });
         }
         let clicked = if settings.map {
-            self.map_ui(ui, explorer, scheme, thumbs, data_dir)
+            self.map_ui(ui, explorer, thumbs, data_dir)
         } else {
             self.grid_ui(ui, explorer, thumbs, settings.thumb_width, data_dir)
         };
@@ -330,6 +403,7 @@ impl GalleryTab {
             .max(cell.x);
         let per_row = (((width + gap) / (cell.x + gap)).floor() as usize).max(1);
         let rows = self.shown.len().div_ceil(per_row);
+        let analysis = self.analysis.as_ref().and_then(|a| a.result.clone());
         let mut clicked = None;
         egui::ScrollArea::vertical()
             .id_salt("gallery-grid")
@@ -343,10 +417,21 @@ impl GalleryTab {
                                 break;
                             };
                             let r = &explorer.rows[i];
-                            let label = match r.year {
+                            let predicted = analysis
+                                .as_ref()
+                                .and_then(|a| a.index.get(&r.id).map(|&k| a.years[k]));
+                            let mut label = match r.year {
                                 Some(y) => format!("{} ({y})", r.title),
                                 None => r.title.clone(),
                             };
+                            // The badges, for screen readers and tests too.
+                            if let Some(p) = predicted {
+                                let (decade, off) = explore::prediction_badge(p, r.year);
+                                label.push_str(&format!(" \u{2014} model {decade}"));
+                                if let Some(o) = off {
+                                    label.push_str(&format!(", {o}"));
+                                }
+                            }
                             let (rect, resp) = ui.allocate_exact_size(cell, egui::Sense::click());
                             resp.widget_info(|| {
                                 egui::WidgetInfo::labeled(egui::Role::Button, true, &label)
@@ -357,6 +442,7 @@ impl GalleryTab {
                                     .as_deref()
                                     .map(|f| data_dir.poster_path(f).display().to_string());
                                 cell_ui(ui, thumbs, r, file.as_deref(), rect);
+                                badges_ui(ui, rect, r.year, predicted);
                                 if self.selected == Some(i) {
                                     ui.painter().rect_stroke(
                                         rect.expand(2.0),
@@ -376,12 +462,12 @@ impl GalleryTab {
         clicked
     }
 
-    /// The 2-D map of model features; returns the poster clicked in the strip below it.
+    /// The 2-D map of model features; returns the poster clicked (on the map or in the
+    /// strip below it).
     fn map_ui(
         &mut self,
         ui: &mut egui::Ui,
         explorer: &Arc<Explorer>,
-        scheme: &EraScheme,
         thumbs: &mut Thumbnails,
         data_dir: &DataDir,
     ) -> Option<usize> {
@@ -391,58 +477,176 @@ impl GalleryTab {
             );
             return None;
         };
-        ui.label(
-            "Each point is a poster, placed by the first two principal components of the \
-             model's features and coloured by its release era. Click a region to see its posters.",
-        );
-        // Points of the movies the filters keep, grouped by era for the legend.
-        let mut by_era: Vec<Vec<[f64; 2]>> = vec![Vec::new(); scheme.eras.len()];
-        let mut members: Vec<(usize, [f32; 2])> = Vec::new();
-        for &i in &self.shown {
+        ui.horizontal_wrapped(|ui| {
+            ui.label(
+                "Each point is a poster, placed by the first two principal components of the \
+                 model's features and coloured by release year. Scroll to zoom, drag to pan, \
+                 double-click to see everything; zoomed in, points become posters.",
+            );
+            ui.toggle_value(&mut self.lasso_mode, "Lasso")
+                .on_hover_text("Drag around posters to keep only them in the grid");
+        });
+        let (first, last) = explorer.year_range.unwrap_or((1890, 2030));
+        // Points of the movies the filters keep, by five-year group for their colour.
+        let mut groups: BTreeMap<i32, Vec<[f64; 2]>> = BTreeMap::new();
+        let mut members: Vec<(usize, [f64; 2])> = Vec::new();
+        for &i in &self.filtered {
             let r = &explorer.rows[i];
             let (Some(&k), Some(year)) = (result.index.get(&r.id), r.year) else {
                 continue;
             };
             let c = result.coords[k];
-            by_era[scheme.era_index(year)].push([f64::from(c[0]), f64::from(c[1])]);
-            members.push((i, c));
+            let p = [f64::from(c[0]), f64::from(c[1])];
+            groups.entry(year.div_euclid(5) * 5).or_default().push(p);
+            members.push((i, p));
         }
+        // Zoomed in far enough, the posters themselves (as of the previous frame's view).
+        let mut pictures: Vec<(PlotPoint, egui::TextureId)> = Vec::new();
+        let mut picture_size = egui::Vec2::ZERO;
+        if let Some(view) = self.map_view {
+            let in_view: Vec<&(usize, [f64; 2])> =
+                members.iter().filter(|(_, p)| view.contains(*p)).collect();
+            if !in_view.is_empty() && in_view.len() <= MAP_PICTURES {
+                picture_size = egui::vec2(
+                    (36.0 * view.per_point[0]) as f32,
+                    (54.0 * view.per_point[1]) as f32,
+                );
+                for (i, p) in in_view {
+                    let r = &explorer.rows[*i];
+                    let file = r
+                        .poster_file
+                        .as_deref()
+                        .map(|f| data_dir.poster_path(f).display().to_string());
+                    if let Some(pid) = r.poster_id
+                        && let Some(tex) = thumbs.get(pid, file.as_deref())
+                    {
+                        pictures.push((PlotPoint::new(p[0], p[1]), tex));
+                    }
+                }
+            }
+        }
+        let selected = self
+            .selected
+            .and_then(|i| members.iter().find(|(m, _)| *m == i))
+            .map(|(_, p)| *p);
+        let lasso_outline = if self.lasso_path.is_empty() {
+            self.lasso.as_ref().map(|(poly, _)| poly.clone())
+        } else {
+            Some(self.lasso_path.clone())
+        };
+        let lasso_mode = self.lasso_mode;
+        let scroll = ui.input(|i| i.smooth_scroll_delta.y);
         let height = (ui.available_height() - 150.0).max(200.0);
+        let width = ui.available_width();
         let response = Plot::new("feature-map")
             .height(height)
-            .legend(Legend::default())
-            .data_aspect(1.0)
+            .width(width)
+            .set_margin_fraction(egui::vec2(0.01, 0.01))
+            .show_axes(false)
+            .show_grid(false)
+            .allow_scroll(false)
+            .allow_drag(!lasso_mode)
             .allow_double_click_reset(true)
+            .show_x(false)
+            .show_y(false)
             .show(ui, |plot| {
-                for (e, pts) in by_era.into_iter().enumerate() {
-                    if pts.is_empty() {
-                        continue;
-                    }
-                    let [r, g, b] = explore::era_colour(e);
+                if plot.response().hovered() && scroll != 0.0 {
+                    let f = (scroll * 0.004).exp();
+                    plot.zoom_bounds_around_hovered(egui::vec2(f, f));
+                }
+                for (group, pts) in groups {
+                    let [r, g, b] = explore::year_colour(group as f32 + 2.0, first, last);
                     plot.points(
-                        Points::new(scheme.eras[e].name.clone(), PlotPoints::from(pts))
-                            .radius(2.0)
-                            .color(egui::Color32::from_rgb(r, g, b)),
+                        Points::new(
+                            format!("{group}\u{2013}{}", group + 4),
+                            PlotPoints::from(pts),
+                        )
+                        .radius(2.0)
+                        .color(egui::Color32::from_rgb(r, g, b)),
+                    );
+                }
+                for (at, tex) in pictures {
+                    plot.image(PlotImage::new("poster", tex, at, picture_size));
+                }
+                if let Some(poly) = lasso_outline
+                    && poly.len() > 1
+                {
+                    let mut closed = poly;
+                    closed.push(closed[0]);
+                    plot.line(
+                        Line::new("lasso", PlotPoints::from(closed))
+                            .color(egui::Color32::WHITE)
+                            .width(1.5),
+                    );
+                }
+                if let Some(p) = selected {
+                    plot.points(
+                        Points::new("selected poster", PlotPoints::from(vec![p]))
+                            .shape(MarkerShape::Circle)
+                            .filled(false)
+                            .radius(8.0)
+                            .color(egui::Color32::WHITE),
                     );
                 }
                 plot.pointer_coordinate()
             });
-        if response.response.clicked()
-            && let Some(p) = response.inner
+        self.map_rect = Some(*response.transform.frame());
+        let t = &response.transform;
+        let b = t.bounds();
+        let per = t.dvalue_dpos();
+        self.map_view = Some(MapView {
+            min: b.min(),
+            max: b.max(),
+            per_point: [per[0].abs(), per[1].abs()],
+        });
+        year_scale_ui(ui, first, last, width);
+        let r = &response.response;
+        let pointer = response.inner.map(|p| [p.x, p.y]);
+        if lasso_mode {
+            if r.drag_started() {
+                self.lasso_path.clear();
+            }
+            if r.dragged()
+                && let Some(p) = pointer
+                && self.lasso_path.last() != Some(&p)
+            {
+                self.lasso_path.push(p);
+            }
+            if r.drag_stopped() {
+                let poly = std::mem::take(&mut self.lasso_path);
+                let ids: HashSet<i64> = members
+                    .iter()
+                    .filter(|(_, p)| explore::inside_polygon(*p, &poly))
+                    .map(|(i, _)| explorer.rows[*i].id)
+                    .collect();
+                if poly.len() >= 3 {
+                    self.lasso = Some((poly, ids));
+                    self.lasso_gen += 1;
+                }
+            }
+        }
+        let mut clicked = None;
+        if r.clicked()
+            && let Some(p) = pointer
         {
-            // The 24 posters nearest the click.
-            let mut near: Vec<(f32, usize)> = members
+            // The 24 posters nearest the click; the nearest, if it is under the pointer,
+            // is selected and marked.
+            let mut near: Vec<(f64, usize)> = members
                 .iter()
                 .map(|(i, c)| {
-                    let dx = c[0] - p.x as f32;
-                    let dy = c[1] - p.y as f32;
+                    let dx = (c[0] - p[0]) / per[0].abs().max(1e-12);
+                    let dy = (c[1] - p[1]) / per[1].abs().max(1e-12);
                     (dx * dx + dy * dy, *i)
                 })
                 .collect();
             near.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some(&(d2, i)) = near.first()
+                && d2 <= 10.0 * 10.0
+            {
+                clicked = Some(i);
+            }
             self.map_pick = near.into_iter().take(24).map(|(_, i)| i).collect();
         }
-        let mut clicked = None;
         if !self.map_pick.is_empty() {
             ui.label("Posters near the point clicked:");
             egui::ScrollArea::horizontal()
@@ -510,8 +714,9 @@ impl GalleryTab {
                 ui.end_row();
             }
             if let Some(id) = r.tmdb_id {
-                ui.label("TMDB id");
-                ui.label(id.to_string());
+                ui.label("TMDB");
+                let url = format!("{}/movie/{id}", self.site_url.trim_end_matches('/'));
+                ui.hyperlink_to(format!("movie {id} on TMDB"), url);
                 ui.end_row();
             }
             ui.label("Poster");
@@ -533,6 +738,15 @@ impl GalleryTab {
                 ui.end_row();
             }
         });
+        if let Some(f) = &r.poster_file
+            && r.status == Some(PosterStatus::Ok)
+            && ui
+                .button("Open in Classify")
+                .on_hover_text("Saliency methods, every era's probability and the decade chart")
+                .clicked()
+        {
+            self.open_in_classify = Some(data_dir.poster_path(f));
+        }
         ui.separator();
         match &self.detail {
             None => {}
@@ -687,6 +901,87 @@ fn cell_ui(
     }
 }
 
+/// Badges on a grid tile: the release year (bottom left) and, once predicted, the
+/// model's decade and its error in years (bottom right, tinted by how far off it is).
+fn badges_ui(ui: &egui::Ui, rect: egui::Rect, year: Option<i32>, predicted: Option<f32>) {
+    let painter = ui.painter_at(rect);
+    let font = egui::FontId::proportional(if rect.width() >= 90.0 { 11.0 } else { 9.0 });
+    let pad = egui::vec2(3.0, 1.0);
+    let badge = |text: String, anchor: egui::Align2, at: egui::Pos2, fill: egui::Color32| {
+        let galley = painter.layout_no_wrap(text, font.clone(), egui::Color32::WHITE);
+        let size = galley.size() + 2.0 * pad;
+        let r = anchor.anchor_size(at, size);
+        painter.rect_filled(r, 3.0, fill);
+        painter.galley(r.min + pad, galley, egui::Color32::WHITE);
+    };
+    let inset = rect.shrink(3.0);
+    if let Some(y) = year {
+        badge(
+            y.to_string(),
+            egui::Align2::LEFT_BOTTOM,
+            inset.left_bottom(),
+            egui::Color32::from_black_alpha(190),
+        );
+    }
+    // Small tiles keep only the year.
+    if let Some(p) = predicted
+        && rect.width() >= 70.0
+    {
+        let (decade, off) = explore::prediction_badge(p, year);
+        let err = year.map_or(0.0, |y| (p - y as f32).abs());
+        let fill = if year.is_none() {
+            egui::Color32::from_black_alpha(190)
+        } else if err < 5.0 {
+            egui::Color32::from_rgba_unmultiplied(0, 110, 60, 220)
+        } else if err < 15.0 {
+            egui::Color32::from_rgba_unmultiplied(150, 100, 0, 220)
+        } else {
+            egui::Color32::from_rgba_unmultiplied(170, 30, 30, 220)
+        };
+        let text = match off {
+            Some(o) if rect.width() >= 110.0 => format!("{decade} {o}"),
+            _ => decade,
+        };
+        badge(text, egui::Align2::RIGHT_BOTTOM, inset.right_bottom(), fill);
+    }
+}
+
+/// The map's colour key: release years on the sequential scale, with decade labels.
+fn year_scale_ui(ui: &mut egui::Ui, first: i32, last: i32, width: f32) {
+    let w = width.clamp(120.0, 600.0);
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(w, 26.0), egui::Sense::hover());
+    let bar = egui::Rect::from_min_size(rect.min, egui::vec2(w, 10.0));
+    let painter = ui.painter();
+    let steps = 64;
+    for k in 0..steps {
+        let t0 = k as f32 / steps as f32;
+        let [r, g, b] = explore::sequential_colour(t0 + 0.5 / steps as f32);
+        let x0 = bar.left() + t0 * w;
+        painter.rect_filled(
+            egui::Rect::from_min_max(
+                egui::pos2(x0, bar.top()),
+                egui::pos2(x0 + w / steps as f32 + 0.5, bar.bottom()),
+            ),
+            0.0,
+            egui::Color32::from_rgb(r, g, b),
+        );
+    }
+    let span = (last - first).max(1) as f32;
+    let step = if last - first > 60 { 20 } else { 10 };
+    let mut y = (first + step - 1).div_euclid(step) * step;
+    while y <= last {
+        let x = bar.left() + (y - first) as f32 / span * w;
+        painter.text(
+            egui::pos2(x, bar.bottom() + 1.0),
+            egui::Align2::CENTER_TOP,
+            y.to_string(),
+            egui::FontId::proportional(10.0),
+            ui.visuals().text_color(),
+        );
+        y += step;
+    }
+}
+
 /// |predicted − actual| per movie with a year and a prediction.
 fn errors_of(explorer: &Explorer, a: &CatalogAnalysis) -> HashMap<i64, f32> {
     explorer
@@ -704,6 +999,10 @@ fn filters_ui(ui: &mut egui::Ui, explorer: &Explorer, scheme: &EraScheme, s: &mu
     ui.horizontal_wrapped(|ui| {
         ui.selectable_value(&mut s.map, false, "Grid");
         ui.selectable_value(&mut s.map, true, "Map");
+        ui.checkbox(&mut s.predictions, "Model's guesses")
+            .on_hover_text(
+                "Runs the model over the catalog once and shows its decade on each tile",
+            );
         ui.separator();
         let label = ui.label("Era");
         egui::ComboBox::from_id_salt("gallery-era")

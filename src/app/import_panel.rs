@@ -20,8 +20,8 @@ use crate::paths::DataDir;
 enum Picked {
     Folder(PathBuf),
     Labels(PathBuf),
-    /// No dialog could be shown.
-    NoDialog,
+    /// No dialog could be shown (why).
+    NoDialog(String),
 }
 
 enum Msg {
@@ -83,9 +83,7 @@ impl ImportPanel {
         let spawned = std::thread::Builder::new()
             .name("import-dialog".into())
             .spawn(move || {
-                // rfd panics or returns nothing when no dialog backend (portal, zenity)
-                // exists; either way the window says so.
-                let picked = std::panic::catch_unwind(|| {
+                let picked = super::dialogs::show(|| {
                     let mut d = rfd::FileDialog::new();
                     if let Some(dir) = &start {
                         d = d.set_directory(dir);
@@ -101,10 +99,14 @@ impl ImportPanel {
                             .map(Picked::Labels)
                     }
                 });
-                if let Ok(Some(p)) = picked {
-                    let _ = tx.send(p);
-                } else if picked.is_err() {
-                    let _ = tx.send(Picked::NoDialog);
+                match picked {
+                    super::dialogs::Picked::Chosen(p) => {
+                        let _ = tx.send(p);
+                    }
+                    super::dialogs::Picked::Cancelled => {}
+                    super::dialogs::Picked::Unavailable(why) => {
+                        let _ = tx.send(Picked::NoDialog(why));
+                    }
                 }
                 ctx.request_repaint();
             });
@@ -145,14 +147,9 @@ impl ImportPanel {
                     self.labels = Some(csv);
                     self.refresh_preview();
                 }
-                Ok(Picked::NoDialog) => {
+                Ok(Picked::NoDialog(why)) => {
                     self.picking = None;
-                    self.note = Some(
-                        "No file dialog is available on this system (install \
-                         xdg-desktop-portal or zenity); drop the folder on the window \
-                         instead."
-                            .into(),
-                    );
+                    self.note = Some(why);
                 }
                 Err(TryRecvError::Disconnected) => self.picking = None,
                 Err(TryRecvError::Empty) => {}

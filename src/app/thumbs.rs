@@ -1,6 +1,7 @@
 //! Poster thumbnails for the gallery and compare views: loaded lazily off the UI thread
 //! from the catalog's thumbnail table (or the poster file when a row has none), kept in a
-//! bounded texture cache (least recently used out first).
+//! bounded texture cache (least recently used out first; bounded in count and in
+//! texture memory, since thumbnails of large scans are bigger than TMDB's w154 posters).
 //!
 //! Each frame the views ask for what they show; what is missing goes into a "wanted"
 //! list that replaces the previous frame's, so scrolling fast never builds a backlog of
@@ -39,7 +40,18 @@ pub struct Thumbnails {
     in_flight: std::collections::HashSet<i64>,
     frame_wants: Vec<Want>,
     capacity: usize,
+    /// Bytes of texture memory held, and the most to hold.
+    bytes: usize,
+    max_bytes: usize,
     clock: u64,
+}
+
+/// Texture memory the cache may hold (RGBA): 1,500 w154 posters take about 210 MB.
+const MAX_TEXTURE_BYTES: usize = 256 << 20;
+
+fn texture_bytes(tex: &egui::TextureHandle) -> usize {
+    let [w, h] = tex.size();
+    w * h * 4
 }
 
 impl Thumbnails {
@@ -87,6 +99,8 @@ impl Thumbnails {
             in_flight: Default::default(),
             frame_wants: Vec::new(),
             capacity: capacity.max(16),
+            bytes: 0,
+            max_bytes: MAX_TEXTURE_BYTES,
             clock: 0,
         }
     }
@@ -100,7 +114,10 @@ impl Thumbnails {
                 Some(img) => {
                     let tex =
                         ctx.load_texture(format!("thumb-{id}"), img, egui::TextureOptions::LINEAR);
-                    self.textures.insert(id, (tex, self.clock));
+                    self.bytes += texture_bytes(&tex);
+                    if let Some((old, _)) = self.textures.insert(id, (tex, self.clock)) {
+                        self.bytes -= texture_bytes(&old);
+                    }
                 }
                 None => {
                     self.failed.insert(id);
@@ -158,16 +175,30 @@ impl Thumbnails {
         self.textures.is_empty()
     }
 
+    /// Texture memory held now, in bytes.
+    pub fn texture_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Caps the texture memory held (tests).
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+    }
+
     fn evict(&mut self) {
-        if self.textures.len() <= self.capacity {
+        if self.textures.len() <= self.capacity && self.bytes <= self.max_bytes {
             return;
         }
         let mut by_age: Vec<(u64, i64)> =
             self.textures.iter().map(|(id, (_, t))| (*t, *id)).collect();
         by_age.sort_unstable();
-        let excess = self.textures.len() - self.capacity;
-        for (_, id) in by_age.into_iter().take(excess) {
-            self.textures.remove(&id);
+        for (_, id) in by_age {
+            if self.textures.len() <= self.capacity && self.bytes <= self.max_bytes {
+                break;
+            }
+            if let Some((tex, _)) = self.textures.remove(&id) {
+                self.bytes -= texture_bytes(&tex);
+            }
         }
     }
 }
@@ -183,18 +214,24 @@ impl Drop for Thumbnails {
 }
 
 /// A thumbnail from its catalog JPEG, else from the poster file scaled down to the
-/// thumbnail size; `None` when neither can be read.
+/// thumbnail size; `None` when neither can be read. A small thumbnail stored by an older
+/// version (96 points wide, blurry on big tiles) gives way to the poster file when the
+/// file can be read.
 pub fn decode_thumbnail(jpeg: Option<&[u8]>, file: Option<&Path>) -> Option<RgbImage> {
     let limits = ImageLimits::default();
-    if let Some(Ok(d)) = jpeg.map(|j| imaging::decode_poster(j, &limits)) {
-        return Some(d.rgb);
+    let stored = jpeg
+        .map(|j| imaging::decode_poster(j, &limits))
+        .and_then(Result::ok)
+        .map(|d| d.rgb);
+    if let Some(rgb) = &stored
+        && rgb.width() > imaging::OLD_THUMB_WIDTH
+    {
+        return stored;
     }
-    let d = imaging::decode_poster_file(file?, &limits).ok()?;
-    Some(imaging::fit_within(
-        &d.rgb,
-        imaging::THUMB_WIDTH,
-        imaging::THUMB_HEIGHT,
-    ))
+    let from_file = file
+        .and_then(|f| imaging::decode_poster_file(f, &limits).ok())
+        .map(|d| imaging::fit_within(&d.rgb, imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT));
+    from_file.or(stored)
 }
 
 /// Reads a poster's thumbnail from the catalog (or its file); see [`decode_thumbnail`].
@@ -298,6 +335,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
         }
         assert!(thumbs.len() <= 16);
+        assert_eq!(thumbs.texture_bytes(), thumbs.len() * 12 * 18 * 4);
+        // A byte budget of five thumbnails holds five, however many fit the count.
+        thumbs.set_max_bytes(5 * 12 * 18 * 4);
+        thumbs.begin_frame(&ctx);
+        thumbs.end_frame();
+        assert_eq!(thumbs.len(), 5);
+        assert_eq!(thumbs.texture_bytes(), 5 * 12 * 18 * 4);
         // A poster id with no thumbnail and no file is reported, not retried forever.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !thumbs.is_failed(999) {

@@ -58,6 +58,10 @@ pub struct TrainArgs {
     /// σ of the soft year targets, in years.
     #[arg(long, default_value_t = 4.0)]
     pub sigma: f64,
+    /// Weight of the expected-year term of the loss (mean absolute error in decades,
+    /// added to the cross-entropy; 0: cross-entropy alone).
+    #[arg(long, default_value_t = 0.0)]
+    pub year_loss: f64,
     /// Split by poster hash only, without keeping near-duplicate posters together.
     #[arg(long)]
     pub no_near_duplicates: bool,
@@ -164,6 +168,10 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
         args.batch > 0 && args.epochs > 0,
         "--batch and --epochs must be > 0"
     );
+    anyhow::ensure!(
+        (0.0..=10.0).contains(&args.year_loss),
+        "--year-loss must be in [0, 10]"
+    );
     let mut opts = TrainOptions {
         epochs: args.epochs,
         batch: args.batch,
@@ -179,6 +187,7 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
         near_duplicates: !args.no_near_duplicates,
         init_from: args.init_from.clone(),
         finetune_cached: args.finetune_cached,
+        year_loss: args.year_loss,
         network: base,
         ..TrainOptions::default()
     };

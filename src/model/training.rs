@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 
 use super::backbone::{self, Arch};
 use super::backend::{BackendChoice, ChosenBackend};
@@ -75,6 +75,10 @@ pub struct TrainOptions {
     /// and an epoch costs the last blocks alone: minutes on a CPU instead of hours.
     #[serde(default)]
     pub finetune_cached: bool,
+    /// Weight of the year term of the loss ([`training_loss`]): the mean absolute error
+    /// of the expected year, in decades, added to the cross-entropy (0: none).
+    #[serde(default)]
+    pub year_loss: f64,
 }
 
 impl Default for TrainOptions {
@@ -98,6 +102,7 @@ impl Default for TrainOptions {
             near_duplicates: true,
             init_from: None,
             finetune_cached: false,
+            year_loss: 0.0,
         }
     }
 }
@@ -235,6 +240,32 @@ pub fn loss(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     (targets * log_softmax(logits, 1))
         .sum()
         .mul_scalar(-1.0 / n.max(1) as f64)
+}
+
+/// The training loss: soft-target cross-entropy ([`loss`]) plus, with `year_weight > 0`,
+/// `year_weight` times the mean absolute error of the expected year in decades. The
+/// expectation of the bin distribution is the year the model reports, so this term pulls
+/// it onto the release year, where the cross-entropy alone only shapes the distribution.
+pub fn training_loss(
+    logits: Tensor<2>,
+    targets: Tensor<2>,
+    years: &[i32],
+    bins: &YearBins,
+    year_weight: f64,
+) -> Tensor<1> {
+    let ce = loss(logits.clone(), targets);
+    if year_weight <= 0.0 {
+        return ce;
+    }
+    let device = logits.device();
+    let [n, k] = logits.dims();
+    let centres: Vec<f32> = (0..k).map(|b| (bins.centre(b) / 10.0) as f32).collect();
+    let centres: Tensor<2> = Tensor::from_data(TensorData::new(centres, [1, k]), &device);
+    let truth: Vec<f32> = years.iter().map(|&y| y as f32 / 10.0).collect();
+    let truth: Tensor<2> = Tensor::from_data(TensorData::new(truth, [n, 1]), &device);
+    let expected = (softmax(logits, 1) * centres).sum_dim(1);
+    let mae = (expected - truth).abs().mean();
+    ce + mae.mul_scalar(year_weight)
 }
 
 /// Cosine decay from `lr` to 5% of it over `total` steps.
@@ -586,7 +617,13 @@ pub fn train(
                 opts.sigma,
                 &device,
             );
-            let l = loss(net.forward_train(batch.images), batch.targets);
+            let l = training_loss(
+                net.forward_train(batch.images),
+                batch.targets,
+                &batch.years,
+                &opts.bins,
+                opts.year_loss,
+            );
             let value = f64::from(l.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(l.backward(), &net);
             let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
@@ -814,9 +851,7 @@ pub fn head_probs(
             .collect();
         let a: Tensor<2> = Tensor::from_data(TensorData::new(plain, [n, c]), device);
         let b: Tensor<2> = Tensor::from_data(TensorData::new(flipped, [n, c]), device);
-        let p = (burn::tensor::activation::softmax(head.forward_cached(a), 1)
-            + burn::tensor::activation::softmax(head.forward_cached(b), 1))
-            * 0.5;
+        let p = (softmax(head.forward_cached(a), 1) + softmax(head.forward_cached(b), 1)) * 0.5;
         let flat = p
             .into_data()
             .try_into_vec::<f32>()
@@ -976,6 +1011,7 @@ fn train_head<P: CachedPart>(
             }
             let mut x = Vec::with_capacity(chunk.len() * c);
             let mut t = Vec::with_capacity(chunk.len() * opts.bins.count);
+            let mut years = Vec::with_capacity(chunk.len());
             for &i in chunk {
                 let (f, low, p) = train[i];
                 // With --rescale, a share of the steps sees the shrunken, re-encoded copy.
@@ -991,11 +1027,18 @@ fn train_head<P: CachedPart>(
                 };
                 x.extend_from_slice(v);
                 t.extend(data::soft_target(p.year, &opts.bins, opts.sigma));
+                years.push(p.year);
             }
             let n = chunk.len();
             let x: Tensor<2> = Tensor::from_data(TensorData::new(x, [n, c]), &device);
             let t: Tensor<2> = Tensor::from_data(TensorData::new(t, [n, opts.bins.count]), &device);
-            let l = loss(head.forward_cached(x), t);
+            let l = training_loss(
+                head.forward_cached(x),
+                t,
+                &years,
+                &opts.bins,
+                opts.year_loss,
+            );
             let value = f64::from(l.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(l.backward(), &head);
             let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
