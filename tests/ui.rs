@@ -933,3 +933,34 @@ fn the_map_lasso_narrows_the_grid() {
     h.step();
     wait_for(&mut h, "5 of 6 movies");
 }
+
+#[test]
+fn hovering_a_compare_plot_shows_that_years_posters_until_the_pointer_leaves() {
+    let tmp = tempfile::tempdir().unwrap();
+    gallery_catalog(tmp.path());
+    let mut app = MovieErasApp::new(
+        DataDir::new(tmp.path()),
+        EraSchemes::builtin(),
+        Settings::default(),
+    );
+    app.settings_mut().tab = Tab::Compare;
+    app.settings_mut().compare.per_column = 3;
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 1600.0))
+        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    wait_for(&mut h, "Brightness");
+    let title = h.get_by_label("Brightness").rect();
+    let inside = egui::pos2(title.left() + 200.0, title.bottom() + 60.0);
+    h.hover_at(inside);
+    for _ in 0..4 {
+        h.step();
+    }
+    wait_for(&mut h, "Posters from 19");
+    // Gone once the pointer leaves the plots.
+    h.hover_at(egui::pos2(5.0, 5.0));
+    for _ in 0..4 {
+        h.step();
+    }
+    assert!(h.query_by_label_contains("Posters from 19").is_none());
+    h.get_by_label("Posters from the year under the pointer appear here.");
+}

@@ -1043,6 +1043,7 @@ fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Ove
     Plot::new(("decades", id))
         .height(120.0)
         .width((width - 10.0).clamp(260.0, 900.0))
+        .x_grid_spacer(super::compare_tab::decade_marks)
         .allow_zoom(false)
         .allow_drag(false)
         .allow_scroll(false)

@@ -557,7 +557,7 @@ impl CompareTab {
         }
         let mut hovered = None;
         let plot_w = ((ui.available_width() - 24.0) / 2.0).max(240.0);
-        egui::Grid::new("stat-plots").num_columns(2).show(ui, |ui| {
+        let grid = egui::Grid::new("stat-plots").num_columns(2).show(ui, |ui| {
             for (k, stat) in STATS.iter().enumerate() {
                 // Years with enough posters make the trend; sparse ones are only dots.
                 let all: Vec<[f64; 2]> = stats
@@ -676,6 +676,7 @@ impl CompareTab {
             {
                 hovered = Some(p.x.round() as i32);
             }
+            ui.end_row();
             // The hue histogram of each chosen era, in the grid's last cell.
             let bars: Vec<BarChart> = columns
                 .iter()
@@ -718,8 +719,16 @@ impl CompareTab {
             });
             ui.end_row();
         });
-        // The strip of the hovered year's posters goes when the pointer leaves the plots.
-        self.hovered_year = hovered;
+        // The strip of the hovered year's posters goes when the pointer leaves the plots
+        // (drawn from this frame's hover in the next one, so ask for it). While the
+        // pointer stays over the plots, a frame in which no plot reports a hover (the
+        // window does have such frames) keeps the year.
+        let over_plots = ui.rect_contains_pointer(grid.response.rect);
+        let next = hovered.or(if over_plots { self.hovered_year } else { None });
+        if self.hovered_year != next {
+            self.hovered_year = next;
+            ui.ctx().request_repaint();
+        }
     }
 
     /// Builds the contact sheet and saves it, on a helper thread.

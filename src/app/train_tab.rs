@@ -43,6 +43,13 @@ pub struct TrainSettings {
     /// With the pretrained backbone: which of its features the head reads.
     #[serde(default = "style_levels")]
     pub levels: FeatureLevels,
+    /// With the pretrained backbone: share of steps on shrunken, re-encoded copies.
+    #[serde(default = "backbone_rescale")]
+    pub rescale: f32,
+}
+
+fn backbone_rescale() -> f32 {
+    training::BACKBONE_RESCALE
 }
 
 fn style_levels() -> FeatureLevels {
@@ -100,6 +107,7 @@ impl Default for TrainSettings {
             finetune_blocks: 0,
             hidden: 512,
             levels: FeatureLevels::Style,
+            rescale: training::BACKBONE_RESCALE,
         }
     }
 }
@@ -181,6 +189,7 @@ impl TrainTab {
             opts.network.hidden = s.hidden;
             opts.network.levels = s.levels;
             opts.weight_decay = training::BACKBONE_WEIGHT_DECAY;
+            opts.augment.rescale = s.rescale.clamp(0.0, 1.0);
         }
         let out = data_dir.trained_model_dir();
         let resume = s.resume;
@@ -411,6 +420,15 @@ impl TrainTab {
                     ui.add(egui::DragValue::new(&mut s.hidden).range(0..=4096))
                         .labelled_by(l.id)
                         .on_hover_text("0: a linear head; more: an MLP with one hidden layer");
+                    ui.end_row();
+                    let l = ui.label("Small-poster training");
+                    ui.add(egui::Slider::new(&mut s.rescale, 0.0..=1.0).fixed_decimals(2))
+                        .labelled_by(l.id)
+                        .on_hover_text(
+                            "Share of steps that see a shrunken, recompressed copy of the \
+                             poster: keeps the model steady on small or re-encoded posters \
+                             (0.3 in the shipped recipe; the copies' features are cached too)",
+                        );
                     ui.end_row();
                 }
                 let l = ui.label("Posters");

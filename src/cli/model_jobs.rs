@@ -103,9 +103,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub input: Option<String>,
     /// Share of steps that see a poster's shrunken (35–75%), re-compressed copy instead
-    /// of the poster: robustness to small or re-encoded posters.
-    #[arg(long, default_value_t = 0.0)]
-    pub rescale: f32,
+    /// of the poster: robustness to small or re-encoded posters (default: 0.3 on a
+    /// backbone, the shipped recipe; 0 from scratch).
+    #[arg(long)]
+    pub rescale: Option<f32>,
     /// Images per epoch (default: the training set's size).
     #[arg(long, default_value_t = 0)]
     pub epoch_size: usize,
@@ -205,11 +206,16 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
         opts.network.levels = levels;
     }
     opts.network.dropout = dropout;
+    let rescale = args.rescale.unwrap_or(if args.arch == Arch::Scratch {
+        0.0
+    } else {
+        training::BACKBONE_RESCALE
+    });
     anyhow::ensure!(
-        (0.0..=1.0).contains(&args.rescale),
+        (0.0..=1.0).contains(&rescale),
         "--rescale must be between 0 and 1"
     );
-    opts.augment.rescale = args.rescale;
+    opts.augment.rescale = rescale;
     let out = args
         .out
         .clone()

@@ -28,6 +28,11 @@ use crate::eras::EraSchemes;
 /// seed-7 split, see docs/model.md).
 pub const BACKBONE_WEIGHT_DECAY: f32 = 1e-3;
 
+/// Share of training steps that see a shrunken, re-encoded copy of the poster when a head
+/// trains on a pretrained backbone (the shipped recipe: without it the style statistics
+/// fall apart on small or recompressed posters; see docs/model.md).
+pub const BACKBONE_RESCALE: f32 = 0.3;
+
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
