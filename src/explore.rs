@@ -614,16 +614,7 @@ pub fn sequential_colour(t: f32) -> [u8; 3] {
         [170.0, 220.0, 50.0],
         [253.0, 231.0, 37.0],
     ];
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let x = t * (VIRIDIS.len() - 1) as f32;
-    let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
-    let f = x - i as f32;
-    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
-    [0, 1, 2].map(|c| (a[c] + (b[c] - a[c]) * f).round().clamp(0.0, 255.0) as u8)
+    crate::imaging::colour_ramp(&VIRIDIS, t)
 }
 
 /// The colour of `year` on a sequential scale from `first` to `last` (so 1890s and 1990s

@@ -472,6 +472,26 @@ pub fn area_resize(rgb: &RgbImage, nw: u32, nh: u32) -> RgbImage {
     RgbImage::from_raw(nw, nh, dst).unwrap_or_else(|| RgbImage::new(nw, nh))
 }
 
+/// The colour at `t` in `0..=1` on a ramp through `stops` (evenly spaced, linearly
+/// interpolated); `t` outside the range is clamped and NaN reads as 0.
+pub fn colour_ramp(stops: &[[f32; 3]], t: f32) -> [u8; 3] {
+    if stops.len() < 2 {
+        return stops
+            .first()
+            .map_or([0; 3], |c| c.map(|v| v.round().clamp(0.0, 255.0) as u8));
+    }
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let x = t * (stops.len() - 1) as f32;
+    let i = (x.floor() as usize).min(stops.len() - 2);
+    let f = x - i as f32;
+    let (a, b) = (stops[i], stops[i + 1]);
+    [0, 1, 2].map(|c| (a[c] + (b[c] - a[c]) * f).round().clamp(0.0, 255.0) as u8)
+}
+
 /// Encodes an RGB image as JPEG bytes.
 pub fn encode_jpeg(rgb: &RgbImage, quality: u8) -> Result<Vec<u8>, image::ImageError> {
     let mut out = Vec::new();
@@ -802,6 +822,19 @@ mod tests {
             }
         }
         !crc
+    }
+
+    #[test]
+    fn colour_ramps_interpolate_between_even_stops() {
+        let stops = [[0.0, 0.0, 0.0], [100.0, 200.0, 50.0], [200.0, 200.0, 250.0]];
+        assert_eq!(colour_ramp(&stops, 0.0), [0, 0, 0]);
+        assert_eq!(colour_ramp(&stops, 0.25), [50, 100, 25]);
+        assert_eq!(colour_ramp(&stops, 0.5), [100, 200, 50]);
+        assert_eq!(colour_ramp(&stops, 1.0), [200, 200, 250]);
+        assert_eq!(colour_ramp(&stops, 3.0), [200, 200, 250]);
+        assert_eq!(colour_ramp(&stops, f32::NAN), [0, 0, 0]);
+        assert_eq!(colour_ramp(&stops[..1], 0.7), [0, 0, 0]);
+        assert_eq!(colour_ramp(&[], 0.7), [0, 0, 0]);
     }
 
     #[test]

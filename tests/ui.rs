@@ -678,14 +678,25 @@ fn a_scheme_switch_keeps_filters_results_and_explained_eras_by_name() {
     assert!(h.query_by_label("1950s").is_none());
 }
 
-/// Steps until the Gallery's model pass has scored `n` posters.
-fn wait_for_pass(h: &mut Harness<'_, MovieErasApp>, n: usize) {
+/// Steps until `done` holds (within a minute), else fails naming `what`.
+fn wait_until(
+    h: &mut Harness<'_, MovieErasApp>,
+    what: &str,
+    done: impl Fn(&Harness<'_, MovieErasApp>) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while h.state().gallery().errors().len() < n {
-        assert!(Instant::now() < deadline, "the model pass never finished");
+    while !done(h) {
+        assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(10));
         h.step();
     }
+}
+
+/// Steps until the Gallery's model pass has scored `n` posters.
+fn wait_for_pass(h: &mut Harness<'_, MovieErasApp>, n: usize) {
+    wait_until(h, "the model pass never finished", |h| {
+        h.state().gallery().errors().len() >= n
+    });
 }
 
 #[test]
@@ -846,19 +857,11 @@ fn gallery_tiles_show_the_models_guess_and_details_link_out() {
     h.state_mut().settings_mut().gallery.predictions = true;
     h.step();
     // Every poster's tile gets the model's decade and error once the pass is done.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while h
-        .query_all_by_label_contains("\u{2014} model \u{2248}")
-        .count()
-        < 5
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the tiles never showed the model's guess"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-        h.step();
-    }
+    wait_until(&mut h, "the tiles never showed the model's guess", |h| {
+        h.query_all_by_label_contains("\u{2014} model \u{2248}")
+            .count()
+            >= 5
+    });
     let tile = h
         .get_by_label_contains("Casablanca (1942) \u{2014} model \u{2248}")
         .accesskit_node();
@@ -884,12 +887,9 @@ fn the_map_lasso_narrows_the_grid() {
     let mut h = harness(tmp.path());
     h.state_mut().settings_mut().gallery.map = true;
     h.step();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while h.state().gallery().map_rect().is_none() {
-        assert!(Instant::now() < deadline, "the map never appeared");
-        std::thread::sleep(Duration::from_millis(10));
-        h.step();
-    }
+    wait_until(&mut h, "the map never appeared", |h| {
+        h.state().gallery().map_rect().is_some()
+    });
     h.step();
     h.get_by_label("Lasso").click();
     h.step();

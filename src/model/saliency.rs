@@ -602,14 +602,7 @@ pub fn heat_colour(v: f32) -> [u8; 3] {
         [249.0, 142.0, 9.0],
         [252.0, 255.0, 164.0],
     ];
-    let t = v.clamp(0.0, 1.0) * (STOPS.len() - 1) as f32;
-    let i = (t.floor() as usize).min(STOPS.len() - 2);
-    let f = t - i as f32;
-    let mut out = [0u8; 3];
-    for (c, o) in out.iter_mut().enumerate() {
-        *o = (STOPS[i][c] + f * (STOPS[i + 1][c] - STOPS[i][c])).round() as u8;
-    }
-    out
+    crate::imaging::colour_ramp(&STOPS, v)
 }
 
 /// Draws `map` over `poster` (both the same size; the map is resampled otherwise).
