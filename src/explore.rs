@@ -670,6 +670,16 @@ pub fn inside_polygon(p: [f64; 2], poly: &[[f64; 2]]) -> bool {
     inside
 }
 
+/// How far an estimated year is from the release year, in words: "1 year", "12 years".
+pub fn years_apart(estimated: f64, released: i32) -> String {
+    let n = (estimated - f64::from(released)).abs().round() as i64;
+    if n == 1 {
+        "1 year".to_owned()
+    } else {
+        format!("{n} years")
+    }
+}
+
 /// A short label of a prediction for a poster tile: the predicted decade and how far the
 /// predicted year is from the release year, e.g. `("≈1980s", Some("+7 y"))`.
 pub fn prediction_badge(predicted: f32, released: Option<i32>) -> (String, Option<String>) {
@@ -836,6 +846,13 @@ mod tests {
         assert!(inside_polygon([0.5, 1.5], &c));
         assert!(!inside_polygon([2.0, 1.5], &c));
         assert!(!inside_polygon([1.0, 1.0], &[[0.0, 0.0], [2.0, 2.0]]));
+    }
+
+    #[test]
+    fn years_apart_reads_as_english() {
+        assert_eq!(years_apart(1976.4, 1975), "1 year");
+        assert_eq!(years_apart(1975.2, 1975), "0 years");
+        assert_eq!(years_apart(1960.0, 1972), "12 years");
     }
 
     #[test]

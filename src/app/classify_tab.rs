@@ -787,8 +787,8 @@ fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry, scheme: &EraScheme) -> Option<
             if let Some((title, year)) = known {
                 let line = match year {
                     Some(y) => format!(
-                        "In the catalog: {title} ({y}) \u{2014} the guess is off by {:.0} years",
-                        (prediction.year - f64::from(*y)).abs()
+                        "In the catalog: {title} ({y}) \u{2014} the guess is off by {}",
+                        crate::explore::years_apart(prediction.year, *y)
                     ),
                     None => format!("In the catalog: {title} (year unknown)"),
                 };

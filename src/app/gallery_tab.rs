@@ -775,8 +775,8 @@ impl GalleryTab {
                 ));
                 if let Some(y) = r.year {
                     ui.label(format!(
-                        "Off by {:.0} years",
-                        (prediction.year - f64::from(y)).abs()
+                        "Off by {}",
+                        explore::years_apart(prediction.year, y)
                     ));
                 }
                 ui.label("Poster and Grad-CAM (what drove the prediction):");
