@@ -170,8 +170,8 @@ impl MovieErasApp {
         let mut gallery = GalleryTab::new();
         gallery.set_model(settings.model.clone());
         let models = available_models(&data_dir);
-        let mut classify = ClassifyTab::new(settings.model.clone());
-        classify.set_catalog(data_dir.catalog_path());
+        let classify =
+            ClassifyTab::new(settings.model.clone()).with_catalog(data_dir.catalog_path());
         Self {
             models,
             import: import_panel::ImportPanel::default(),

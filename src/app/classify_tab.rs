@@ -119,7 +119,7 @@ pub struct ClassifyTab {
     outcomes: Option<Receiver<Outcome>>,
     model_status: Result<String, String>,
     status_rx: Option<Receiver<Result<String, String>>>,
-    picked: Option<Receiver<Vec<PathBuf>>>,
+    picked: Option<Receiver<super::dialogs::Picked<Vec<PathBuf>>>>,
     pasted: Option<Receiver<Result<RgbImage, String>>>,
     exported: Option<Receiver<(usize, String)>>,
     entries: Vec<Entry>,
@@ -133,7 +133,6 @@ pub struct ClassifyTab {
     catalog: Option<PathBuf>,
     /// Why no file dialog could be shown, when one could not.
     dialog_note: Option<String>,
-    dialog_unavailable: Option<Receiver<String>>,
 }
 
 impl ClassifyTab {
@@ -155,19 +154,15 @@ impl ClassifyTab {
             model_label: String::new(),
             catalog: None,
             dialog_note: None,
-            dialog_unavailable: None,
         }
     }
 
     /// Looks classified posters up in the catalog at `path` (by file contents), to show
-    /// their title and release year. Takes effect when the worker (re)starts.
-    pub fn set_catalog(&mut self, path: PathBuf) {
-        if self.catalog.as_ref() != Some(&path) {
-            self.catalog = Some(path);
-            self.requests = None;
-            self.outcomes = None;
-            self.status_rx = None;
-        }
+    /// their title and release year.
+    #[must_use]
+    pub fn with_catalog(mut self, path: PathBuf) -> Self {
+        self.catalog = Some(path);
+        self
     }
 
     /// Files to classify on the next frame (e.g. named on the command line).
@@ -321,11 +316,16 @@ impl ClassifyTab {
         }
         if let Some(rx) = &self.picked {
             match rx.try_recv() {
-                Ok(paths) => {
+                Ok(super::dialogs::Picked::Chosen(paths)) => {
                     self.picked = None;
                     for p in paths {
                         self.submit(p.display().to_string(), Job::File(p), scheme);
                     }
+                }
+                Ok(super::dialogs::Picked::Cancelled) => self.picked = None,
+                Ok(super::dialogs::Picked::Unavailable(why)) => {
+                    self.picked = None;
+                    self.dialog_note = Some(why);
                 }
                 Err(TryRecvError::Disconnected) => self.picked = None,
                 Err(TryRecvError::Empty) => {}
@@ -511,7 +511,6 @@ impl ClassifyTab {
     /// tab when the system has no file dialog.
     pub fn open_dialog(&mut self, ctx: &egui::Context) {
         let (tx, rx) = mpsc::channel();
-        let (no_tx, no_rx) = mpsc::channel();
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new()
             .name("open-dialog".into())
@@ -522,21 +521,12 @@ impl ClassifyTab {
                         .add_filter("Images", &["jpg", "jpeg", "png", "webp", "gif", "bmp"])
                         .pick_files()
                 });
-                match picked {
-                    super::dialogs::Picked::Chosen(files) => {
-                        let _ = tx.send(files);
-                    }
-                    super::dialogs::Picked::Cancelled => {}
-                    super::dialogs::Picked::Unavailable(why) => {
-                        let _ = no_tx.send(why);
-                    }
-                }
+                let _ = tx.send(picked);
                 ctx.request_repaint();
             });
         match spawned {
             Ok(_) => {
                 self.picked = Some(rx);
-                self.dialog_unavailable = Some(no_rx);
                 self.dialog_note = None;
             }
             Err(e) => self.dialog_note = Some(format!("cannot open a file dialog: {e}")),
@@ -604,11 +594,6 @@ impl ClassifyTab {
                 self.entries.clear();
             }
         });
-        if let Some(rx) = &self.dialog_unavailable
-            && let Ok(why) = rx.try_recv()
-        {
-            self.dialog_note = Some(why);
-        }
         if let Some(note) = &self.paste_note {
             ui.colored_label(ui.visuals().warn_fg_color, note);
         }

@@ -475,10 +475,7 @@ impl CompareTab {
                 for &i in row {
                     let m = &explorer.rows[i];
                     let (rect, resp) = ui.allocate_exact_size(cell, egui::Sense::hover());
-                    let file = m
-                        .poster_file
-                        .as_deref()
-                        .map(|f| data_dir.poster_path(f).display().to_string());
+                    let file = super::thumbs::row_file(data_dir, m);
                     if let Some(pid) = m.poster_id {
                         match thumbs.get(pid, file.as_deref()) {
                             Some(tex) => {
@@ -533,10 +530,7 @@ impl CompareTab {
                     let m = &explorer.rows[i];
                     let (rect, resp) =
                         ui.allocate_exact_size(egui::vec2(48.0, 72.0), egui::Sense::hover());
-                    let file = m
-                        .poster_file
-                        .as_deref()
-                        .map(|f| data_dir.poster_path(f).display().to_string());
+                    let file = super::thumbs::row_file(data_dir, m);
                     if let Some(pid) = m.poster_id
                         && let Some(tex) = thumbs.get(pid, file.as_deref())
                     {

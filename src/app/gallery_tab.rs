@@ -417,16 +417,17 @@ impl GalleryTab {
                                 break;
                             };
                             let r = &explorer.rows[i];
+                            // The model's estimated year and its badge text, once computed.
                             let predicted = analysis
                                 .as_ref()
-                                .and_then(|a| a.index.get(&r.id).map(|&k| a.years[k]));
+                                .and_then(|a| a.index.get(&r.id).map(|&k| a.years[k]))
+                                .map(|p| (p, explore::prediction_badge(p, r.year)));
                             let mut label = match r.year {
                                 Some(y) => format!("{} ({y})", r.title),
                                 None => r.title.clone(),
                             };
                             // The badges, for screen readers and tests too.
-                            if let Some(p) = predicted {
-                                let (decade, off) = explore::prediction_badge(p, r.year);
+                            if let Some((_, (decade, off))) = &predicted {
                                 label.push_str(&format!(" \u{2014} model {decade}"));
                                 if let Some(o) = off {
                                     label.push_str(&format!(", {o}"));
@@ -437,12 +438,9 @@ impl GalleryTab {
                                 egui::WidgetInfo::labeled(egui::Role::Button, true, &label)
                             });
                             if ui.is_rect_visible(rect) {
-                                let file = r
-                                    .poster_file
-                                    .as_deref()
-                                    .map(|f| data_dir.poster_path(f).display().to_string());
+                                let file = super::thumbs::row_file(data_dir, r);
                                 cell_ui(ui, thumbs, r, file.as_deref(), rect);
-                                badges_ui(ui, rect, r.year, predicted);
+                                badges_ui(ui, rect, r.year, predicted.as_ref());
                                 if self.selected == Some(i) {
                                     ui.painter().rect_stroke(
                                         rect.expand(2.0),
@@ -513,10 +511,7 @@ impl GalleryTab {
                 );
                 for (i, p) in in_view {
                     let r = &explorer.rows[*i];
-                    let file = r
-                        .poster_file
-                        .as_deref()
-                        .map(|f| data_dir.poster_path(f).display().to_string());
+                    let file = super::thumbs::row_file(data_dir, r);
                     if let Some(pid) = r.poster_id
                         && let Some(tex) = thumbs.get(pid, file.as_deref())
                     {
@@ -657,10 +652,7 @@ impl GalleryTab {
                             let r = &explorer.rows[i];
                             let (rect, resp) = ui
                                 .allocate_exact_size(egui::vec2(64.0, 96.0), egui::Sense::click());
-                            let file = r
-                                .poster_file
-                                .as_deref()
-                                .map(|f| data_dir.poster_path(f).display().to_string());
+                            let file = super::thumbs::row_file(data_dir, r);
                             cell_ui(ui, thumbs, r, file.as_deref(), rect);
                             let label = format!("{} ({})", r.title, r.year.unwrap_or(0));
                             if resp.on_hover_text(label).clicked() {
@@ -826,10 +818,7 @@ impl GalleryTab {
                     ui.allocate_exact_size(egui::vec2(w, w * 1.5), egui::Sense::click());
                 let label = format!("Similar: {}", r.title);
                 resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
-                let file = r
-                    .poster_file
-                    .as_deref()
-                    .map(|f| data_dir.poster_path(f).display().to_string());
+                let file = super::thumbs::row_file(data_dir, r);
                 cell_ui(ui, thumbs, r, file.as_deref(), rect);
                 let resp = resp.on_hover_text(format!(
                     "{} ({}) — similarity {sim:.2}",
@@ -903,7 +892,13 @@ fn cell_ui(
 
 /// Badges on a grid tile: the release year (bottom left) and, once predicted, the
 /// model's decade and its error in years (bottom right, tinted by how far off it is).
-fn badges_ui(ui: &egui::Ui, rect: egui::Rect, year: Option<i32>, predicted: Option<f32>) {
+/// `predicted`: the estimated year and its badge text ([`explore::prediction_badge`]).
+fn badges_ui(
+    ui: &egui::Ui,
+    rect: egui::Rect,
+    year: Option<i32>,
+    predicted: Option<&(f32, (String, Option<String>))>,
+) {
     let painter = ui.painter_at(rect);
     let font = egui::FontId::proportional(if rect.width() >= 90.0 { 11.0 } else { 9.0 });
     let pad = egui::vec2(3.0, 1.0);
@@ -924,10 +919,9 @@ fn badges_ui(ui: &egui::Ui, rect: egui::Rect, year: Option<i32>, predicted: Opti
         );
     }
     // Small tiles keep only the year.
-    if let Some(p) = predicted
+    if let Some((p, (decade, off))) = predicted
         && rect.width() >= 70.0
     {
-        let (decade, off) = explore::prediction_badge(p, year);
         let err = year.map_or(0.0, |y| (p - y as f32).abs());
         let fill = if year.is_none() {
             egui::Color32::from_black_alpha(190)
@@ -940,7 +934,7 @@ fn badges_ui(ui: &egui::Ui, rect: egui::Rect, year: Option<i32>, predicted: Opti
         };
         let text = match off {
             Some(o) if rect.width() >= 110.0 => format!("{decade} {o}"),
-            _ => decade,
+            _ => decade.clone(),
         };
         badge(text, egui::Align2::RIGHT_BOTTOM, inset.right_bottom(), fill);
     }

@@ -213,6 +213,17 @@ impl Drop for Thumbnails {
     }
 }
 
+/// The poster file of a catalog row as the loader takes it (the fallback when the row's
+/// thumbnail is missing or small), resolved against the data directory.
+pub fn row_file(
+    data_dir: &crate::paths::DataDir,
+    row: &crate::catalog::MovieRow,
+) -> Option<String> {
+    row.poster_file
+        .as_deref()
+        .map(|f| data_dir.poster_path(f).display().to_string())
+}
+
 /// A thumbnail from its catalog JPEG, else from the poster file scaled down to the
 /// thumbnail size; `None` when neither can be read. A small thumbnail stored by an older
 /// version (96 points wide, blurry on big tiles) gives way to the poster file when the
