@@ -103,3 +103,77 @@ fn backbones_without_converted_weights_say_how_to_get_them() {
         .to_string();
     assert!(err.contains("convert_efficientnet.py"), "{err}");
 }
+
+#[test]
+fn layout_features_extend_the_style_statistics_with_band_means() {
+    use backbone::{BANDS, MID_STAGES, Summary, band_rows};
+    let device = Device::flex();
+    let net = backbone::pretrained(Arch::EfficientnetLite0, false, &device).unwrap();
+    let x = input("ramp", 96, 64, &device);
+    let vec = |summary| {
+        let (_, s) = net.forward_levels(x.clone(), 0, summary);
+        s.into_data().try_to_vec::<f32>().unwrap()
+    };
+    let (mid, style, layout) = (vec(Summary::Mid), vec(Summary::Style), vec(Summary::Layout));
+    let arch = Arch::EfficientnetLite0;
+    assert_eq!(mid.len(), arch.mid_channels());
+    assert_eq!(style.len(), arch.style_channels());
+    assert_eq!(layout.len(), arch.layout_channels());
+    // Lite0's stages: 16, 24, 40, 80, 112, 192, 320 channels (784 in all).
+    let (all, early) = (784, 16 + 24);
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (p, q)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (p - q).abs() < 1e-4 * (1.0 + q.abs()),
+                "{what} {i}: {p} vs {q}"
+            );
+        }
+    };
+    // The means and deviations of the last five stages are the style statistics.
+    close(&layout[early..all], &style[..744], "means");
+    close(&layout[all + early..2 * all], &style[744..], "deviations");
+    close(&layout[all - 624..all], &mid, "mid-level means");
+    // The bands partition the rows, so their means weighted by height give the mean.
+    let heights = [6, 6, 3]; // stages 5-7 at 96 rows: strides 16, 32, 32.
+    let bands = &layout[2 * all..];
+    assert_eq!(bands.len(), BANDS * 624);
+    let mut offset = 0;
+    for (stage, &c) in [112usize, 192, 320].iter().enumerate().take(MID_STAGES) {
+        let h = heights[stage];
+        let mut whole = vec![0.0f32; c];
+        for band in 0..BANDS {
+            let (top, bottom) = band_rows(h, band);
+            let w = (bottom - top) as f32 / h as f32;
+            let start = band * 624 + offset;
+            for (k, v) in whole.iter_mut().enumerate() {
+                *v += w * bands[start + k];
+            }
+        }
+        close(&whole, &mid[offset..offset + c], "band means");
+        offset += c;
+    }
+    // Top and bottom of the ramp differ, so the bands are not all alike.
+    assert!(
+        bands[..624]
+            .iter()
+            .zip(&bands[2 * 624..])
+            .any(|(a, b)| (a - b).abs() > 1e-2)
+    );
+}
+
+#[test]
+fn bands_cover_every_row_once() {
+    for h in 1..20 {
+        let mut next = 0;
+        for band in 0..backbone::BANDS {
+            let (top, bottom) = backbone::band_rows(h, band);
+            assert!(top < bottom && bottom <= h, "h {h} band {band}");
+            if h >= backbone::BANDS {
+                assert_eq!(top, next, "h {h} band {band}");
+            }
+            next = bottom;
+        }
+        assert_eq!(next, h);
+    }
+}

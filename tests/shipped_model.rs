@@ -66,10 +66,10 @@ fn shipped_model_config_is_complete() {
         movie_eras::model::backbone::Arch::EfficientnetLite0
     );
     assert!(model.net.backbone().is_some());
-    // The recipe: the last feature map with the style statistics, an MLP head.
+    // The recipe: the last feature map with the layout features, an MLP head.
     assert_eq!(
         c.network.levels,
-        movie_eras::model::network::FeatureLevels::Style
+        movie_eras::model::network::FeatureLevels::Layout
     );
     assert_eq!(c.network.hidden, 512);
     let v = c.validation.as_ref().unwrap();

@@ -560,8 +560,9 @@ fn train_tab_trains_a_head_on_the_pretrained_backbone() {
         config.network.arch,
         movie_eras::model::backbone::Arch::EfficientnetLite0
     );
-    // Only the head is stored; the backbone comes from the pretrained weights.
-    assert!(std::fs::metadata(dir.join("model.bpk")).unwrap().len() < 8_000_000);
+    // Only the head is stored (4,720 -> 512 -> 28 in float32: 9.7 MB); the backbone
+    // (19 MB in float32) comes from the pretrained weights.
+    assert!(std::fs::metadata(dir.join("model.bpk")).unwrap().len() < 12_000_000);
     // Features are cached: 24 posters.
     assert!(data.root().join("features.sqlite").is_file());
     // The dark/bright split is easy: the trained head dates a fresh dark poster older.

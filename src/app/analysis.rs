@@ -370,7 +370,7 @@ fn run_pass(
             out.index.insert(id, out.movie_ids.len());
             out.movie_ids.push(id);
             out.years
-                .push(model.config.bins.expected_year(&probs) as f32);
+                .push(model.config.bins.estimated_year(&probs) as f32);
             out.probs.push(probs);
             dim = emb.len();
             embeddings.extend(emb);

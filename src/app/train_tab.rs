@@ -41,7 +41,7 @@ pub struct TrainSettings {
     /// Hidden units of an MLP head (0: linear).
     pub hidden: usize,
     /// With the pretrained backbone: which of its features the head reads.
-    #[serde(default = "style_levels")]
+    #[serde(default = "layout_levels")]
     pub levels: FeatureLevels,
     /// With the pretrained backbone: share of steps on shrunken, re-encoded copies.
     #[serde(default = "backbone_rescale")]
@@ -52,8 +52,8 @@ fn backbone_rescale() -> f32 {
     training::BACKBONE_RESCALE
 }
 
-fn style_levels() -> FeatureLevels {
-    FeatureLevels::Style
+fn layout_levels() -> FeatureLevels {
+    FeatureLevels::Layout
 }
 
 /// Networks offered in the tab (the CLI takes any `--arch`, `--input` and `--widths`).
@@ -106,7 +106,7 @@ impl Default for TrainSettings {
             network: NetworkSize::Pretrained,
             finetune_blocks: 0,
             hidden: 512,
-            levels: FeatureLevels::Style,
+            levels: FeatureLevels::Layout,
             rescale: training::BACKBONE_RESCALE,
         }
     }
@@ -115,6 +115,7 @@ impl Default for TrainSettings {
 /// A feature choice for people.
 fn levels_label(l: FeatureLevels) -> &'static str {
     match l {
+        FeatureLevels::Layout => "last map + style + layout",
         FeatureLevels::Style => "last map + style statistics",
         FeatureLevels::Multi => "last map + mid-level",
         FeatureLevels::Mid => "mid-level only",
@@ -402,6 +403,7 @@ impl TrainTab {
                         .selected_text(levels_label(s.levels))
                         .show_ui(ui, |ui| {
                             for l in [
+                                FeatureLevels::Layout,
                                 FeatureLevels::Style,
                                 FeatureLevels::Multi,
                                 FeatureLevels::Mid,
@@ -414,7 +416,8 @@ impl TrainTab {
                         .labelled_by(l.id)
                         .on_hover_text(
                             "What the head reads from the backbone: its last feature map, \
-                             and the texture statistics of earlier stages (the shipped recipe)",
+                             the texture statistics of earlier stages and where things are \
+                             on the poster (the shipped recipe)",
                         );
                     let l = ui.label("Head hidden units");
                     ui.add(egui::DragValue::new(&mut s.hidden).range(0..=4096))

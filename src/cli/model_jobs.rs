@@ -41,8 +41,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub hidden: Option<usize>,
     /// With a pretrained backbone: which features the head reads — the pooled last map,
-    /// the pooled outputs of the last three stages, both, or the last map with the style
-    /// statistics of the last five stages (default: style, the shipped recipe).
+    /// the pooled outputs of the last three stages, both, the last map with the style
+    /// statistics of the last five stages, or the last map with the style statistics of
+    /// every stage and the mid-level features of the poster's top, middle and bottom
+    /// third (default: layout, the shipped recipe).
     #[arg(long, value_enum)]
     pub levels: Option<FeatureLevels>,
     /// Start from this model's weights (same network shape), e.g. a head trained on cached
@@ -52,7 +54,7 @@ pub struct TrainArgs {
     /// Dropout before the classifier (default: 0.5 on a backbone, 0.3 from scratch).
     #[arg(long)]
     pub dropout: Option<f64>,
-    /// Weight decay (L2) of Adam (default: 1e-3 on a backbone, 1e-4 from scratch).
+    /// Weight decay (L2) of Adam (default: 3e-3 on a backbone, 1e-4 from scratch).
     #[arg(long)]
     pub weight_decay: Option<f32>,
     /// σ of the soft year targets, in years.

@@ -102,12 +102,61 @@ impl Arch {
             2 * c[c.len() - STYLE_STAGES..].iter().sum::<usize>()
         })
     }
+
+    /// Channels of the layout features ([`Summary::Layout`]): mean and deviation of
+    /// every stage (2 × 784 for Lite0) and the band means of the last [`MID_STAGES`]
+    /// stages (3 × 624): 3,440 for Lite0.
+    pub fn layout_channels(self) -> usize {
+        self.table().map_or(0, |(_, c)| {
+            2 * c.iter().sum::<usize>() + BANDS * c[c.len() - MID_STAGES..].iter().sum::<usize>()
+        })
+    }
 }
 
 /// How many of the last stages give mid-level features.
 pub const MID_STAGES: usize = 3;
 /// How many of the last stages give style statistics.
 pub const STYLE_STAGES: usize = 5;
+/// Horizontal bands (top to bottom) of the layout features.
+pub const BANDS: usize = 3;
+
+/// What [`EfficientNet::forward_levels`] computes from the stages' outputs besides the
+/// last feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Summary {
+    /// The outputs of the last [`MID_STAGES`] stages, each averaged over the map.
+    Mid,
+    /// The mean and standard deviation of each channel of the last [`STYLE_STAGES`]
+    /// stages (all means, then all deviations): the texture statistics style transfer
+    /// uses, which say much about printing and photography.
+    Style,
+    /// The style statistics of all seven stages, then the means of the last
+    /// [`MID_STAGES`] stages over each of [`BANDS`] horizontal bands (top, middle,
+    /// bottom; all stages of the top band first): where things are on the poster, which
+    /// global averages lose (floating heads above a billing block, a painted scene under
+    /// a title).
+    Layout,
+}
+
+impl Summary {
+    /// How many of the last stages it reads.
+    pub fn stages(self) -> usize {
+        match self {
+            Self::Mid => MID_STAGES,
+            Self::Style => STYLE_STAGES,
+            Self::Layout => 7,
+        }
+    }
+}
+
+/// Rows `top..bottom` of band `band` of [`BANDS`] on a map `h` rows high (every band at
+/// least one row).
+pub fn band_rows(h: usize, band: usize) -> (usize, usize) {
+    let h = h.max(1);
+    let top = (band * h / BANDS).min(h - 1);
+    let bottom = ((band + 1) * h / BANDS).clamp(top + 1, h);
+    (top, bottom)
+}
 
 const KERNELS: [usize; 7] = [3, 3, 5, 3, 5, 5, 3];
 const STRIDES: [usize; 7] = [1, 2, 2, 2, 1, 2, 1];
@@ -220,40 +269,53 @@ impl EfficientNet {
         self.run(images, frozen, 0).0
     }
 
-    /// Like [`Self::forward_frozen`], plus the mid-level features `[batch, channels]`
-    /// (detached where their stage is frozen): the outputs of the last [`MID_STAGES`]
-    /// stages, each averaged over the map; with `style`, the mean and standard deviation
-    /// of each channel of the last [`STYLE_STAGES`] stages (all means, then all
-    /// deviations) — the texture statistics style transfer uses, which say much about
-    /// printing and photography.
+    /// Like [`Self::forward_frozen`], plus the summary of the stages' outputs
+    /// `[batch, channels]` that `summary` names (detached where their stage is frozen):
+    /// see [`Summary`].
     pub fn forward_levels(
         &self,
         images: Tensor<4>,
         frozen: usize,
-        style: bool,
+        summary: Summary,
     ) -> (Tensor<4>, Tensor<2>) {
-        let stages = if style { STYLE_STAGES } else { MID_STAGES };
-        let (map, taps) = self.run(images, frozen, stages);
-        let means: Vec<Tensor<2>> = taps.iter().map(|(m, _)| m.clone()).collect();
-        let mut all = means;
-        if style {
-            all.extend(taps.into_iter().map(|(_, sd)| sd));
+        let (map, stages) = self.run(images, frozen, summary.stages());
+        let mean = |x: Tensor<4>| {
+            let [b, c, _, _] = x.dims();
+            x.mean_dim(3).mean_dim(2).reshape([b, c])
+        };
+        let means: Vec<Tensor<2>> = stages.iter().map(|x| mean(x.clone())).collect();
+        if summary == Summary::Mid {
+            return (map, Tensor::cat(means, 1));
+        }
+        let mut all = means.clone();
+        for (x, m) in stages.iter().zip(&means) {
+            let square = mean(x.clone() * x.clone());
+            all.push(
+                (square - m.clone() * m.clone())
+                    .clamp_min(0.0)
+                    .add_scalar(1e-6)
+                    .sqrt(),
+            );
+        }
+        if summary == Summary::Layout {
+            let first = stages.len().saturating_sub(MID_STAGES);
+            for band in 0..BANDS {
+                for x in &stages[first..] {
+                    let [b, c, h, w] = x.dims();
+                    let (top, bottom) = band_rows(h, band);
+                    all.push(mean(x.clone().slice([0..b, 0..c, top..bottom, 0..w])));
+                }
+            }
         }
         (map, Tensor::cat(all, 1))
     }
 
-    /// Runs the network; also returns `(mean, standard deviation)` per channel of the
-    /// last `taps` stages' outputs.
-    fn run(
-        &self,
-        images: Tensor<4>,
-        frozen: usize,
-        taps: usize,
-    ) -> (Tensor<4>, Vec<(Tensor<2>, Tensor<2>)>) {
+    /// Runs the network; also returns the outputs of the last `taps` stages.
+    fn run(&self, images: Tensor<4>, frozen: usize, taps: usize) -> (Tensor<4>, Vec<Tensor<4>>) {
         let total = self.blocks.len();
         let frozen = frozen.min(total + 1);
         let mut x = relu6(self.stem.forward(images));
-        let mut mid = Vec::new();
+        let mut stages = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
             if i == frozen && frozen > 0 {
                 x = x.detach();
@@ -262,22 +324,13 @@ impl EfficientNet {
             // A stage ends where the next block cannot add its input (new shape).
             let stage_end = self.blocks.get(i + 1).is_none_or(|next| !next.residual);
             if taps > 0 && stage_end {
-                let [b, c, _, _] = x.dims();
-                let mean = x.clone().mean_dim(3).mean_dim(2);
-                let square = (x.clone() * x.clone()).mean_dim(3).mean_dim(2);
-                let sd = (square - mean.clone() * mean.clone())
-                    .clamp_min(0.0)
-                    .add_scalar(1e-6)
-                    .sqrt()
-                    .reshape([b, c]);
-                let mean = mean.reshape([b, c]);
-                mid.push(if frozen > i {
-                    (mean.detach(), sd.detach())
+                stages.push(if frozen > i {
+                    x.clone().detach()
                 } else {
-                    (mean, sd)
+                    x.clone()
                 });
-                if mid.len() > taps {
-                    mid.remove(0);
+                if stages.len() > taps {
+                    stages.remove(0);
                 }
             }
         }
@@ -285,7 +338,7 @@ impl EfficientNet {
             x = x.detach();
         }
         let x = relu6(self.head.forward(x));
-        (if frozen > total { x.detach() } else { x }, mid)
+        (if frozen > total { x.detach() } else { x }, stages)
     }
 
     /// The stem and blocks `..start`, detached: the input of block `start` (what a

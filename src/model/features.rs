@@ -28,7 +28,7 @@ pub struct PosterFeatures {
 /// a format number (bumped when extraction changes). `v1` holds the pooled last feature
 /// map; `v2-levels` the same followed by the mid-level features (a head reading either
 /// or both takes its part with [`head_input`]); `v3-style` the same followed by the style
-/// statistics.
+/// statistics; `v4-layout` the last map followed by the layout features.
 ///
 /// A network that fine-tunes its last blocks from cached inputs stores instead the input
 /// map of its first trainable block (`map{block}`), flattened.
@@ -40,6 +40,7 @@ pub fn cache_key(net: &NetworkConfig) -> Option<String> {
             FeatureLevels::Final => "v1",
             FeatureLevels::Mid | FeatureLevels::Multi => "v2-levels",
             FeatureLevels::Style => "v3-style",
+            FeatureLevels::Layout => "v4-layout",
         }
         .to_owned()
     };

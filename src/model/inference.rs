@@ -37,7 +37,7 @@ pub struct EraModel {
 pub struct Prediction {
     /// Probability per year bin.
     pub bin_probs: Vec<f32>,
-    /// Expected release year.
+    /// Estimated release year (the median of the year distribution).
     pub year: f64,
     /// 10th and 90th percentile of the year distribution.
     pub interval: (f64, f64),
@@ -62,7 +62,7 @@ impl Prediction {
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map_or(0, |(i, _)| i);
         Self {
-            year: bins.expected_year(&bin_probs),
+            year: bins.estimated_year(&bin_probs),
             interval: (
                 bins.quantile(&bin_probs, 0.1),
                 bins.quantile(&bin_probs, 0.9),

@@ -13,7 +13,7 @@ pub struct Evaluation {
     pub decade_top1: f64,
     /// Share whose most likely decade is within one decade of the true one.
     pub within_one_decade: f64,
-    /// Mean absolute error of the expected year, in years.
+    /// Mean absolute error of the estimated year (the median), in years.
     pub mae_years: f64,
     /// Balanced decade accuracy: the mean over decades present of the share of that
     /// decade's posters given the right decade (chance: 1 / decades present).
@@ -99,7 +99,7 @@ pub fn evaluate(
         if t.abs_diff(pd) <= 1 {
             within += 1;
         }
-        abs_err += (bins.expected_year(p) - f64::from(year)).abs();
+        abs_err += (bins.estimated_year(p) - f64::from(year)).abs();
         let te = scheme.era_index(year);
         let pe = argmax(&bins.era_probs(p, scheme));
         era_confusion[te][pe] += 1;

@@ -1,6 +1,6 @@
 //! The era model: a small CNN (Burn) that predicts a distribution over 5-year release-year
 //! bins. Any era scheme's probabilities are sums over bins (split pro rata where an era
-//! boundary falls inside a bin), the estimated year is the distribution's expectation, so
+//! boundary falls inside a bin), the estimated year is the distribution's median, so
 //! custom schemes need no retraining.
 //!
 //! Split by concern, as in Burn's examples: [`network`] (the CNN), [`data`] (catalog →
@@ -114,7 +114,14 @@ impl YearBins {
         f64::from(a + z) / 2.0
     }
 
-    /// Probability of each year spread evenly over its bin; the expectation.
+    /// The year the model reports: the median of the year distribution (each bin
+    /// uniform), the estimate with the least expected absolute error.
+    pub fn estimated_year(&self, probs: &[f32]) -> f64 {
+        self.quantile(probs, 0.5)
+    }
+
+    /// Probability of each year spread evenly over its bin; the expectation (what the
+    /// training loss's year term reads: unlike the median, it is differentiable).
     pub fn expected_year(&self, probs: &[f32]) -> f64 {
         probs
             .iter()
@@ -374,5 +381,22 @@ mod tests {
         // Quantiles of a single uniform bin run across it.
         assert!((bins.quantile(&p, 0.5) - 1937.0).abs() < 1e-9);
         assert!((bins.quantile(&p, 0.0) - 1934.5).abs() < 1e-9);
+        assert!((bins.estimated_year(&p) - 1937.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_estimated_year_is_the_median_not_the_mean() {
+        // 60% on 1950-54, 40% on 2010-14: the mean (1976) is a year the model all but
+        // rules out; the median lies in the likelier bin, 1953.67.
+        let bins = YearBins::default();
+        let mut p = vec![0.0f32; bins.count];
+        p[bins.bin(1952)] = 0.6;
+        p[bins.bin(2012)] = 0.4;
+        assert!((bins.expected_year(&p) - 1976.0).abs() < 1e-4);
+        let median = bins.estimated_year(&p);
+        assert!(
+            (median - (1949.5 + 5.0 * 0.5 / 0.6)).abs() < 1e-4,
+            "{median}"
+        );
     }
 }

@@ -71,6 +71,10 @@ pub enum FeatureLevels {
     /// The last feature map, averaged, and the style statistics of the last five stages:
     /// the mean and standard deviation of each channel (2 × 744 for Lite0).
     Style,
+    /// The last feature map, averaged, the style statistics of every stage and the
+    /// mid-level features of the top, middle and bottom third of the poster
+    /// ([`backbone::Summary::Layout`]; 1280 + 3440 for Lite0).
+    Layout,
 }
 
 impl FeatureLevels {
@@ -82,6 +86,16 @@ impl FeatureLevels {
     /// Whether the mid-level features are read.
     pub fn mid_features(self) -> bool {
         self != Self::Final
+    }
+
+    /// What the backbone summarises besides the last map, if anything.
+    pub fn summary(self) -> Option<backbone::Summary> {
+        match self {
+            Self::Final => None,
+            Self::Mid | Self::Multi => Some(backbone::Summary::Mid),
+            Self::Style => Some(backbone::Summary::Style),
+            Self::Layout => Some(backbone::Summary::Layout),
+        }
     }
 }
 
@@ -109,7 +123,7 @@ impl Default for NetworkConfig {
 impl NetworkConfig {
     /// The default shape for a pretrained backbone (the shipped model's recipe): 160×240
     /// input (about the w154 posters' own size, 154×231), the last feature map with the
-    /// style statistics, an MLP head of 512 units with dropout 0.5.
+    /// layout features, an MLP head of 512 units with dropout 0.5.
     pub fn pretrained(arch: Arch) -> Self {
         Self {
             input_width: 160,
@@ -118,7 +132,7 @@ impl NetworkConfig {
             dropout: 0.5,
             arch,
             hidden: 512,
-            levels: FeatureLevels::Style,
+            levels: FeatureLevels::Layout,
             ..Self::default()
         }
     }
@@ -132,12 +146,12 @@ impl NetworkConfig {
         if self.levels.final_features() {
             c += backbone::FEATURES;
         }
-        if self.levels == FeatureLevels::Style {
-            c += self.arch.style_channels();
-        } else if self.levels.mid_features() {
-            c += self.arch.mid_channels();
+        c + match self.levels.summary() {
+            None => 0,
+            Some(backbone::Summary::Mid) => self.arch.mid_channels(),
+            Some(backbone::Summary::Style) => self.arch.style_channels(),
+            Some(backbone::Summary::Layout) => self.arch.layout_channels(),
         }
-        c
     }
 
     /// Backbone blocks kept frozen in training.
@@ -358,6 +372,7 @@ pub struct EraNet {
     final_features: bool,
     mid_features: bool,
     style_features: bool,
+    layout_features: bool,
 }
 
 /// What a forward pass gives: logits, and the last conv block's activations (for Grad-CAM).
@@ -398,6 +413,7 @@ impl EraNet {
             final_features: config.arch == Arch::Scratch || config.levels.final_features(),
             mid_features: config.arch != Arch::Scratch && config.levels.mid_features(),
             style_features: config.arch != Arch::Scratch && config.levels == FeatureLevels::Style,
+            layout_features: config.arch != Arch::Scratch && config.levels == FeatureLevels::Layout,
         })
     }
 
@@ -440,7 +456,14 @@ impl EraNet {
     fn extract(&self, images: Tensor<4>, frozen: usize) -> (Tensor<4>, Option<Tensor<2>>) {
         if let Some(b) = &self.backbone {
             if self.mid_features {
-                let (map, mid) = b.forward_levels(images, frozen, self.style_features);
+                let summary = if self.layout_features {
+                    backbone::Summary::Layout
+                } else if self.style_features {
+                    backbone::Summary::Style
+                } else {
+                    backbone::Summary::Mid
+                };
+                let (map, mid) = b.forward_levels(images, frozen, summary);
                 return (map, Some(mid));
             }
             return (b.forward_frozen(images, frozen), None);

@@ -26,7 +26,7 @@ use crate::eras::EraSchemes;
 
 /// Weight decay of a head on a pretrained backbone (the shipped recipe; chosen on the
 /// seed-7 split, see docs/model.md).
-pub const BACKBONE_WEIGHT_DECAY: f32 = 1e-3;
+pub const BACKBONE_WEIGHT_DECAY: f32 = 3e-3;
 
 /// Share of training steps that see a shrunken, re-encoded copy of the poster when a head
 /// trains on a pretrained backbone (the shipped recipe: without it the style statistics
