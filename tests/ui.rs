@@ -950,13 +950,20 @@ fn hovering_a_compare_plot_shows_that_years_posters_until_the_pointer_leaves() {
         .with_size(egui::vec2(1200.0, 1600.0))
         .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
     wait_for(&mut h, "Brightness");
-    let title = h.get_by_label("Brightness").rect();
-    let inside = egui::pos2(title.left() + 200.0, title.bottom() + 60.0);
-    h.hover_at(inside);
-    for _ in 0..4 {
+    // Posters and average images load on workers and may move the plots while they do,
+    // so the pointer follows the plot's title until the strip shows.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h
+        .query_all_by_label_contains("Posters from 19")
+        .next()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the hover strip never appeared");
+        let title = h.get_by_label("Brightness").rect();
+        h.hover_at(egui::pos2(title.left() + 200.0, title.bottom() + 60.0));
+        std::thread::sleep(Duration::from_millis(10));
         h.step();
     }
-    wait_for(&mut h, "Posters from 19");
     // Gone once the pointer leaves the plots.
     h.hover_at(egui::pos2(5.0, 5.0));
     for _ in 0..4 {

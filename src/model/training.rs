@@ -599,7 +599,7 @@ pub fn train(
     };
     let steps = epoch_size.div_ceil(opts.batch.max(1)).max(1);
     let total_steps = steps * opts.epochs;
-    let mut this_run = Vec::new();
+    let mut log = EpochLog::new(history, out, &opts, events);
     let mut cancelled = false;
     for epoch in first_epoch..=opts.epochs {
         let started = Instant::now();
@@ -629,18 +629,12 @@ pub fn train(
                 &opts.bins,
                 opts.year_loss,
             );
-            let value = f64::from(l.clone().into_scalar::<f32>());
-            let grads = GradientsParams::from_grads(l.backward(), &net);
             let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
-            net = optim.step(lr, net, grads);
+            let value;
+            (net, value) = descend(net, &mut optim, &l, lr);
             loss_sum += value * items.len() as f64;
             seen += items.len();
-            let _ = events.send(TrainEvent::Step {
-                epoch,
-                step: s + 1,
-                steps,
-                loss: value,
-            });
+            log.step(epoch, s + 1, steps, value);
         }
         if cancelled {
             note_cancelled(events, epoch);
@@ -651,18 +645,94 @@ pub fn train(
         let years: Vec<i32> = data.val.iter().map(|p| p.year).collect();
         let validation = metrics::evaluate(&probs, &years, &opts.bins, &scheme);
         let report = EpochReport::new(epoch, (loss_sum, seen), train_secs, started, &validation);
-        history.push(report.clone());
-        this_run.push(report.clone());
-        config.validation = Some(validation);
-        write_checkpoint(&net, &config, &optim, out, epoch, &opts, &history)?;
-        let _ = events.send(TrainEvent::Epoch(report));
+        log.close(report, &net, &mut config, &optim)?;
     }
-    Ok(TrainSummary {
-        epochs: this_run,
-        cancelled,
-        model_dir: out.to_path_buf(),
-        backend: chosen.description.clone(),
-    })
+    Ok(log.summary(cancelled, chosen))
+}
+
+/// One optimiser step of `module` on `loss` at learning rate `lr`: the updated module
+/// and the loss's value.
+fn descend<M: burn::module::Module>(
+    module: M,
+    optim: &mut burn::optim::ModuleOptimizer,
+    loss: &Tensor<1>,
+    lr: f64,
+) -> (M, f64) {
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    let grads = GradientsParams::from_grads(loss.backward(), &module);
+    (optim.step(lr, module, grads), value)
+}
+
+/// What a training loop reports and keeps: every epoch's report (a resumed run's earlier
+/// ones included), this run's, the checkpoints.
+struct EpochLog<'a> {
+    history: Vec<EpochReport>,
+    this_run: Vec<EpochReport>,
+    out: &'a Path,
+    opts: &'a TrainOptions,
+    events: &'a mpsc::Sender<TrainEvent>,
+}
+
+impl<'a> EpochLog<'a> {
+    fn new(
+        history: Vec<EpochReport>,
+        out: &'a Path,
+        opts: &'a TrainOptions,
+        events: &'a mpsc::Sender<TrainEvent>,
+    ) -> Self {
+        Self {
+            history,
+            this_run: Vec::new(),
+            out,
+            opts,
+            events,
+        }
+    }
+
+    /// Reports a training step.
+    fn step(&self, epoch: usize, step: usize, steps: usize, loss: f64) {
+        let _ = self.events.send(TrainEvent::Step {
+            epoch,
+            step,
+            steps,
+            loss,
+        });
+    }
+
+    /// Ends an epoch: keeps its report, records its validation in `config`, writes the
+    /// checkpoint and the model, and sends the report.
+    fn close(
+        &mut self,
+        report: EpochReport,
+        net: &EraNet,
+        config: &mut ModelConfig,
+        optim: &burn::optim::ModuleOptimizer,
+    ) -> Result<()> {
+        self.history.push(report.clone());
+        self.this_run.push(report.clone());
+        config.validation = Some(report.validation.clone());
+        write_checkpoint(
+            net,
+            config,
+            optim,
+            self.out,
+            report.epoch,
+            self.opts,
+            &self.history,
+        )?;
+        let _ = self.events.send(TrainEvent::Epoch(report));
+        Ok(())
+    }
+
+    /// The run's summary.
+    fn summary(self, cancelled: bool, chosen: &ChosenBackend) -> TrainSummary {
+        TrainSummary {
+            epochs: self.this_run,
+            cancelled,
+            model_dir: self.out.to_path_buf(),
+            backend: chosen.description.clone(),
+        }
+    }
 }
 
 fn note_cancelled(events: &mpsc::Sender<TrainEvent>, epoch: usize) {
@@ -875,7 +945,7 @@ fn train_head<P: CachedPart>(
     mut net: EraNet,
     mut head: P,
     mut config: ModelConfig,
-    mut history: Vec<EpochReport>,
+    history: Vec<EpochReport>,
     first_epoch: usize,
     resume: bool,
 ) -> Result<TrainSummary> {
@@ -1001,7 +1071,7 @@ fn train_head<P: CachedPart>(
     let c = train.first().map_or(0, |(f, _, _)| f.plain.len());
     let val_years: Vec<i32> = val.iter().map(|(_, y)| *y).collect();
     let val_feats: Vec<&PosterFeatures> = val.iter().map(|(f, _)| *f).collect();
-    let mut this_run = Vec::new();
+    let mut log = EpochLog::new(history, out, opts, events);
     let mut cancelled = false;
     for epoch in first_epoch..=opts.epochs {
         let started = Instant::now();
@@ -1044,18 +1114,12 @@ fn train_head<P: CachedPart>(
                 &opts.bins,
                 opts.year_loss,
             );
-            let value = f64::from(l.clone().into_scalar::<f32>());
-            let grads = GradientsParams::from_grads(l.backward(), &head);
             let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
-            head = optim.step(lr, head, grads);
+            let value;
+            (head, value) = descend(head, &mut optim, &l, lr);
             loss_sum += value * n as f64;
             seen += n;
-            let _ = events.send(TrainEvent::Step {
-                epoch,
-                step: s + 1,
-                steps,
-                loss: value,
-            });
+            log.step(epoch, s + 1, steps, value);
         }
         if cancelled {
             note_cancelled(events, epoch);
@@ -1065,17 +1129,8 @@ fn train_head<P: CachedPart>(
         let probs = head_probs(&head.valid(), &val_feats, &chosen.device)?;
         let validation = metrics::evaluate(&probs, &val_years, &opts.bins, scheme);
         let report = EpochReport::new(epoch, (loss_sum, seen), train_secs, started, &validation);
-        history.push(report.clone());
-        this_run.push(report.clone());
-        config.validation = Some(validation);
         net = saved(&head).install(net);
-        write_checkpoint(&net, &config, &optim, out, epoch, opts, &history)?;
-        let _ = events.send(TrainEvent::Epoch(report));
+        log.close(report, &net, &mut config, &optim)?;
     }
-    Ok(TrainSummary {
-        epochs: this_run,
-        cancelled,
-        model_dir: out.to_path_buf(),
-        backend: chosen.description.clone(),
-    })
+    Ok(log.summary(cancelled, chosen))
 }
