@@ -16,13 +16,24 @@ use movie_eras::eras::EraSchemes;
 use movie_eras::paths::DataDir;
 
 fn harness(data: &std::path::Path) -> Harness<'static, MovieErasApp> {
-    let app = MovieErasApp::new(
+    harness_with(data, 800.0, |_| {})
+}
+
+/// A 1200-pixel-wide window `height` high on the data directory `data`, its settings
+/// changed by `adjust` before the first frame.
+fn harness_with(
+    data: &std::path::Path,
+    height: f32,
+    adjust: impl FnOnce(&mut Settings),
+) -> Harness<'static, MovieErasApp> {
+    let mut app = MovieErasApp::new(
         DataDir::new(data),
         EraSchemes::builtin(),
         Settings::default(),
     );
+    adjust(app.settings_mut());
     Harness::builder()
-        .with_size(egui::vec2(1200.0, 800.0))
+        .with_size(egui::vec2(1200.0, height))
         .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app)
 }
 
@@ -199,21 +210,12 @@ fn gallery_filters_change_what_is_shown_and_a_click_opens_details() {
 fn compare_shows_the_chosen_eras_with_their_average_posters() {
     let tmp = tempfile::tempdir().unwrap();
     gallery_catalog(tmp.path());
-    let mut app = MovieErasApp::new(
-        DataDir::new(tmp.path()),
-        EraSchemes::builtin(),
-        Settings::default(),
-    );
     let hollywood = EraSchemes::builtin().get("hollywood").unwrap().clone();
     let cols = vec![hollywood.era_index(1942), hollywood.era_index(1975)];
-    app.settings_mut()
-        .compare
-        .columns
-        .insert("hollywood".into(), cols);
-    app.settings_mut().tab = Tab::Compare;
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1200.0, 800.0))
-        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    let mut h = harness_with(tmp.path(), 800.0, |s| {
+        s.compare.columns.insert("hollywood".into(), cols);
+        s.tab = Tab::Compare;
+    });
     wait_for(&mut h, "Golden Age (1939–1954)");
     wait_for(&mut h, "New Hollywood (1967–1982)");
     // Golden Age: Rebecca and Casablanca; New Hollywood: Jaws and Star Wars.
@@ -815,20 +817,13 @@ fn compare_adds_the_next_era_in_time_order_without_moving_the_button() {
     gallery_catalog(tmp.path());
     let hollywood = EraSchemes::builtin().get("hollywood").unwrap().clone();
     let (golden, new_hollywood) = (hollywood.era_index(1942), hollywood.era_index(1975));
-    let mut app = MovieErasApp::new(
-        DataDir::new(tmp.path()),
-        EraSchemes::builtin(),
-        Settings::default(),
-    );
-    // Saved out of order: shown in time order.
-    app.settings_mut()
-        .compare
-        .columns
-        .insert("hollywood".into(), vec![new_hollywood, golden]);
-    app.settings_mut().tab = Tab::Compare;
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1200.0, 800.0))
-        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    let mut h = harness_with(tmp.path(), 800.0, |s| {
+        // Saved out of order: shown in time order.
+        s.compare
+            .columns
+            .insert("hollywood".into(), vec![new_hollywood, golden]);
+        s.tab = Tab::Compare;
+    });
     wait_for(&mut h, "New Hollywood (1967–1982)");
     assert_eq!(
         h.state().settings().compare.columns["hollywood"],
@@ -854,9 +849,7 @@ fn compare_adds_the_next_era_in_time_order_without_moving_the_button() {
 fn gallery_tiles_show_the_models_guess_and_details_link_out() {
     let tmp = tempfile::tempdir().unwrap();
     gallery_catalog(tmp.path());
-    let mut h = harness(tmp.path());
-    h.state_mut().settings_mut().gallery.predictions = true;
-    h.step();
+    let mut h = harness_with(tmp.path(), 800.0, |s| s.gallery.predictions = true);
     // Every poster's tile gets the model's decade and error once the pass is done.
     wait_until(&mut h, "the tiles never showed the model's guess", |h| {
         h.query_all_by_label_contains("\u{2014} model \u{2248}")
@@ -885,9 +878,7 @@ fn gallery_tiles_show_the_models_guess_and_details_link_out() {
 fn the_map_lasso_narrows_the_grid() {
     let tmp = tempfile::tempdir().unwrap();
     gallery_catalog(tmp.path());
-    let mut h = harness(tmp.path());
-    h.state_mut().settings_mut().gallery.map = true;
-    h.step();
+    let mut h = harness_with(tmp.path(), 800.0, |s| s.gallery.map = true);
     wait_until(&mut h, "the map never appeared", |h| {
         h.state().gallery().map_rect().is_some()
     });
@@ -939,16 +930,10 @@ fn the_map_lasso_narrows_the_grid() {
 fn hovering_a_compare_plot_shows_that_years_posters_until_the_pointer_leaves() {
     let tmp = tempfile::tempdir().unwrap();
     gallery_catalog(tmp.path());
-    let mut app = MovieErasApp::new(
-        DataDir::new(tmp.path()),
-        EraSchemes::builtin(),
-        Settings::default(),
-    );
-    app.settings_mut().tab = Tab::Compare;
-    app.settings_mut().compare.per_column = 3;
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1200.0, 1600.0))
-        .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
+    let mut h = harness_with(tmp.path(), 1600.0, |s| {
+        s.tab = Tab::Compare;
+        s.compare.per_column = 3;
+    });
     wait_for(&mut h, "Brightness");
     // Posters and average images load on workers and may move the plots while they do,
     // so the pointer follows the plot's title until the strip shows.
