@@ -1,8 +1,10 @@
-//! The EfficientNet-Lite0 port against an independent forward pass.
+//! The EfficientNet-Lite ports against an independent forward pass, and on real photos.
 //!
 //! `tools/convert_efficientnet.py` ran the converted (float16) weights through its own
 //! numpy implementation on generated images and stored ImageNet logits and pooled
-//! features in `tests/fixtures/`; Burn's network must agree within 1e-3.
+//! features in `tests/fixtures/`; Burn's network must agree within 1e-3 (Lite0 always,
+//! Lite2 when its weights are converted). Two CC0 photos (`tests/fixtures/photos/`) must
+//! come out as what they show.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -37,16 +39,11 @@ fn floats(v: &serde_json::Value) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn lite0_matches_the_independent_reference() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/efficientnet_lite0_reference.json"
-    ))
-    .unwrap();
-    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+/// Burn's forward pass of `arch` against the converter's reference for it.
+fn matches_reference(arch: Arch, text: &str) {
+    let reference: serde_json::Value = serde_json::from_str(text).unwrap();
     let device = Device::flex();
-    let net = backbone::pretrained(Arch::EfficientnetLite0, true, &device).unwrap();
+    let net = backbone::pretrained(arch, true, &device).unwrap();
     let images = reference["images"].as_object().unwrap();
     assert!(images.len() >= 2);
     for (name, case) in images {
@@ -78,6 +75,31 @@ fn lite0_matches_the_independent_reference() {
             .0;
         assert_eq!(top1 as u64, case["top1"].as_u64().unwrap(), "{name}");
     }
+}
+
+#[test]
+fn lite0_matches_the_independent_reference() {
+    matches_reference(
+        Arch::EfficientnetLite0,
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/efficientnet_lite0_reference.json"
+        )),
+    );
+}
+
+/// Lite2 (wider, deeper stages) through the same port, when its weights are converted.
+#[test]
+fn lite2_matches_the_independent_reference() {
+    if !backbone::is_available(Arch::EfficientnetLite2) {
+        return;
+    }
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/efficientnet_lite2_reference.json"
+    ))
+    .expect("converting the Lite2 weights also writes its reference");
+    matches_reference(Arch::EfficientnetLite2, &text);
 }
 
 #[test]
@@ -176,4 +198,44 @@ fn bands_cover_every_row_once() {
         }
         assert_eq!(next, h);
     }
+}
+
+/// ImageNet class of each photo's top-1 logit, through the app's own input preparation.
+fn photo_top1(arch: Arch, file: &str) -> usize {
+    let path = format!(
+        "{}/tests/fixtures/photos/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let rgb = image::open(&path).unwrap().to_rgb8();
+    let mut config = movie_eras::model::network::NetworkConfig::pretrained(arch);
+    config.input_width = 224;
+    config.input_height = 224;
+    let values = movie_eras::model::data::input_values(&rgb, &config, &backbone::normalisation());
+    let device = Device::flex();
+    let net = backbone::pretrained(arch, true, &device).unwrap();
+    let images = Tensor::from_data(TensorData::new(values, [1, 3, 224, 224]), &device);
+    let (logits, _) = net.imagenet_logits(images).unwrap();
+    let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().unwrap();
+    logits
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0
+}
+
+#[test]
+fn lite0_names_a_cat_and_a_coffee_cup() {
+    // ImageNet classes 281–285: tabby, tiger cat, Persian, Siamese, Egyptian cat.
+    let cat = photo_top1(Arch::EfficientnetLite0, "chelsea.jpg");
+    assert!(
+        (281..=285).contains(&cat),
+        "the cat photo came out as class {cat}"
+    );
+    // 967 espresso, 968 cup, 504 coffee mug.
+    let cup = photo_top1(Arch::EfficientnetLite0, "coffee.jpg");
+    assert!(
+        [967, 968, 504].contains(&cup),
+        "the coffee photo came out as class {cup}"
+    );
 }

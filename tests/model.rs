@@ -158,6 +158,15 @@ fn tiny_model_learns_saves_loads_and_resumes() {
     let mut expected = first_opts.clone();
     expected.epochs = 5;
     assert_eq!(resumed, expected);
+    // The checkpoint's own settings (what `train --resume` without `--epochs` keeps).
+    assert_eq!(
+        training::checkpoint_options(&out).unwrap(),
+        Some(first_opts.clone())
+    );
+    assert_eq!(
+        training::checkpoint_options(&tmp.path().join("nothing")).unwrap(),
+        None
+    );
     // Posters prepared for the other settings are refused with a clear error, not a panic.
     let catalog = Catalog::open(&data.catalog_path()).unwrap();
     let (tx, _rx) = mpsc::channel();

@@ -97,7 +97,7 @@ impl Default for TrainSettings {
     fn default() -> Self {
         let d = TrainOptions::default();
         Self {
-            epochs: d.epochs,
+            epochs: training::BACKBONE_EPOCHS,
             batch: d.batch,
             lr: d.lr,
             backend: BackendChoice::Auto,

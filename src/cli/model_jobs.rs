@@ -67,9 +67,10 @@ pub struct TrainArgs {
     /// Split by poster hash only, without keeping near-duplicate posters together.
     #[arg(long)]
     pub no_near_duplicates: bool,
-    /// Epochs in all (a resumed run continues up to this number).
-    #[arg(long, default_value_t = 12)]
-    pub epochs: usize,
+    /// Epochs in all; a resumed run continues up to this number (default: 30 for a head
+    /// on cached backbone features, 12 from scratch or when fine-tuning blocks).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Batch size.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -167,8 +168,15 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
         args.sigma > 0.0 && args.sigma <= 50.0 && weight_decay >= 0.0,
         "--sigma must be in (0, 50] and --weight-decay >= 0"
     );
+    let epochs = args
+        .epochs
+        .unwrap_or(if args.arch == Arch::Scratch || args.finetune_blocks > 0 {
+            TrainOptions::default().epochs
+        } else {
+            training::BACKBONE_EPOCHS
+        });
     anyhow::ensure!(
-        args.batch > 0 && args.epochs > 0,
+        args.batch > 0 && epochs > 0,
         "--batch and --epochs must be > 0"
     );
     anyhow::ensure!(
@@ -176,7 +184,7 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
         "--year-loss must be in [0, 10]"
     );
     let mut opts = TrainOptions {
-        epochs: args.epochs,
+        epochs,
         batch: args.batch,
         lr: args.lr,
         seed: args.seed,
@@ -222,8 +230,14 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
         .out
         .clone()
         .unwrap_or_else(|| data_dir.trained_model_dir());
-    let opts = training::resume_options(&out, &opts, args.resume)
+    let mut opts = training::resume_options(&out, &opts, args.resume)
         .with_context(|| format!("reading the checkpoint in {}", out.display()))?;
+    if args.resume && args.epochs.is_none() {
+        // Without --epochs a resumed run ends where it was meant to.
+        if let Some(saved) = training::checkpoint_options(&out)? {
+            opts.epochs = saved.epochs;
+        }
+    }
     let chosen = backend::choose(args.backend)?;
     eprintln!("backend: {}", chosen.description);
     let catalog = Catalog::open(&data_dir.catalog_path())
