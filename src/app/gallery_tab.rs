@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use eframe::egui;
-use egui_plot::{Line, MarkerShape, Plot, PlotImage, PlotPoint, PlotPoints, Points};
+use egui_plot::{Line, MarkerShape, Plot, PlotImage, PlotPoint, PlotPoints, Points, Polygon};
 
 use super::analysis::{Analysis, CatalogAnalysis, PosterRef};
 use super::thumbs::Thumbnails;
@@ -498,8 +498,9 @@ impl GalleryTab {
             groups.entry(year.div_euclid(5) * 5).or_default().push(p);
             members.push((i, p));
         }
-        // Zoomed in far enough, the posters themselves (as of the previous frame's view).
-        let mut pictures: Vec<(PlotPoint, egui::TextureId)> = Vec::new();
+        // Zoomed in far enough, the posters themselves (as of the previous frame's view),
+        // each framed in its year's colour so the map keeps its colour key.
+        let mut pictures: Vec<(PlotPoint, egui::TextureId, egui::Color32)> = Vec::new();
         let mut picture_size = egui::Vec2::ZERO;
         if let Some(view) = self.map_view {
             let in_view: Vec<&(usize, [f64; 2])> =
@@ -515,7 +516,10 @@ impl GalleryTab {
                     if let Some(pid) = r.poster_id
                         && let Some(tex) = thumbs.get(pid, file.as_deref())
                     {
-                        pictures.push((PlotPoint::new(p[0], p[1]), tex));
+                        let year = r.year.unwrap_or(first);
+                        let [cr, cg, cb] = explore::year_colour(year as f32, first, last);
+                        let colour = egui::Color32::from_rgb(cr, cg, cb);
+                        pictures.push((PlotPoint::new(p[0], p[1]), tex, colour));
                     }
                 }
             }
@@ -560,8 +564,20 @@ impl GalleryTab {
                         .color(egui::Color32::from_rgb(r, g, b)),
                     );
                 }
-                for (at, tex) in pictures {
+                let (hw, hh) = (
+                    f64::from(picture_size.x) / 2.0,
+                    f64::from(picture_size.y) / 2.0,
+                );
+                for (at, tex, colour) in pictures {
                     plot.image(PlotImage::new("poster", tex, at, picture_size));
+                    let (x0, x1, y0, y1) = (at.x - hw, at.x + hw, at.y - hh, at.y + hh);
+                    let frame = vec![[x0, y0], [x1, y0], [x1, y1], [x0, y1]];
+                    plot.polygon(
+                        Polygon::new("year frame", PlotPoints::from(frame))
+                            .stroke(egui::Stroke::new(2.0, colour))
+                            .fill_color(egui::Color32::TRANSPARENT)
+                            .allow_hover(false),
+                    );
                 }
                 if let Some(poly) = lasso_outline
                     && poly.len() > 1
