@@ -200,8 +200,8 @@ fn bands_cover_every_row_once() {
     }
 }
 
-/// ImageNet class of each photo's top-1 logit, through the app's own input preparation.
-fn photo_top1(arch: Arch, file: &str) -> usize {
+/// ImageNet class of a photo's top-1 logit, through the app's own input preparation.
+fn photo_top1(net: &backbone::EfficientNet, arch: Arch, file: &str, device: &Device) -> usize {
     let path = format!(
         "{}/tests/fixtures/photos/{file}",
         env!("CARGO_MANIFEST_DIR")
@@ -211,9 +211,7 @@ fn photo_top1(arch: Arch, file: &str) -> usize {
     config.input_width = 224;
     config.input_height = 224;
     let values = movie_eras::model::data::input_values(&rgb, &config, &backbone::normalisation());
-    let device = Device::flex();
-    let net = backbone::pretrained(arch, true, &device).unwrap();
-    let images = Tensor::from_data(TensorData::new(values, [1, 3, 224, 224]), &device);
+    let images = Tensor::from_data(TensorData::new(values, [1, 3, 224, 224]), device);
     let (logits, _) = net.imagenet_logits(images).unwrap();
     let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().unwrap();
     logits
@@ -226,14 +224,17 @@ fn photo_top1(arch: Arch, file: &str) -> usize {
 
 #[test]
 fn lite0_names_a_cat_and_a_coffee_cup() {
+    let arch = Arch::EfficientnetLite0;
+    let device = Device::flex();
+    let net = backbone::pretrained(arch, true, &device).unwrap();
     // ImageNet classes 281–285: tabby, tiger cat, Persian, Siamese, Egyptian cat.
-    let cat = photo_top1(Arch::EfficientnetLite0, "chelsea.jpg");
+    let cat = photo_top1(&net, arch, "chelsea.jpg", &device);
     assert!(
         (281..=285).contains(&cat),
         "the cat photo came out as class {cat}"
     );
     // 967 espresso, 968 cup, 504 coffee mug.
-    let cup = photo_top1(Arch::EfficientnetLite0, "coffee.jpg");
+    let cup = photo_top1(&net, arch, "coffee.jpg", &device);
     assert!(
         [967, 968, 504].contains(&cup),
         "the coffee photo came out as class {cup}"
