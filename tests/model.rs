@@ -292,10 +292,67 @@ fn head_on_cached_backbone_features_learns_resumes_and_reuses_the_cache() {
     // path did.
     let device = backend::choose(BackendChoice::Cpu).unwrap().device;
     let m = EraModel::load(&out, &device).unwrap();
-    let scheme = EraSchemes::builtin();
-    let scheme = scheme.get("decades").unwrap();
-    let old = m.predict(&poster(1945, 999), scheme).unwrap().year;
-    let new = m.predict(&poster(2015, 998), scheme).unwrap().year;
+    let (old, new) = years_of_an_old_and_a_new_poster(&m);
+    assert!(old < 1980.0 && new > 1980.0, "{old} {new}");
+}
+
+/// The years `m` gives a held-back 1945 poster and a 2015 one.
+fn years_of_an_old_and_a_new_poster(m: &EraModel) -> (f64, f64) {
+    let schemes = EraSchemes::builtin();
+    let scheme = schemes.get("decades").unwrap();
+    let year = |p: RgbImage| m.predict(&p, scheme).unwrap().year;
+    (year(poster(1945, 999)), year(poster(2015, 998)))
+}
+
+#[test]
+fn an_ensemble_of_heads_trains_every_member_and_stores_them_in_half_precision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog_with_posters(tmp.path(), 20);
+    let out = tmp.path().join("model");
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut opts = backbone_options(3, 0);
+    opts.network.heads = 3;
+    let (summary, _) = run(&data, &out, &opts, false, &cancel);
+    let eval = &summary.epochs[2].validation;
+    assert!(
+        eval.decade_top1 >= 0.8 && eval.decade_top1 > eval.baseline.decade_top1,
+        "{}",
+        eval.report()
+    );
+    // Three linear heads of 28 bins over the features, two bytes a weight.
+    let c = opts.network.feature_channels() as u64;
+    let weights = 3 * (c + 1) * 28 * 2;
+    let size = std::fs::metadata(out.join("model.bpk")).unwrap().len();
+    assert!(
+        size >= weights && size < weights + weights / 10,
+        "{size} bytes for {weights} bytes of half-precision weights"
+    );
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    let m = EraModel::load(&out, &device).unwrap();
+    let head = m.net.head();
+    assert_eq!(head.members(), 3);
+    // Each member learned on its own: they differ, and each dates the posters alone.
+    let w = |h: &movie_eras::model::network::EraHead| {
+        h.head.weight.val().into_data().try_to_vec::<f32>().unwrap()
+    };
+    assert_ne!(w(&head), w(&head.more[0]));
+    assert_ne!(w(&head.more[0]), w(&head.more[1]));
+    for k in 0..3 {
+        let member = movie_eras::model::network::EraHead {
+            more: Vec::new(),
+            ..match k {
+                0 => head.clone(),
+                k => head.more[k - 1].clone(),
+            }
+        };
+        let single = EraModel {
+            net: m.net.clone().with_head(member),
+            ..EraModel::load(&out, &device).unwrap()
+        };
+        let (old, new) = years_of_an_old_and_a_new_poster(&single);
+        assert!(old < 1980.0 && new > 1980.0, "member {k}: {old} {new}");
+    }
+    let (old, new) = years_of_an_old_and_a_new_poster(&m);
     assert!(old < 1980.0 && new > 1980.0, "{old} {new}");
 }
 

@@ -520,6 +520,8 @@ fn train_tab_trains_a_head_on_the_pretrained_backbone() {
         s.train.epochs = 20;
         s.train.backend = movie_eras::model::backend::BackendChoice::Cpu;
         s.train.resume = false;
+        // An ensemble of two heads.
+        s.train.heads = 2;
     }
     assert_eq!(
         app.settings_mut().train.network,
@@ -531,6 +533,7 @@ fn train_tab_trains_a_head_on_the_pretrained_backbone() {
         .build_ui_state(|ui, app: &mut MovieErasApp| app.show(ui), app);
     h.step();
     h.get_by_label("Fine-tune blocks");
+    h.get_by_label("Heads (ensemble)");
     h.get_by_label("Start training").click();
     h.step();
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -562,8 +565,9 @@ fn train_tab_trains_a_head_on_the_pretrained_backbone() {
         config.network.arch,
         movie_eras::model::backbone::Arch::EfficientnetLite0
     );
-    // Only the head is stored (4,720 -> 512 -> 28 in float32: 9.7 MB); the backbone
-    // (19 MB in float32) comes from the pretrained weights.
+    assert_eq!(config.network.heads, 2);
+    // Only the heads are stored (two of 4,720 -> 512 -> 28 in half precision: 9.7 MB);
+    // the backbone (19 MB in float32) comes from the pretrained weights.
     assert!(std::fs::metadata(dir.join("model.bpk")).unwrap().len() < 12_000_000);
     // Features are cached: 24 posters.
     assert!(data.root().join("features.sqlite").is_file());

@@ -46,6 +46,14 @@ pub struct TrainSettings {
     /// With the pretrained backbone: share of steps on shrunken, re-encoded copies.
     #[serde(default = "backbone_rescale")]
     pub rescale: f32,
+    /// With the pretrained backbone and no fine-tuning: heads trained side by side and
+    /// averaged (an ensemble).
+    #[serde(default = "backbone_heads")]
+    pub heads: usize,
+}
+
+fn backbone_heads() -> usize {
+    training::BACKBONE_HEADS
 }
 
 fn backbone_rescale() -> f32 {
@@ -108,6 +116,7 @@ impl Default for TrainSettings {
             hidden: 512,
             levels: FeatureLevels::Layout,
             rescale: training::BACKBONE_RESCALE,
+            heads: training::BACKBONE_HEADS,
         }
     }
 }
@@ -189,6 +198,9 @@ impl TrainTab {
             opts.network.finetune_blocks = s.finetune_blocks.min(opts.network.arch.block_count());
             opts.network.hidden = s.hidden;
             opts.network.levels = s.levels;
+            if opts.network.finetune_blocks == 0 {
+                opts.network.heads = s.heads.clamp(1, 16);
+            }
             opts.weight_decay = training::BACKBONE_WEIGHT_DECAY;
             opts.augment.rescale = s.rescale.clamp(0.0, 1.0);
         }
@@ -423,6 +435,18 @@ impl TrainTab {
                     ui.add(egui::DragValue::new(&mut s.hidden).range(0..=4096))
                         .labelled_by(l.id)
                         .on_hover_text("0: a linear head; more: an MLP with one hidden layer");
+                    ui.end_row();
+                    let l = ui.label("Heads (ensemble)");
+                    ui.add_enabled(
+                        s.finetune_blocks == 0,
+                        egui::DragValue::new(&mut s.heads).range(1..=16),
+                    )
+                    .labelled_by(l.id)
+                    .on_hover_text(
+                        "Heads trained side by side on the same backbone features, each on \
+                         its own batches, their probabilities averaged: steadier predictions \
+                         for one backbone pass (not with fine-tuned blocks)",
+                    );
                     ui.end_row();
                     let l = ui.label("Small-poster training");
                     ui.add(egui::Slider::new(&mut s.rescale, 0.0..=1.0).fixed_decimals(2))

@@ -40,6 +40,10 @@ pub struct TrainArgs {
     /// shipped recipe; 0 from scratch).
     #[arg(long)]
     pub hidden: Option<usize>,
+    /// Heads on the same backbone features, each trained on its own and averaged (an
+    /// ensemble at the cost of one backbone pass; a head on cached features only).
+    #[arg(long, default_value_t = 1)]
+    pub heads: usize,
     /// With a pretrained backbone: which features the head reads — the pooled last map,
     /// the pooled outputs of the last three stages, both, the last map with the style
     /// statistics of the last five stages, or the last map with the style statistics of
@@ -212,6 +216,17 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
     if let Some(hidden) = args.hidden {
         opts.network.hidden = hidden;
     }
+    anyhow::ensure!(
+        (1..=16).contains(&args.heads),
+        "--heads must be between 1 and 16"
+    );
+    anyhow::ensure!(
+        args.heads == 1 || (args.arch != Arch::Scratch && args.finetune_blocks == 0),
+        "--heads {}: an ensemble of heads trains on cached backbone features only (no \
+         --arch scratch, no --finetune-blocks)",
+        args.heads
+    );
+    opts.network.heads = args.heads;
     if let Some(levels) = args.levels {
         opts.network.levels = levels;
     }

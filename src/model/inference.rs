@@ -91,6 +91,28 @@ impl Prediction {
     }
 }
 
+/// Casts every float parameter to half precision: how heads are stored (half the bytes;
+/// a head's outputs move by about 1e-3 of their size, far below what a year bin needs).
+struct ToHalf;
+
+impl burn::module::ModuleMapper for ToHalf {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        param.map(|t| t.cast(burn::tensor::DType::F16))
+    }
+}
+
+/// Loads weights from `path` into `module`, each cast to the module's own precision (a
+/// head stored in half precision reads back as f32).
+fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
+    let record = burn::store::ModuleRecord::load(path)
+        .map_err(bad(path))?
+        .cast_to_module_dtype();
+    module.try_load_record(record).map_err(bad(path))
+}
+
 fn save_module<M: Module>(module: M, dir: &Path, file: &str) -> Result<()> {
     let weights = dir.join(file);
     let tmp = dir.join(format!(".{file}.part"));
@@ -115,7 +137,8 @@ pub fn save_model(net: &EraNet, config: &ModelConfig, dir: &Path) -> Result<()> 
     if config.network.arch == Arch::Scratch {
         save_module(net.clone(), dir, WEIGHTS_FILE)?;
     } else {
-        save_module(net.head(), dir, WEIGHTS_FILE)?;
+        // Heads in half precision: an ensemble of them stays small.
+        save_module(net.head().valid().map(&mut ToHalf), dir, WEIGHTS_FILE)?;
         let finetuned = dir.join(BACKBONE_FILE);
         match net.backbone() {
             Some(b) if config.network.finetune_blocks > 0 => {
@@ -152,20 +175,17 @@ pub fn load_net(dir: &Path, config: &ModelConfig, device: &Device) -> Result<Era
     }
     let net = EraNet::new(&config.network, device)?;
     if config.network.arch == Arch::Scratch {
-        return net.try_load_file(&weights).map_err(bad(&weights));
+        return load_module(net, &weights);
     }
-    let head = EraHead::new(&config.network, device)
-        .try_load_file(&weights)
-        .map_err(bad(&weights))?;
+    let head = load_module(EraHead::new(&config.network, device), &weights)?;
     let mut net = net.with_head(head);
     let finetuned = dir.join(BACKBONE_FILE);
     if config.network.finetune_blocks > 0 {
         let backbone = net
             .backbone()
             .cloned()
-            .ok_or_else(|| ModelError::Data("no backbone to load into".into()))?
-            .try_load_file(&finetuned)
-            .map_err(bad(&finetuned))?;
+            .ok_or_else(|| ModelError::Data("no backbone to load into".into()))?;
+        let backbone = load_module(backbone, &finetuned)?;
         net = net.with_backbone(backbone);
     }
     Ok(net)

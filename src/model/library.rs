@@ -43,6 +43,9 @@ impl ModelEntry {
         } else {
             ", linear head".to_owned()
         });
+        if net.heads > 1 {
+            recipe.push_str(&format!(" × {} (ensemble)", net.heads));
+        }
         if let Some(epochs) = config
             .recipe
             .get("epochs")

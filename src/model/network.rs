@@ -12,6 +12,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::nn::{PaddingConfig2d, Relu};
 use burn::prelude::*;
+use burn::tensor::activation::softmax;
 
 use super::backbone::{self, Arch, EfficientNet};
 
@@ -45,6 +46,11 @@ pub struct NetworkConfig {
     /// With a backbone: which of its features the head reads.
     #[serde(default)]
     pub levels: FeatureLevels,
+    /// Heads on the same features, each trained on its own (own initialisation, batches
+    /// and dropout), whose bin probabilities are averaged: an ensemble at the cost of one
+    /// backbone pass. 1 (the default) is a single head.
+    #[serde(default = "one")]
+    pub heads: usize,
 }
 
 /// Which backbone features the head reads.
@@ -116,6 +122,7 @@ impl Default for NetworkConfig {
             finetune_blocks: 0,
             hidden: 0,
             levels: FeatureLevels::Final,
+            heads: 1,
         }
     }
 }
@@ -166,7 +173,10 @@ impl NetworkConfig {
 }
 
 /// The part after pooling: optional hidden layer, dropout, classifier. Trained alone on
-/// cached backbone features, then placed into an [`EraNet`].
+/// cached backbone features, then placed into an [`EraNet`]. With
+/// [`NetworkConfig::heads`] above 1 it is an ensemble: `more` holds the other members
+/// (each with an empty `more`), and [`EraHead::forward`] gives the logits of their
+/// averaged bin probabilities.
 #[derive(Module, Debug)]
 pub struct EraHead {
     /// Hidden layer (ReLU after it).
@@ -175,11 +185,22 @@ pub struct EraHead {
     pub dropout: Dropout,
     /// The classifier onto the year bins.
     pub head: Linear,
+    /// The ensemble's other members (empty for a single head).
+    pub more: Vec<EraHead>,
 }
 
 impl EraHead {
-    /// A freshly initialised head for `config`.
+    /// A freshly initialised head for `config` (with its [`NetworkConfig::heads`]
+    /// members, each initialised on its own).
     pub fn new(config: &NetworkConfig, device: &Device) -> Self {
+        let mut head = Self::member(config, device);
+        head.more = (1..config.heads.max(1))
+            .map(|_| Self::member(config, device))
+            .collect();
+        head
+    }
+
+    fn member(config: &NetworkConfig, device: &Device) -> Self {
         let c = config.feature_channels();
         let (hidden, last) = if config.hidden > 0 {
             (
@@ -193,7 +214,30 @@ impl EraHead {
             hidden,
             dropout: DropoutConfig::new(config.dropout).init(),
             head: LinearConfig::new(last, config.classes).init(device),
+            more: Vec::new(),
         }
+    }
+
+    /// Members of the ensemble (1 for a single head).
+    pub fn members(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    /// Logits of member `k` alone (0 is this head's own layers), for training each
+    /// member on its own loss.
+    pub fn forward_member(&self, k: usize, pooled: Tensor<2>) -> Tensor<2> {
+        match k.checked_sub(1).and_then(|i| self.more.get(i)) {
+            Some(m) => m.member_logits(pooled),
+            None => self.member_logits(pooled),
+        }
+    }
+
+    fn member_logits(&self, pooled: Tensor<2>) -> Tensor<2> {
+        let x = match &self.hidden {
+            Some(h) => burn::tensor::activation::relu(h.forward(pooled)),
+            None => pooled,
+        };
+        self.head.forward(self.dropout.forward(x))
     }
 
     /// This head with an input standardisation `(x − mean) / sd` folded into its first
@@ -201,6 +245,11 @@ impl EraHead {
     /// `inverse`, taken back out again). Parameter ids are kept (optimiser state applies).
     pub fn fold_scaling(&self, mean: &[f32], sd: &[f32], inverse: bool) -> Self {
         let mut out = self.clone();
+        out.more = self
+            .more
+            .iter()
+            .map(|m| m.fold_scaling(mean, sd, inverse))
+            .collect();
         let first = match &mut out.hidden {
             Some(h) => h,
             None => &mut out.head,
@@ -241,13 +290,22 @@ impl EraHead {
         out
     }
 
-    /// Logits from pooled features `[batch, channels]`.
+    /// Logits from pooled features `[batch, channels]`: a single head's own, or for an
+    /// ensemble the logarithm of its members' mean bin probabilities (whose softmax is
+    /// that mean).
     pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
-        let x = match &self.hidden {
-            Some(h) => burn::tensor::activation::relu(h.forward(pooled)),
-            None => pooled,
+        let Some((last, others)) = self.more.split_last() else {
+            return self.member_logits(pooled);
         };
-        self.head.forward(self.dropout.forward(x))
+        let n = self.members() as f32;
+        let sum = others
+            .iter()
+            .fold(softmax(self.member_logits(pooled.clone()), 1), |acc, m| {
+                acc + softmax(m.member_logits(pooled.clone()), 1)
+            })
+            + softmax(last.member_logits(pooled), 1);
+        // Probabilities below 1e-12 are floored so that the logarithm stays finite.
+        (sum / n).clamp_min(1e-12).log()
     }
 }
 
@@ -257,6 +315,14 @@ impl EraHead {
 pub trait CachedPart: Module {
     /// Logits for a batch of cached inputs.
     fn forward_cached(&self, x: Tensor<2>) -> Tensor<2>;
+    /// Members trained each on its own batches and loss (an ensemble of heads).
+    fn members(&self) -> usize {
+        1
+    }
+    /// Logits of member `k` alone.
+    fn forward_member(&self, _k: usize, x: Tensor<2>) -> Tensor<2> {
+        self.forward_cached(x)
+    }
     /// `net` with this part's weights in place.
     fn install(&self, net: EraNet) -> EraNet;
     /// Whether it trains on standardised inputs (see [`EraHead::fold_scaling`]).
@@ -272,6 +338,14 @@ pub trait CachedPart: Module {
 impl CachedPart for EraHead {
     fn forward_cached(&self, x: Tensor<2>) -> Tensor<2> {
         self.forward(x)
+    }
+
+    fn members(&self) -> usize {
+        EraHead::members(self)
+    }
+
+    fn forward_member(&self, k: usize, x: Tensor<2>) -> Tensor<2> {
+        EraHead::forward_member(self, k, x)
     }
 
     fn install(&self, net: EraNet) -> EraNet {
@@ -367,6 +441,8 @@ pub struct EraNet {
     hidden: Option<Linear>,
     dropout: Dropout,
     head: Linear,
+    /// The other members of an ensemble of heads ([`EraHead::more`]).
+    more_heads: Vec<EraHead>,
     stage_depth: usize,
     frozen_blocks: usize,
     final_features: bool,
@@ -408,6 +484,7 @@ impl EraNet {
             hidden: head.hidden,
             dropout: head.dropout,
             head: head.head,
+            more_heads: head.more,
             stage_depth: config.stage_depth.max(1),
             frozen_blocks: config.frozen_blocks(),
             final_features: config.arch == Arch::Scratch || config.levels.final_features(),
@@ -423,6 +500,7 @@ impl EraNet {
             hidden: self.hidden.clone(),
             dropout: self.dropout.clone(),
             head: self.head.clone(),
+            more: self.more_heads.clone(),
         }
     }
 
@@ -431,6 +509,7 @@ impl EraNet {
         self.hidden = head.hidden;
         self.dropout = head.dropout;
         self.head = head.head;
+        self.more_heads = head.more;
         self
     }
 
@@ -526,6 +605,9 @@ impl EraNet {
     /// part after Grad-CAM's layer).
     pub fn head_from_features(&self, features: Tensor<4>, mid: Option<Tensor<2>>) -> Tensor<2> {
         let pooled = self.pooled(features, mid);
+        if !self.more_heads.is_empty() {
+            return self.head().forward(pooled);
+        }
         let x = match &self.hidden {
             Some(h) => burn::tensor::activation::relu(h.forward(pooled)),
             None => pooled,
@@ -578,6 +660,46 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_ensemble_of_heads_averages_its_members_probabilities() {
+        let device = Device::flex();
+        let config = NetworkConfig {
+            hidden: 4,
+            dropout: 0.0,
+            heads: 3,
+            classes: 6,
+            ..NetworkConfig::pretrained(Arch::EfficientnetLite0)
+        };
+        let c = config.feature_channels();
+        let head = EraHead::new(&config, &device);
+        assert_eq!(head.members(), 3);
+        let x: Vec<f32> = (0..2 * c).map(|i| ((i * 13) % 7) as f32 - 3.0).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(x, [2, c]), &device);
+        let probs = |t: Tensor<2>| softmax(t, 1).into_data().try_to_vec::<f32>().unwrap();
+        let members: Vec<Vec<f32>> = (0..3)
+            .map(|k| probs(head.forward_member(k, x.clone())))
+            .collect();
+        // Members are initialised on their own, so they disagree.
+        assert!(
+            members[0]
+                .iter()
+                .zip(&members[1])
+                .any(|(a, b)| (a - b).abs() > 1e-4)
+        );
+        let got = probs(head.forward(x.clone()));
+        for (i, g) in got.iter().enumerate() {
+            let want = members.iter().map(|m| m[i]).sum::<f32>() / 3.0;
+            assert!((g - want).abs() < 1e-5, "{g} vs {want}");
+        }
+        // The network's head path gives the same, and keeps every member.
+        let net = EraNet::new(&config, &device)
+            .unwrap()
+            .with_head(head.clone());
+        assert_eq!(net.head().members(), 3);
+        let pooled = net.head().forward(x);
+        assert_eq!(probs(pooled), got);
+    }
+
     fn feature_dims(stage_depth: usize) -> [usize; 4] {
         let device = Device::flex();
         let config = NetworkConfig {
@@ -604,10 +726,12 @@ mod tests {
     }
 
     #[test]
-    fn configs_without_stage_depth_read_as_one() {
+    fn configs_without_stage_depth_or_heads_read_as_one_of_each() {
         let json =
             r#"{"input_width":48,"input_height":72,"widths":[16,32],"classes":28,"dropout":0.3}"#;
         let config: NetworkConfig = serde_json::from_str(json).expect("old config parses");
         assert_eq!(config.stage_depth, 1);
+        assert_eq!(config.heads, 1);
+        assert_eq!(EraHead::new(&config, &Device::flex()).members(), 1);
     }
 }

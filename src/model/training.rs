@@ -38,6 +38,9 @@ pub const BACKBONE_RESCALE: f32 = 0.3;
 /// [`TrainOptions::default`]'s 12.
 pub const BACKBONE_EPOCHS: usize = 30;
 
+/// Heads of the ensemble on a backbone's cached features (the shipped recipe's).
+pub const BACKBONE_HEADS: usize = 1;
+
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
@@ -470,6 +473,15 @@ pub fn train(
     let device = chosen.device.clone().autodiff();
     let mut opts = opts.clone();
     opts.network.classes = opts.bins.count;
+    if opts.network.heads > 1
+        && (opts.network.arch == Arch::Scratch || opts.network.finetune_blocks > 0)
+    {
+        return Err(ModelError::Data(
+            "an ensemble of heads trains on cached backbone features only: no scratch \
+             network, no fine-tuned blocks"
+                .into(),
+        ));
+    }
     let mut history = Vec::new();
     let mut first_epoch = 1;
     let normalisation = if opts.network.arch == Arch::Scratch {
@@ -501,6 +513,7 @@ pub fn train(
                     a.input_height,
                     &a.widths,
                     a.hidden,
+                    a.heads,
                     a.classes,
                 ) == (
                     b.arch,
@@ -508,6 +521,7 @@ pub fn train(
                     b.input_height,
                     &b.widths,
                     b.hidden,
+                    b.heads,
                     b.classes,
                 )
             };
@@ -1090,50 +1104,71 @@ fn train_head<P: CachedPart>(
     let val_feats: Vec<&PosterFeatures> = val.iter().map(|(f, _)| *f).collect();
     let mut log = EpochLog::new(history, out, opts, events);
     let mut cancelled = false;
+    let members = head.members().max(1);
     for epoch in first_epoch..=opts.epochs {
         let started = Instant::now();
         let mut rng = data::rng(opts.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
-        let order = data::weighted_order(&weights, steps * batch, &mut rng);
+        // Each member of an ensemble draws its own batches (the first the single head's).
+        let orders: Vec<Vec<usize>> = (0..members)
+            .map(|_| data::weighted_order(&weights, steps * batch, &mut rng))
+            .collect();
         let mut loss_sum = 0.0;
         let mut seen = 0usize;
-        for (s, chunk) in order.chunks(batch).enumerate() {
+        for s in 0..steps {
             if cancel.load(Ordering::Relaxed) {
                 cancelled = true;
                 break;
             }
-            let mut x = Vec::with_capacity(chunk.len() * c);
-            let mut t = Vec::with_capacity(chunk.len() * opts.bins.count);
-            let mut years = Vec::with_capacity(chunk.len());
-            for &i in chunk {
-                let (f, low, p) = train[i];
-                // With --rescale, a share of the steps sees the shrunken, re-encoded copy.
-                let f = match low {
-                    Some(low) if rand::Rng::random::<f32>(&mut rng) < opts.augment.rescale => low,
-                    _ => f,
-                };
-                // Mirror images are the flip augmentation.
-                let v = if rand::Rng::random_bool(&mut rng, 0.5) {
-                    &f.flipped
+            let mut loss: Option<Tensor<1>> = None;
+            let mut n = 0;
+            for (k, order) in orders.iter().enumerate() {
+                let chunk = order
+                    .get(s * batch..((s + 1) * batch).min(order.len()))
+                    .unwrap_or(&[]);
+                n = chunk.len();
+                let mut x = Vec::with_capacity(chunk.len() * c);
+                let mut t = Vec::with_capacity(chunk.len() * opts.bins.count);
+                let mut years = Vec::with_capacity(chunk.len());
+                for &i in chunk {
+                    let (f, low, p) = train[i];
+                    // With --rescale, a share of the steps sees the shrunken, re-encoded copy.
+                    let f = match low {
+                        Some(low) if rand::Rng::random::<f32>(&mut rng) < opts.augment.rescale => {
+                            low
+                        }
+                        _ => f,
+                    };
+                    // Mirror images are the flip augmentation.
+                    let v = if rand::Rng::random_bool(&mut rng, 0.5) {
+                        &f.flipped
+                    } else {
+                        &f.plain
+                    };
+                    x.extend_from_slice(v);
+                    t.extend(data::soft_target(p.year, &opts.bins, opts.sigma));
+                    years.push(p.year);
+                }
+                let x: Tensor<2> = Tensor::from_data(TensorData::new(x, [n, c]), &device);
+                let t: Tensor<2> =
+                    Tensor::from_data(TensorData::new(t, [n, opts.bins.count]), &device);
+                let logits = if members > 1 {
+                    head.forward_member(k, x)
                 } else {
-                    &f.plain
+                    head.forward_cached(x)
                 };
-                x.extend_from_slice(v);
-                t.extend(data::soft_target(p.year, &opts.bins, opts.sigma));
-                years.push(p.year);
+                let l = training_loss(logits, t, &years, &opts.bins, opts.year_loss);
+                // The members share no weights: the sum's gradient is each one's own.
+                loss = Some(match loss {
+                    Some(sum) => sum + l,
+                    None => l,
+                });
             }
-            let n = chunk.len();
-            let x: Tensor<2> = Tensor::from_data(TensorData::new(x, [n, c]), &device);
-            let t: Tensor<2> = Tensor::from_data(TensorData::new(t, [n, opts.bins.count]), &device);
-            let l = training_loss(
-                head.forward_cached(x),
-                t,
-                &years,
-                &opts.bins,
-                opts.year_loss,
-            );
+            let Some(l) = loss else { break };
             let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
             let value;
             (head, value) = descend(head, &mut optim, &l, lr);
+            // Reported per member: the mean of the members' losses.
+            let value = value / members as f64;
             loss_sum += value * n as f64;
             seen += n;
             log.step(epoch, s + 1, steps, value);
