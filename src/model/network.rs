@@ -294,18 +294,16 @@ impl EraHead {
     /// ensemble the logarithm of its members' mean bin probabilities (whose softmax is
     /// that mean).
     pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
-        let Some((last, others)) = self.more.split_last() else {
+        if self.more.is_empty() {
             return self.member_logits(pooled);
-        };
-        let n = self.members() as f32;
-        let sum = others
-            .iter()
-            .fold(softmax(self.member_logits(pooled.clone()), 1), |acc, m| {
-                acc + softmax(m.member_logits(pooled.clone()), 1)
-            })
-            + softmax(last.member_logits(pooled), 1);
+        }
+        let sum = std::iter::once(self)
+            .chain(&self.more)
+            .map(|m| softmax(m.member_logits(pooled.clone()), 1))
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| self.member_logits(pooled));
         // Probabilities below 1e-12 are floored so that the logarithm stays finite.
-        (sum / n).clamp_min(1e-12).log()
+        (sum / self.members() as f32).clamp_min(1e-12).log()
     }
 }
 
@@ -604,15 +602,7 @@ impl EraNet {
     /// Logits from last-block features and the mid-level features the head reads (the
     /// part after Grad-CAM's layer).
     pub fn head_from_features(&self, features: Tensor<4>, mid: Option<Tensor<2>>) -> Tensor<2> {
-        let pooled = self.pooled(features, mid);
-        if !self.more_heads.is_empty() {
-            return self.head().forward(pooled);
-        }
-        let x = match &self.hidden {
-            Some(h) => burn::tensor::activation::relu(h.forward(pooled)),
-            None => pooled,
-        };
-        self.head.forward(self.dropout.forward(x))
+        self.head().forward(self.pooled(features, mid))
     }
 }
 
