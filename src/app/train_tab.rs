@@ -199,7 +199,7 @@ impl TrainTab {
             opts.network.hidden = s.hidden;
             opts.network.levels = s.levels;
             if opts.network.finetune_blocks == 0 {
-                opts.network.heads = s.heads.clamp(1, 16);
+                opts.network.heads = s.heads.clamp(1, training::MAX_HEADS);
             }
             opts.weight_decay = training::BACKBONE_WEIGHT_DECAY;
             opts.augment.rescale = s.rescale.clamp(0.0, 1.0);
@@ -439,7 +439,7 @@ impl TrainTab {
                     let l = ui.label("Heads (ensemble)");
                     ui.add_enabled(
                         s.finetune_blocks == 0,
-                        egui::DragValue::new(&mut s.heads).range(1..=16),
+                        egui::DragValue::new(&mut s.heads).range(1..=training::MAX_HEADS),
                     )
                     .labelled_by(l.id)
                     .on_hover_text(

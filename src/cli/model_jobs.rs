@@ -216,17 +216,8 @@ pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> 
     if let Some(hidden) = args.hidden {
         opts.network.hidden = hidden;
     }
-    anyhow::ensure!(
-        (1..=16).contains(&args.heads),
-        "--heads must be between 1 and 16"
-    );
-    anyhow::ensure!(
-        args.heads == 1 || (args.arch != Arch::Scratch && args.finetune_blocks == 0),
-        "--heads {}: an ensemble of heads trains on cached backbone features only (no \
-         --arch scratch, no --finetune-blocks)",
-        args.heads
-    );
     opts.network.heads = args.heads;
+    training::check_heads(&opts.network).context("--heads")?;
     if let Some(levels) = args.levels {
         opts.network.levels = levels;
     }

@@ -297,11 +297,10 @@ impl EraHead {
         if self.more.is_empty() {
             return self.member_logits(pooled);
         }
-        let sum = std::iter::once(self)
-            .chain(&self.more)
-            .map(|m| softmax(m.member_logits(pooled.clone()), 1))
-            .reduce(|a, b| a + b)
-            .unwrap_or_else(|| self.member_logits(pooled));
+        let first = softmax(self.member_logits(pooled.clone()), 1);
+        let sum = self.more.iter().fold(first, |sum, m| {
+            sum + softmax(m.member_logits(pooled.clone()), 1)
+        });
         // Probabilities below 1e-12 are floored so that the logarithm stays finite.
         (sum / self.members() as f32).clamp_min(1e-12).log()
     }
@@ -681,7 +680,7 @@ mod tests {
             let want = members.iter().map(|m| m[i]).sum::<f32>() / 3.0;
             assert!((g - want).abs() < 1e-5, "{g} vs {want}");
         }
-        // The network's head path gives the same, and keeps every member.
+        // A network keeps every member through with_head and head.
         let net = EraNet::new(&config, &device)
             .unwrap()
             .with_head(head.clone());

@@ -41,6 +41,9 @@ pub const BACKBONE_EPOCHS: usize = 30;
 /// Heads of the ensemble on a backbone's cached features (the shipped recipe's).
 pub const BACKBONE_HEADS: usize = 1;
 
+/// Most heads an ensemble may have.
+pub const MAX_HEADS: usize = 16;
+
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
@@ -381,6 +384,25 @@ impl TrainingData {
     }
 }
 
+/// Checks a network's ensemble of heads: 1 to [`MAX_HEADS`], and more than one only for
+/// heads on cached backbone features (no scratch network, no fine-tuned blocks).
+pub fn check_heads(network: &NetworkConfig) -> Result<()> {
+    if !(1..=MAX_HEADS).contains(&network.heads) {
+        return Err(ModelError::Data(format!(
+            "{} heads: an ensemble has 1 to {MAX_HEADS}",
+            network.heads
+        )));
+    }
+    if network.heads > 1 && (network.arch == Arch::Scratch || network.finetune_blocks > 0) {
+        return Err(ModelError::Data(
+            "an ensemble of heads trains on cached backbone features only: no scratch \
+             network, no fine-tuned blocks"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Loads, splits and prepares the catalog's posters.
 pub fn load_data(
     catalog: &crate::catalog::Catalog,
@@ -473,15 +495,7 @@ pub fn train(
     let device = chosen.device.clone().autodiff();
     let mut opts = opts.clone();
     opts.network.classes = opts.bins.count;
-    if opts.network.heads > 1
-        && (opts.network.arch == Arch::Scratch || opts.network.finetune_blocks > 0)
-    {
-        return Err(ModelError::Data(
-            "an ensemble of heads trains on cached backbone features only: no scratch \
-             network, no fine-tuned blocks"
-                .into(),
-        ));
-    }
+    check_heads(&opts.network)?;
     let mut history = Vec::new();
     let mut first_epoch = 1;
     let normalisation = if opts.network.arch == Arch::Scratch {
@@ -1151,11 +1165,7 @@ fn train_head<P: CachedPart>(
                 let x: Tensor<2> = Tensor::from_data(TensorData::new(x, [n, c]), &device);
                 let t: Tensor<2> =
                     Tensor::from_data(TensorData::new(t, [n, opts.bins.count]), &device);
-                let logits = if members > 1 {
-                    head.forward_member(k, x)
-                } else {
-                    head.forward_cached(x)
-                };
+                let logits = head.forward_member(k, x);
                 let l = training_loss(logits, t, &years, &opts.bins, opts.year_loss);
                 // The members share no weights: the sum's gradient is each one's own.
                 loss = Some(match loss {
