@@ -5,7 +5,10 @@
 //!
 //! `cargo bench --profile dev --bench gallery_bench` generates a catalog of 13,000
 //! movies with thumbnails; `-- --data-dir DIR` uses an existing data directory instead
-//! (e.g. one with the 13,137 shared posters imported).
+//! (e.g. one with the 13,137 shared posters imported). `--also-thumbnails-in-catalog`
+//! then measures, in the same run, a copy of that catalog with a JPEG thumbnail stored
+//! for every poster, as versions before 2026-12 kept them (the grid read those instead of
+//! the poster files).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -87,6 +90,58 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
+/// A copy of `data`'s catalog in `dest` with a thumbnail (JPEG, quality 85, at most the
+/// thumbnail box) stored for every ok poster whose file reads, as older versions kept
+/// them; poster files stay where they are (relative ones are made absolute).
+fn with_thumbnails_in_catalog(data: &std::path::Path, dest: &std::path::Path) {
+    let conn = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
+    conn.execute(
+        "VACUUM INTO ?1",
+        [dest.join("catalog.sqlite").display().to_string()],
+    )
+    .unwrap();
+    drop(conn);
+    let mut conn = rusqlite::Connection::open(dest.join("catalog.sqlite")).unwrap();
+    let dir = DataDir::new(data);
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT id, file FROM posters WHERE status = 'ok' AND file IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let thumbs: Vec<(i64, String, Option<(Vec<u8>, u32, u32)>)> = rows
+        .into_iter()
+        .map(|(id, file)| {
+            let path = dir.poster_path(&file);
+            let thumb = imaging::decode_poster_file(&path, &imaging::ImageLimits::default())
+                .ok()
+                .map(|d| {
+                    let t =
+                        imaging::fit_within(&d.rgb, imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT);
+                    (imaging::encode_jpeg(&t, 85).unwrap(), t.width(), t.height())
+                });
+            (id, path.display().to_string(), thumb)
+        })
+        .collect();
+    let tx = conn.transaction().unwrap();
+    for (id, path, thumb) in thumbs {
+        tx.execute(
+            "UPDATE posters SET file = ?1 WHERE id = ?2",
+            rusqlite::params![path, id],
+        )
+        .unwrap();
+        if let Some((jpeg, w, h)) = thumb {
+            tx.execute(
+                "INSERT OR REPLACE INTO thumbnails (poster_id, width, height, jpeg) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![id, w, h, jpeg],
+            )
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let given = args
@@ -94,6 +149,7 @@ fn main() {
         .position(|a| a == "--data-dir")
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
+    let old_layout = args.iter().any(|a| a == "--also-thumbnails-in-catalog");
     let tmp = tempfile::tempdir().unwrap();
     let data = match given {
         Some(d) => d,
@@ -107,6 +163,26 @@ fn main() {
             tmp.path().to_path_buf()
         }
     };
+    let size_mib = |d: &std::path::Path| {
+        std::fs::metadata(d.join("catalog.sqlite")).map_or(f64::NAN, |m| m.len() as f64) / 1048576.0
+    };
+    println!("\n## catalog as it is ({:.1} MiB)\n", size_mib(&data));
+    measure(&data);
+    if old_layout {
+        let copy = tmp.path().join("with-thumbnails");
+        std::fs::create_dir_all(&copy).unwrap();
+        with_thumbnails_in_catalog(&data, &copy);
+        println!(
+            "\n## the same catalog with a thumbnail stored for every poster ({:.1} MiB)\n",
+            size_mib(&copy)
+        );
+        measure(&copy);
+    }
+    similar_query();
+}
+
+/// Opens the Gallery on `data` and scrolls it top to bottom, printing the figures.
+fn measure(data: &std::path::Path) {
     let rss_before = rss_mib();
     let frame_ms: Rc<RefCell<Vec<f64>>> = Rc::default();
     let times = frame_ms.clone();
@@ -115,7 +191,7 @@ fn main() {
         tab: Tab::Gallery,
         ..Settings::default()
     };
-    let app = MovieErasApp::new(DataDir::new(&data), EraSchemes::builtin(), settings);
+    let app = MovieErasApp::new(DataDir::new(data), EraSchemes::builtin(), settings);
     let mut h = Harness::builder()
         .with_size(egui::vec2(1200.0, 800.0))
         .build_ui_state(
@@ -209,6 +285,9 @@ fn main() {
         "| resident memory after scrolling (before the app: {rss_before:.0} MiB) | {:.0} MiB | 600 MiB |",
         rss_mib()
     );
+}
+
+fn similar_query() {
     // "More like this": cosine nearest neighbours over 13,137 embeddings of the
     // backbone's width (1280), the Gallery details' query.
     let (n, dim) = (13_137usize, 1280usize);
@@ -230,6 +309,7 @@ fn main() {
         })
         .collect();
     times.sort_by(f64::total_cmp);
+    println!("\n| measure | value | target |\n|---|---:|---:|");
     println!(
         "| \"More like this\" query, {n} posters x {dim} features, median of 20 | {:.1} ms | 100 ms |",
         times[10]

@@ -149,7 +149,47 @@ const MIGRATIONS: &[&str] = &[
     r"
     CREATE INDEX posters_sha256 ON posters(sha256);
     ",
+    // 6: no duplicate pixels: thumbnails of posters that fit the thumbnail box go. The
+    // work is `drop_redundant_thumbnails` (it keeps those whose poster file is gone).
+    "-- drop_redundant_thumbnails",
 ];
+
+/// The migration after which [`drop_redundant_thumbnails`] runs.
+const THUMBNAILS_DROPPED_AT: i64 = 6;
+
+/// Drops the stored thumbnails of `ok` posters that fit the thumbnail box and whose file
+/// is there with its recorded size (the viewer shows the file itself); a thumbnail whose
+/// poster file is missing, or of another size, stays: it may be the only copy left.
+/// Relative poster files are resolved against `root` (the catalog's folder). Returns how
+/// many were dropped.
+fn drop_redundant_thumbnails(
+    tx: &rusqlite::Transaction<'_>,
+    root: &Path,
+) -> rusqlite::Result<usize> {
+    let rows: Vec<(i64, Option<String>, Option<i64>)> = {
+        let mut stmt = tx.prepare(
+            "SELECT p.id, p.file, p.bytes FROM thumbnails t JOIN posters p ON p.id = t.poster_id
+             WHERE p.status = 'ok' AND p.width <= ?1 AND p.height <= ?2",
+        )?;
+        stmt.query_map(
+            params![crate::imaging::THUMB_WIDTH, crate::imaging::THUMB_HEIGHT],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
+        .collect::<rusqlite::Result<_>>()?
+    };
+    let mut dropped = 0;
+    let mut del = tx.prepare("DELETE FROM thumbnails WHERE poster_id = ?1")?;
+    for (id, file, bytes) in rows {
+        let Some(file) = file else { continue };
+        let path = root.join(&file); // an absolute `file` replaces `root`
+        let there = std::fs::metadata(&path)
+            .is_ok_and(|m| m.is_file() && bytes.is_none_or(|b| m.len() == b as u64));
+        if there {
+            dropped += del.execute([id])?;
+        }
+    }
+    Ok(dropped)
+}
 
 /// A model's output for one poster: year-bin probabilities and its embedding.
 #[derive(Debug, Clone, PartialEq)]
@@ -253,8 +293,9 @@ pub struct PosterRecord {
     pub transient: bool,
     /// Colour statistics of an `ok` poster.
     pub stats: Option<ColourStats>,
-    /// JPEG thumbnail with its size.
-    pub thumbnail: Option<(Vec<u8>, u32, u32)>,
+    /// JPEG thumbnail with its size: only for a poster larger than the thumbnail box
+    /// (a smaller one is shown from its file).
+    pub thumbnail: Option<crate::imaging::Thumbnail>,
 }
 
 impl PosterRecord {
@@ -272,6 +313,28 @@ impl PosterRecord {
             transient: false,
             stats: None,
             thumbnail: None,
+        }
+    }
+
+    /// A good poster stored as `file`: its size and hash from the decode, its thumbnail
+    /// (only for a poster larger than the thumbnail box) and statistics from the summary.
+    pub fn ok(
+        file: String,
+        decoded: &crate::imaging::DecodedPoster,
+        summary: crate::imaging::PosterSummary,
+    ) -> Self {
+        Self {
+            remote_path: None,
+            file: Some(file),
+            sha256: Some(decoded.sha256.clone()),
+            bytes: Some(decoded.bytes),
+            width: Some(decoded.rgb.width()),
+            height: Some(decoded.rgb.height()),
+            status: PosterStatus::Ok,
+            reason: None,
+            transient: false,
+            stats: Some(summary.stats),
+            thumbnail: summary.thumbnail,
         }
     }
 
@@ -482,19 +545,38 @@ impl Catalog {
             });
         }
         let mut applied = current;
+        let mut dropped = 0;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             let version = i as i64 + 1;
             if version > target {
                 break;
             }
-            tx.execute_batch(sql)
-                .and_then(|()| tx.pragma_update(None, "user_version", version))
+            tx.execute_batch(sql).map_err(wrap)?;
+            if version == THUMBNAILS_DROPPED_AT && current > 0 {
+                let root = self
+                    .path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                dropped = drop_redundant_thumbnails(&tx, root).map_err(wrap)?;
+            }
+            tx.pragma_update(None, "user_version", version)
                 .map_err(wrap)?;
             applied = version;
         }
         tx.commit().map_err(wrap)?;
         if applied != current {
             log::info!("catalog migrated from schema version {current} to {applied}");
+        }
+        if dropped > 0 {
+            log::info!(
+                "catalog: dropped {dropped} thumbnails of posters shown from their own files"
+            );
+            // Give the freed pages back to the file system (best effort: another
+            // connection reading at this moment makes it wait or fail, which is harmless).
+            if let Err(e) = self.conn.execute_batch("VACUUM") {
+                log::warn!("catalog: could not compact {path} after the migration: {e}");
+            }
         }
         Ok(())
     }
@@ -542,26 +624,35 @@ impl Catalog {
 
     /// Replaces the poster outcome of an existing movie (by source key) in one transaction.
     pub fn update_poster(&mut self, source_key: &str, poster: &PosterRecord) -> Result<bool> {
+        Ok(self.update_posters(&[(source_key, poster)])?.first() == Some(&true))
+    }
+
+    /// Replaces the poster outcomes of existing movies (by source key), all in one
+    /// transaction: all are stored or none. Returns, per item, whether its movie exists.
+    pub fn update_posters(&mut self, posters: &[(&str, &PosterRecord)]) -> Result<Vec<bool>> {
         let path = self.path.display().to_string();
         let wrap = |source| CatalogError::Sqlite {
             path: path.clone(),
             source,
         };
         let tx = self.write_tx()?;
-        let movie_id: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM movies WHERE source_key = ?1",
-                [source_key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(wrap)?;
-        let Some(movie_id) = movie_id else {
-            return Ok(false);
-        };
-        write_poster(&tx, movie_id, poster, true).map_err(wrap)?;
+        let mut found = Vec::with_capacity(posters.len());
+        for (source_key, poster) in posters {
+            let movie_id: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM movies WHERE source_key = ?1",
+                    [source_key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(wrap)?;
+            if let Some(movie_id) = movie_id {
+                write_poster(&tx, movie_id, poster, true).map_err(wrap)?;
+            }
+            found.push(movie_id.is_some());
+        }
         tx.commit().map_err(wrap)?;
-        Ok(true)
+        Ok(found)
     }
 
     /// Counts of movies and posters by status.
@@ -1333,6 +1424,101 @@ mod tests {
         }
         let err = Catalog::open(&path).unwrap_err().to_string();
         assert!(err.contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn migration_drops_only_thumbnails_whose_poster_file_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("posters")).unwrap();
+        // (key, file, file bytes on disk, width, height)
+        let abs = outside.path().join("abs.jpg");
+        let cases: Vec<(&str, String, Option<usize>, u32, u32)> = vec![
+            (
+                "present",
+                "posters/present.jpg".into(),
+                Some(1234),
+                154,
+                231,
+            ),
+            ("absolute", abs.display().to_string(), Some(1234), 154, 231),
+            ("missing", "posters/missing.jpg".into(), None, 154, 231),
+            ("resized", "posters/resized.jpg".into(), Some(99), 154, 231),
+            ("large", "posters/large.jpg".into(), Some(1234), 1000, 1500),
+        ];
+        {
+            let mut c = Catalog::open_at_version(&path, 5).unwrap();
+            for (key, file, on_disk, w, h) in &cases {
+                let mut m = movie(key, 1970, PosterStatus::Ok);
+                m.poster.file = Some(file.clone());
+                (m.poster.width, m.poster.height) = (Some(*w), Some(*h));
+                // A thumbnail big enough to show in the file size.
+                m.poster.thumbnail = Some((vec![7; 200_000], 154, 231));
+                c.insert_movies(&[m]).unwrap();
+                if let Some(n) = on_disk {
+                    let p = Path::new(file);
+                    let p = if p.is_absolute() {
+                        p.to_path_buf()
+                    } else {
+                        dir.path().join(p)
+                    };
+                    std::fs::write(p, vec![0u8; *n]).unwrap();
+                }
+            }
+        }
+        let before = std::fs::metadata(&path).unwrap().len();
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(c.schema_version().unwrap(), SCHEMA_VERSION);
+        let kept: HashMap<String, bool> = c
+            .movies()
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let has = c.thumbnail(r.poster_id.unwrap()).unwrap().is_some();
+                (r.title.trim_start_matches("Movie ").to_owned(), has)
+            })
+            .collect();
+        // Dropped where the file shows the same poster; kept where it may be the only copy
+        // (file gone or changed) or where the poster is larger than the thumbnail box.
+        assert!(!kept["present"]);
+        assert!(!kept["absolute"]);
+        assert!(kept["missing"]);
+        assert!(kept["resized"]);
+        assert!(kept["large"]);
+        assert_eq!(c.movies().unwrap().len(), cases.len());
+        assert_eq!(c.integrity_check().unwrap(), "ok");
+        drop(c);
+        // The freed pages went back to the file system.
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after + 300_000 < before, "{before} -> {after} bytes");
+        // Opening again changes nothing.
+        let c = Catalog::open(&path).unwrap();
+        let still = c
+            .movies()
+            .unwrap()
+            .into_iter()
+            .filter(|r| c.thumbnail(r.poster_id.unwrap()).unwrap().is_some())
+            .count();
+        assert_eq!(still, 3);
+    }
+
+    #[test]
+    fn poster_outcomes_commit_together() {
+        let mut c = Catalog::open_in_memory().unwrap();
+        c.insert_movies(&[
+            movie("a", 1950, PosterStatus::Pending),
+            movie("b", 1960, PosterStatus::Pending),
+        ])
+        .unwrap();
+        let ok = movie("x", 1950, PosterStatus::Ok).poster;
+        let failed = PosterRecord::failed(None, "404".into());
+        let found = c
+            .update_posters(&[("a", &ok), ("nope", &ok), ("b", &failed)])
+            .unwrap();
+        assert_eq!(found, vec![true, false, true]);
+        let counts = c.counts().unwrap();
+        assert_eq!((counts.ok, counts.failed, counts.movies), (1, 1, 2));
     }
 
     #[test]

@@ -353,20 +353,8 @@ fn process_row(row: &LabelRow, opts: &ImportOptions) -> Result<Outcome, ImportEr
                     format!("posters/{name}")
                 }
             };
-            match imaging::make_thumbnail(&decoded.rgb) {
-                Ok(thumb) => PosterRecord {
-                    remote_path: None,
-                    file: Some(file),
-                    sha256: Some(decoded.sha256.clone()),
-                    bytes: Some(decoded.bytes),
-                    width: Some(decoded.rgb.width()),
-                    height: Some(decoded.rgb.height()),
-                    status: PosterStatus::Ok,
-                    reason: None,
-                    transient: false,
-                    stats: Some(imaging::colour_stats(&decoded.rgb)),
-                    thumbnail: Some(thumb),
-                },
+            match imaging::summarise(&decoded.rgb) {
+                Ok(summary) => PosterRecord::ok(file, &decoded, summary),
                 Err(e) => PosterRecord::failed(Some(file), format!("thumbnail failed: {e}")),
             }
         }

@@ -96,6 +96,8 @@ fn api_harvest_stores_movies_posters_and_genres_within_the_connection_bound() {
     let file = first.poster_file.clone().unwrap();
     assert!(file.starts_with("posters/"), "{file}");
     assert!(tmp.path().join(&file).is_file());
+    // A w154 poster fits the thumbnail box: the catalog keeps no copy of its pixels.
+    assert!(cat.thumbnail(first.poster_id.unwrap()).unwrap().is_none());
     let no_poster = rows
         .iter()
         .find(|r| r.status == Some(PosterStatus::Failed))

@@ -32,7 +32,9 @@ fn import_reports_bad_files_and_is_idempotent() {
     let mut csv = String::from("file,year,title\n");
     for i in 0..20u32 {
         let name = format!("sub/p{i}.jpg");
-        write_jpeg(&imgs.join(&name), &poster(i, 154, 231));
+        // One large scan among TMDB-sized posters: only it gets a catalog thumbnail.
+        let (w, h) = if i == 3 { (600, 900) } else { (154, 231) };
+        write_jpeg(&imgs.join(&name), &poster(i, w, h));
         csv += &format!("{name},{},Movie {i}\n", 1930 + i * 5);
     }
     std::fs::write(imgs.join("empty.jpg"), b"").unwrap();
@@ -99,7 +101,14 @@ fn import_reports_bad_files_and_is_idempotent() {
     assert_eq!(ok.year, Some(1945));
     let stats = ok.stats.as_ref().unwrap();
     assert!(stats.brightness > 0.0 && stats.brightness < 1.0);
-    assert!(cat.thumbnail(ok.poster_id.unwrap()).unwrap().is_some());
+    // The large scan keeps a thumbnail within the box; a w154 poster keeps none (the
+    // viewer reads its file, which is there).
+    let thumb = cat.thumbnail(ok.poster_id.unwrap()).unwrap().unwrap();
+    let thumb = movie_eras::imaging::decode_poster(&thumb, &Default::default()).unwrap();
+    assert_eq!(thumb.rgb.dimensions(), (400, 600));
+    let small = rows.iter().find(|r| r.title == "Movie 4").unwrap();
+    assert!(cat.thumbnail(small.poster_id.unwrap()).unwrap().is_none());
+    assert!(Path::new(small.poster_file.as_deref().unwrap()).is_file());
     drop(cat);
 
     // Idempotent: a second run adds nothing.
@@ -240,11 +249,13 @@ fn killed_import_leaves_a_consistent_catalog_and_rerun_completes() {
         partial.movies < u64::from(total),
         "import finished before the kill: {partial:?}"
     );
-    // Committed batches are whole: every movie has its poster, stats and thumbnail.
+    // Committed batches are whole: every movie has its poster, its file and stats (and no
+    // thumbnail copy of a w154 poster).
     assert_eq!(partial.ok, partial.movies);
     for row in cat.movies().unwrap() {
         assert!(row.stats.is_some());
-        assert!(cat.thumbnail(row.poster_id.unwrap()).unwrap().is_some());
+        assert!(Path::new(row.poster_file.as_deref().unwrap()).is_file());
+        assert!(cat.thumbnail(row.poster_id.unwrap()).unwrap().is_none());
     }
     drop(cat);
 

@@ -207,6 +207,31 @@ fn gallery_filters_change_what_is_shown_and_a_click_opens_details() {
 }
 
 #[test]
+fn gallery_says_which_poster_files_are_missing() {
+    // The catalog keeps no copy of a poster that fits the thumbnail box: with its file
+    // gone the tile cannot show it, and the Gallery says why and where.
+    let tmp = tempfile::tempdir().unwrap();
+    gallery_catalog(tmp.path());
+    for i in [0, 2] {
+        std::fs::remove_file(tmp.path().join("images").join(format!("p{i}.png"))).unwrap();
+    }
+    let mut h = harness(tmp.path());
+    wait_for(&mut h, "5 of 6 movies");
+    wait_for(&mut h, "2 posters cannot be shown");
+    let note = h
+        .get_by_label_contains("2 posters cannot be shown")
+        .accesskit_node();
+    let note = text_of(&note);
+    assert!(note.contains("files are missing from"), "{note}");
+    assert!(
+        note.contains(&tmp.path().join("images").display().to_string()),
+        "{note}"
+    );
+    // The others still show.
+    h.get_by_label("Rebecca (1940)");
+}
+
+#[test]
 fn compare_shows_the_chosen_eras_with_their_average_posters() {
     let tmp = tempfile::tempdir().unwrap();
     gallery_catalog(tmp.path());

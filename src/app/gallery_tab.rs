@@ -353,6 +353,7 @@ impl GalleryTab {
                     }
                 });
         }
+        missing_files_ui(ui, thumbs);
         let clicked = if settings.map {
             self.map_ui(ui, explorer, thumbs, data_dir)
         } else {
@@ -851,6 +852,28 @@ impl GalleryTab {
     }
 }
 
+/// Says why posters cannot be shown when their files are gone: the catalog keeps no copy
+/// of a poster that fits the thumbnail box, so such a poster is shown from its file.
+fn missing_files_ui(ui: &mut egui::Ui, thumbs: &Thumbnails) {
+    let (n, first) = thumbs.missing_files();
+    let Some(first) = first else { return };
+    let folder = first
+        .parent()
+        .map_or_else(|| first.display().to_string(), |d| d.display().to_string());
+    ui.colored_label(
+        ui.visuals().warn_fg_color,
+        format!(
+            "{n} poster{} cannot be shown: {} file{} missing from {folder} (moved or deleted?). \
+             The catalog keeps no copy of posters of thumbnail size: put the files back, or \
+             import or harvest them again.",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "its" } else { "their" },
+            if n == 1 { " is" } else { "s are" },
+        ),
+    )
+    .on_hover_text(format!("First missing file: {}", first.display()));
+}
+
 /// One grid cell: the thumbnail, or a placeholder while it loads, or the reason a poster
 /// is missing.
 fn cell_ui(
@@ -874,11 +897,11 @@ fn cell_ui(
             }
             None => {
                 painter.rect_filled(rect, 2.0, bg);
-                if thumbs.is_failed(pid) {
+                if let Some(e) = thumbs.failure(pid) {
                     painter.text(
                         rect.center(),
                         egui::Align2::CENTER_CENTER,
-                        "unreadable",
+                        e.short(),
                         egui::FontId::proportional(10.0),
                         ui.visuals().error_fg_color,
                     );

@@ -31,12 +31,44 @@ struct Shared {
     stop: bool,
 }
 
+/// Why a poster's thumbnail could not be shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThumbError {
+    /// The catalog keeps no thumbnail of it and its file is gone (moved or deleted).
+    FileMissing(PathBuf),
+    /// Neither a thumbnail nor a file to read.
+    NoSource,
+    /// The file or thumbnail is there but does not decode.
+    Unreadable(String),
+}
+
+impl ThumbError {
+    /// A word or two for a tile.
+    pub fn short(&self) -> &'static str {
+        match self {
+            Self::FileMissing(_) => "file missing",
+            Self::NoSource => "no file",
+            Self::Unreadable(_) => "unreadable",
+        }
+    }
+}
+
+impl std::fmt::Display for ThumbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::FileMissing(p) => write!(f, "poster file missing: {}", p.display()),
+            Self::NoSource => f.write_str("the catalog has no poster file or thumbnail for it"),
+            Self::Unreadable(e) => write!(f, "unreadable poster: {e}"),
+        }
+    }
+}
+
 /// The thumbnail cache and its loader.
 pub struct Thumbnails {
     shared: Arc<(Mutex<Shared>, Condvar)>,
-    loaded: Receiver<(i64, Option<egui::ColorImage>)>,
+    loaded: Receiver<(i64, Result<egui::ColorImage, ThumbError>)>,
     textures: HashMap<i64, (egui::TextureHandle, u64)>,
-    failed: std::collections::HashSet<i64>,
+    failed: HashMap<i64, ThumbError>,
     in_flight: std::collections::HashSet<i64>,
     frame_wants: Vec<Want>,
     capacity: usize,
@@ -111,7 +143,7 @@ impl Thumbnails {
         while let Ok((id, img)) = self.loaded.try_recv() {
             self.in_flight.remove(&id);
             match img {
-                Some(img) => {
+                Ok(img) => {
                     let tex =
                         ctx.load_texture(format!("thumb-{id}"), img, egui::TextureOptions::LINEAR);
                     self.bytes += texture_bytes(&tex);
@@ -119,8 +151,8 @@ impl Thumbnails {
                         self.bytes -= texture_bytes(&old);
                     }
                 }
-                None => {
-                    self.failed.insert(id);
+                Err(e) => {
+                    self.failed.insert(id, e);
                 }
             }
         }
@@ -133,7 +165,7 @@ impl Thumbnails {
             *used = self.clock;
             return Some(tex.id());
         }
-        if !self.failed.contains(&poster_id) && !self.in_flight.contains(&poster_id) {
+        if !self.failed.contains_key(&poster_id) && !self.in_flight.contains(&poster_id) {
             self.frame_wants.push(Want {
                 poster_id,
                 file: file.map(PathBuf::from),
@@ -144,7 +176,28 @@ impl Thumbnails {
 
     /// Whether `poster_id` could not be loaded.
     pub fn is_failed(&self, poster_id: i64) -> bool {
-        self.failed.contains(&poster_id)
+        self.failed.contains_key(&poster_id)
+    }
+
+    /// Why `poster_id` could not be loaded, if it could not.
+    pub fn failure(&self, poster_id: i64) -> Option<&ThumbError> {
+        self.failed.get(&poster_id)
+    }
+
+    /// How many posters asked for so far could not be shown because their file is
+    /// missing, with one of those files (for the view to say why).
+    pub fn missing_files(&self) -> (usize, Option<&Path>) {
+        let mut first: Option<&Path> = None;
+        let mut n = 0;
+        for e in self.failed.values() {
+            if let ThumbError::FileMissing(p) = e {
+                n += 1;
+                if first.is_none_or(|f| p.as_path() < f) {
+                    first = Some(p);
+                }
+            }
+        }
+        (n, first)
     }
 
     /// Call once per frame after drawing: hands this frame's missing thumbnails to the
@@ -225,24 +278,44 @@ pub fn row_file(
 }
 
 /// A thumbnail from its catalog JPEG, else from the poster file scaled down to the
-/// thumbnail size; `None` when neither can be read. A small thumbnail stored by an older
-/// version (96 points wide, blurry on big tiles) gives way to the poster file when the
-/// file can be read.
+/// thumbnail size; `None` when neither can be read. See [`thumbnail_or_reason`].
 pub fn decode_thumbnail(jpeg: Option<&[u8]>, file: Option<&Path>) -> Option<RgbImage> {
+    thumbnail_or_reason(jpeg, file).ok()
+}
+
+/// A thumbnail from its catalog JPEG, else from the poster file scaled down to the
+/// thumbnail size, else why neither can be shown. The catalog keeps no thumbnail of a
+/// poster that fits the thumbnail box (the file is shown), so a missing file is the usual
+/// reason. A small thumbnail stored by an older version (96 points wide, blurry on big
+/// tiles) gives way to the poster file when the file can be read.
+pub fn thumbnail_or_reason(
+    jpeg: Option<&[u8]>,
+    file: Option<&Path>,
+) -> Result<RgbImage, ThumbError> {
     let limits = ImageLimits::default();
-    let stored = jpeg
-        .map(|j| imaging::decode_poster(j, &limits))
-        .and_then(Result::ok)
-        .map(|d| d.rgb);
-    if let Some(rgb) = &stored
+    let stored = jpeg.map(|j| imaging::decode_poster(j, &limits).map(|d| d.rgb));
+    if let Some(Ok(rgb)) = &stored
         && rgb.width() > imaging::OLD_THUMB_WIDTH
     {
-        return stored;
+        return Ok(rgb.clone());
     }
-    let from_file = file
-        .and_then(|f| imaging::decode_poster_file(f, &limits).ok())
-        .map(|d| imaging::fit_within(&d.rgb, imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT));
-    from_file.or(stored)
+    let from_file = file.map(|f| {
+        imaging::decode_poster_file(f, &limits)
+            .map(|d| imaging::fit_within(&d.rgb, imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT))
+            .map_err(|e| {
+                if f.exists() {
+                    ThumbError::Unreadable(e.to_string())
+                } else {
+                    ThumbError::FileMissing(f.to_path_buf())
+                }
+            })
+    });
+    match (from_file, stored) {
+        (Some(Ok(rgb)), _) | (_, Some(Ok(rgb))) => Ok(rgb),
+        (Some(Err(e)), _) => Err(e),
+        (None, Some(Err(e))) => Err(ThumbError::Unreadable(e.to_string())),
+        (None, None) => Err(ThumbError::NoSource),
+    }
 }
 
 /// Reads a poster's thumbnail from the catalog (or its file); see [`decode_thumbnail`].
@@ -256,9 +329,10 @@ pub fn read_thumbnail(
 }
 
 /// Loads one thumbnail for the cache.
-fn load(catalog: Option<&Catalog>, w: &Want) -> Option<egui::ColorImage> {
-    let rgb = read_thumbnail(catalog, w.poster_id, w.file.as_deref())?;
-    Some(egui::ColorImage::from_rgb(
+fn load(catalog: Option<&Catalog>, w: &Want) -> Result<egui::ColorImage, ThumbError> {
+    let jpeg = catalog.and_then(|c| c.thumbnail(w.poster_id).ok().flatten());
+    let rgb = thumbnail_or_reason(jpeg.as_deref(), w.file.as_deref())?;
+    Ok(egui::ColorImage::from_rgb(
         [rgb.width() as usize, rgb.height() as usize],
         rgb.as_raw(),
     ))
@@ -303,6 +377,34 @@ mod tests {
             })
             .collect();
         c.insert_movies(&movies).unwrap();
+    }
+
+    #[test]
+    fn a_poster_without_thumbnail_is_read_from_its_file_or_says_it_is_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("p.jpg");
+        let img = RgbImage::from_pixel(154, 231, image::Rgb([200, 10, 10]));
+        std::fs::write(&file, imaging::encode_jpeg(&img, 90).unwrap()).unwrap();
+        let rgb = thumbnail_or_reason(None, Some(&file)).unwrap();
+        assert_eq!(rgb.dimensions(), (154, 231));
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            thumbnail_or_reason(None, Some(&file)).unwrap_err(),
+            ThumbError::FileMissing(file.clone())
+        );
+        // A stored thumbnail still shows when the file is gone.
+        let big = RgbImage::from_pixel(400, 600, image::Rgb([0, 0, 200]));
+        let jpeg = imaging::encode_jpeg(&big, 90).unwrap();
+        assert_eq!(
+            thumbnail_or_reason(Some(&jpeg), Some(&file))
+                .unwrap()
+                .dimensions(),
+            (400, 600)
+        );
+        std::fs::write(&file, b"not an image").unwrap();
+        let e = thumbnail_or_reason(None, Some(&file)).unwrap_err();
+        assert!(matches!(e, ThumbError::Unreadable(_)), "{e}");
+        assert_eq!(thumbnail_or_reason(None, None), Err(ThumbError::NoSource));
     }
 
     #[test]

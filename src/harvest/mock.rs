@@ -148,6 +148,18 @@ fn make_images() -> Vec<Vec<u8>> {
 impl MockTmdb {
     /// Starts a server on an ephemeral port of 127.0.0.1.
     pub fn start(config: MockConfig) -> std::io::Result<Self> {
+        Self::start_with_images(config, make_images())
+    }
+
+    /// Starts a server that serves `images` (encoded files, e.g. real posters) as the
+    /// posters: movie `id` gets `images[id % len]`. Benchmarks use it to harvest real
+    /// posters; an empty list falls back to the generated ones.
+    pub fn start_with_images(config: MockConfig, images: Vec<Vec<u8>>) -> std::io::Result<Self> {
+        let images = if images.is_empty() {
+            make_images()
+        } else {
+            images
+        };
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -156,7 +168,7 @@ impl MockTmdb {
             log: Mutex::new(Vec::new()),
             header_log: Mutex::new(Vec::new()),
             stats: MockStats::default(),
-            images: make_images(),
+            images,
             stop: AtomicBool::new(false),
             base: format!("http://{addr}"),
         });

@@ -537,13 +537,18 @@ fn snapshot(
     }
 }
 
+/// Most poster outcomes committed in one transaction by the catalog writer.
+const POSTERS_PER_COMMIT: usize = 64;
+
 fn catalog_writer(
     mut catalog: Catalog,
     rx: mpsc::Receiver<WriteCmd>,
     counters: &Counters,
 ) -> Result<Catalog, CatalogError> {
     let mut first_error = None;
-    for cmd in rx {
+    let mut posters: Vec<(String, Option<i32>, Box<PosterRecord>)> = Vec::new();
+    let mut next = rx.recv().ok();
+    while let Some(cmd) = next.take() {
         match cmd {
             WriteCmd::Listing {
                 key,
@@ -552,50 +557,37 @@ fn catalog_writer(
                 movies,
                 reply,
             } => {
-                let r = catalog
-                    .store_listing_page(&key, page, total_pages, &movies)
-                    .and_then(|added| {
-                        // What of this page still needs a poster (new or left pending).
-                        let keys: std::collections::HashSet<&str> =
-                            movies.iter().map(|m| m.source_key.as_str()).collect();
-                        let years: Vec<i32> = movies.iter().filter_map(|m| m.year).collect();
-                        let (lo, hi) = (
-                            years.iter().copied().min().unwrap_or(0),
-                            years.iter().copied().max().unwrap_or(0),
-                        );
-                        let to_fetch = catalog
-                            .posters_to_fetch(lo, hi, false)?
-                            .into_iter()
-                            .filter(|p| keys.contains(p.source_key.as_str()))
-                            .collect();
-                        Ok((added, to_fetch))
-                    });
+                let r = store_listing(&mut catalog, &key, page, total_pages, &movies);
                 let _ = reply.send(r);
+                next = rx.recv().ok();
             }
             WriteCmd::Poster { key, year, record } => {
-                let ok = record.status == PosterStatus::Ok;
-                match catalog.update_poster(&key, &record) {
-                    Ok(_) => {
-                        if ok {
-                            counters.ok.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            counters.failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if let (Some(y), Ok(mut years)) = (year, counters.years.lock()) {
-                            let e = years.entry(y).or_default();
-                            if ok {
-                                e.ok += 1;
-                            } else {
-                                e.failed += 1;
+                // Poster outcomes already queued go into the same transaction (never
+                // waiting for more: a lone poster commits at once). A kill between commits
+                // leaves those posters pending, and the next run fetches them again.
+                posters.push((key, year, record));
+                loop {
+                    match rx.try_recv() {
+                        Ok(WriteCmd::Poster { key, year, record }) => {
+                            posters.push((key, year, record));
+                            if posters.len() >= POSTERS_PER_COMMIT {
+                                break;
                             }
                         }
-                    }
-                    Err(e) => {
-                        log::error!("catalog write failed: {e}");
-                        if first_error.is_none() {
-                            first_error = Some(e);
+                        Ok(listing) => {
+                            next = Some(listing);
+                            break;
                         }
+                        Err(_) => break,
                     }
+                }
+                if let Err(e) = commit_posters(&mut catalog, &posters, counters) {
+                    log::error!("catalog write failed: {e}");
+                    first_error.get_or_insert(e);
+                }
+                posters.clear();
+                if next.is_none() {
+                    next = rx.recv().ok();
                 }
             }
         }
@@ -604,6 +596,62 @@ fn catalog_writer(
         Some(e) => Err(e),
         None => Ok(catalog),
     }
+}
+
+/// Stores a listing page; returns the movies added and the page's posters still to fetch
+/// (new or left pending).
+fn store_listing(
+    catalog: &mut Catalog,
+    key: &str,
+    page: u32,
+    total_pages: u32,
+    movies: &[NewMovie],
+) -> Result<(usize, Vec<PendingPoster>), CatalogError> {
+    let added = catalog.store_listing_page(key, page, total_pages, movies)?;
+    let keys: std::collections::HashSet<&str> =
+        movies.iter().map(|m| m.source_key.as_str()).collect();
+    let years: Vec<i32> = movies.iter().filter_map(|m| m.year).collect();
+    let (lo, hi) = (
+        years.iter().copied().min().unwrap_or(0),
+        years.iter().copied().max().unwrap_or(0),
+    );
+    let to_fetch = catalog
+        .posters_to_fetch(lo, hi, false)?
+        .into_iter()
+        .filter(|p| keys.contains(p.source_key.as_str()))
+        .collect();
+    Ok((added, to_fetch))
+}
+
+/// Commits poster outcomes in one transaction and counts them once committed.
+fn commit_posters(
+    catalog: &mut Catalog,
+    posters: &[(String, Option<i32>, Box<PosterRecord>)],
+    counters: &Counters,
+) -> Result<(), CatalogError> {
+    let items: Vec<(&str, &PosterRecord)> = posters
+        .iter()
+        .map(|(key, _, record)| (key.as_str(), &**record))
+        .collect();
+    catalog.update_posters(&items)?;
+    let mut years = counters.years.lock().ok();
+    for (_, year, record) in posters {
+        let ok = record.status == PosterStatus::Ok;
+        if ok {
+            counters.ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (Some(y), Some(years)) = (year, years.as_mut()) {
+            let e = years.entry(*y).or_default();
+            if ok {
+                e.ok += 1;
+            } else {
+                e.failed += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Ctx {
@@ -1076,25 +1124,13 @@ async fn fetch_poster_record(ctx: &Ctx, p: &PendingPoster) -> Option<PosterRecor
 
 /// Decodes, validates, thumbnails and measures a downloaded poster (the CPU part of
 /// storing one; the caller writes the file). `file_name` is recorded as the poster file.
+/// The image is decoded once; a poster that fits the thumbnail box gets no thumbnail.
 pub fn process_download(
     body: &[u8],
     limits: &ImageLimits,
     file_name: String,
 ) -> Result<PosterRecord, String> {
     let decoded = imaging::decode_poster(body, limits).map_err(|e| e.to_string())?;
-    let thumb = imaging::make_thumbnail(&decoded.rgb).map_err(|e| e.to_string())?;
-    let stats = imaging::colour_stats(&decoded.rgb);
-    Ok(PosterRecord {
-        remote_path: None,
-        file: Some(file_name),
-        sha256: Some(decoded.sha256),
-        bytes: Some(decoded.bytes),
-        width: Some(decoded.rgb.width()),
-        height: Some(decoded.rgb.height()),
-        status: PosterStatus::Ok,
-        reason: None,
-        transient: false,
-        stats: Some(stats),
-        thumbnail: Some(thumb),
-    })
+    let summary = imaging::summarise(&decoded.rgb).map_err(|e| e.to_string())?;
+    Ok(PosterRecord::ok(file_name, &decoded, summary))
 }
