@@ -110,7 +110,7 @@ fn with_thumbnails_in_catalog(data: &std::path::Path, dest: &std::path::Path) {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let thumbs: Vec<(i64, String, Option<(Vec<u8>, u32, u32)>)> = rows
+    let thumbs: Vec<(i64, String, Option<imaging::Thumbnail>)> = rows
         .into_iter()
         .map(|(id, file)| {
             let path = dir.poster_path(&file);

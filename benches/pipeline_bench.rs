@@ -160,7 +160,7 @@ fn main() {
         note: "harvest and import --copy; disk time, mostly waiting",
     });
     let (ms, _) = time(n, |i| {
-        std::fs::write(out.join(format!("b{i}.jpg")), &bodies[i]).unwrap()
+        std::fs::write(out.join(format!("b{i}.jpg")), &bodies[i]).unwrap();
     });
     rows.push(Row {
         stage: "  plain write, for reference (the seed)",
@@ -183,7 +183,7 @@ fn main() {
             .unwrap();
     });
     rows.push(Row {
-        stage: "before: catalog commit per poster",
+        stage: "catalog: one commit per poster (as before)",
         ms,
         note: "",
     });
@@ -199,7 +199,7 @@ fn main() {
         batched.update_posters(&items).unwrap();
     }
     rows.push(Row {
-        stage: "now: catalog commits of up to 64 posters",
+        stage: "catalog: commits of up to 64 posters (now, harvest)",
         ms: start.elapsed().as_secs_f64() * 1000.0 / n as f64,
         note: "what is queued commits together",
     });

@@ -638,14 +638,14 @@ impl Catalog {
         let tx = self.write_tx()?;
         let mut found = Vec::with_capacity(posters.len());
         for (source_key, poster) in posters {
-            let movie_id: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM movies WHERE source_key = ?1",
-                    [source_key],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(wrap)?;
+            let movie_id: Option<i64> = query_one(
+                &tx,
+                "SELECT id FROM movies WHERE source_key = ?1",
+                [source_key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(wrap)?;
             if let Some(movie_id) = movie_id {
                 write_poster(&tx, movie_id, poster, true).map_err(wrap)?;
             }
@@ -1096,18 +1096,38 @@ fn parse_hue(text: &str) -> [f32; HUE_BINS] {
     out
 }
 
+/// Runs a statement through the connection's statement cache: the catalog writes the
+/// same few statements for every poster, and preparing each anew costs more than running it.
+fn exec(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
+/// [`exec`] for a query of one row.
+fn query_one<T>(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    tx.prepare_cached(sql)?.query_row(params, f)
+}
+
 fn insert_movie(tx: &rusqlite::Transaction<'_>, m: &NewMovie) -> rusqlite::Result<bool> {
     // A TMDB id already held by another row (two files labelled with the same id, say)
     // must not drop this movie: it is stored under its own source key without the id.
     let tmdb_id = match m.tmdb_id {
         Some(id) => {
-            let taken: Option<String> = tx
-                .query_row(
-                    "SELECT source_key FROM movies WHERE tmdb_id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let taken: Option<String> = query_one(
+                tx,
+                "SELECT source_key FROM movies WHERE tmdb_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
             match taken {
                 Some(key) if key != m.source_key => {
                     log::warn!(
@@ -1121,7 +1141,8 @@ fn insert_movie(tx: &rusqlite::Transaction<'_>, m: &NewMovie) -> rusqlite::Resul
         }
         None => None,
     };
-    let changed = tx.execute(
+    let changed = exec(
+        tx,
         "INSERT INTO movies (source_key, source, tmdb_id, title, year, release_date,
                              popularity, vote_average, vote_count)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -1143,12 +1164,14 @@ fn insert_movie(tx: &rusqlite::Transaction<'_>, m: &NewMovie) -> rusqlite::Resul
     }
     let movie_id = tx.last_insert_rowid();
     for (gid, name) in &m.genres {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO genres (id, name) VALUES (?1, ?2)
              ON CONFLICT(id) DO UPDATE SET name = excluded.name",
             params![gid, name],
         )?;
-        tx.execute(
+        exec(
+            tx,
             "INSERT OR IGNORE INTO movie_genres (movie_id, genre_id) VALUES (?1, ?2)",
             params![movie_id, gid],
         )?;
@@ -1164,7 +1187,8 @@ fn write_poster(
     replace: bool,
 ) -> rusqlite::Result<()> {
     if replace {
-        tx.execute(
+        exec(
+            tx,
             "UPDATE posters SET file = ?2, sha256 = ?3, bytes = ?4, width = ?5, height = ?6,
                  status = ?7, reason = ?8, attempts = attempts + 1,
                  remote_path = coalesce(?9, remote_path), transient = ?10,
@@ -1184,7 +1208,8 @@ fn write_poster(
             ],
         )?;
     } else {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO posters (movie_id, remote_path, file, sha256, bytes, width, height, status, reason, transient)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
@@ -1201,16 +1226,26 @@ fn write_poster(
             ],
         )?;
     }
-    let poster_id: i64 = tx.query_row(
+    let poster_id: i64 = query_one(
+        tx,
         "SELECT id FROM posters WHERE movie_id = ?1",
         [movie_id],
         |r| r.get(0),
     )?;
-    tx.execute("DELETE FROM poster_stats WHERE poster_id = ?1", [poster_id])?;
-    tx.execute("DELETE FROM thumbnails WHERE poster_id = ?1", [poster_id])?;
+    exec(
+        tx,
+        "DELETE FROM poster_stats WHERE poster_id = ?1",
+        [poster_id],
+    )?;
+    exec(
+        tx,
+        "DELETE FROM thumbnails WHERE poster_id = ?1",
+        [poster_id],
+    )?;
     if let Some(s) = &p.stats {
         let hue = serde_json::to_string(&s.hue_hist.to_vec()).unwrap_or_else(|_| "[]".into());
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO poster_stats (poster_id, brightness, dark_share, saturation,
                                        colourfulness, hue_hist, chromatic_share)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -1226,7 +1261,8 @@ fn write_poster(
         )?;
     }
     if let Some((jpeg, w, h)) = &p.thumbnail {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO thumbnails (poster_id, width, height, jpeg) VALUES (?1, ?2, ?3, ?4)",
             params![poster_id, w, h, jpeg],
         )?;

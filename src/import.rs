@@ -1,6 +1,7 @@
 //! `import`: adds a folder of posters with a CSV of labels to the catalog.
 //!
-//! Images are decoded, validated, thumbnailed and measured in parallel (rayon); one
+//! Images are decoded once, validated and measured in parallel (rayon), and thumbnailed
+//! only when larger than the thumbnail box (a smaller poster is shown from its file); one
 //! writer commits them in batches, each batch one transaction, so an import killed at
 //! any moment leaves a consistent catalog and a re-run completes it without duplicates.
 
@@ -307,7 +308,13 @@ enum Outcome {
     Skip(Skipped),
 }
 
-fn process_row(row: &LabelRow, opts: &ImportOptions) -> Result<Outcome, ImportError> {
+/// Imports one row. `canonical_dir` is the image folder as an absolute path without
+/// links, resolved once per import: a poster referenced in place is stored under it.
+fn process_row(
+    row: &LabelRow,
+    opts: &ImportOptions,
+    canonical_dir: &Path,
+) -> Result<Outcome, ImportError> {
     let path = opts.dir.join(&row.file);
     let rel_ok = !Path::new(&row.file)
         .components()
@@ -324,7 +331,14 @@ fn process_row(row: &LabelRow, opts: &ImportOptions) -> Result<Outcome, ImportEr
             reason: "file not found".into(),
         }));
     }
-    let stored_path = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+    let stored_path: PathBuf = canonical_dir
+        .components()
+        .chain(
+            Path::new(&row.file)
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir)),
+        )
+        .collect();
     let stored = stored_path.display().to_string();
     let poster = match imaging::read_image_file(&path, &opts.limits)
         .and_then(|bytes| imaging::decode_poster(&bytes, &opts.limits).map(|d| (bytes, d)))
@@ -418,6 +432,8 @@ pub fn run_import(
         })?;
         crate::fsutil::remove_stale_parts(dir);
     }
+    let canonical_dir = std::fs::canonicalize(&opts.dir).unwrap_or_else(|_| opts.dir.clone());
+    let canonical_dir = canonical_dir.as_path();
     let total = todo.len() as u64;
     let mut progress = ImportProgress {
         done: 0,
@@ -428,15 +444,35 @@ pub fn run_import(
     let batch = opts.batch.max(1);
     let (tx, rx) = mpsc::sync_channel::<Result<Outcome, ImportError>>(batch * 4);
     let mut write_result: Result<(), ImportError> = Ok(());
+    // Copies wait on the disk (each is flushed before it counts): more threads than cores
+    // keep the cores decoding meanwhile. In place, the work is all CPU.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let threads = if opts.copy_into.is_some() {
+        cores * 4
+    } else {
+        cores
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("import-{i}"))
+        .build()
+        .ok();
     std::thread::scope(|s| {
         s.spawn(move || {
-            todo.par_iter().for_each_with(tx, |tx, row| {
-                if cancel.load(Ordering::Relaxed) {
-                    return;
-                }
-                // The receiver only hangs up on error or cancel; then work stops.
-                let _ = tx.send(process_row(row, opts));
-            });
+            let work = move || {
+                todo.par_iter().for_each_with(tx, |tx, row| {
+                    if cancel.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    // The receiver only hangs up on error or cancel; then work stops.
+                    let _ = tx.send(process_row(row, opts, canonical_dir));
+                });
+            };
+            // Without a pool of its own (threads refused), the global one does the work.
+            match &pool {
+                Some(pool) => pool.install(work),
+                None => work(),
+            }
         });
         let mut pending: Vec<NewMovie> = Vec::with_capacity(batch);
         let mut flush = |pending: &mut Vec<NewMovie>,

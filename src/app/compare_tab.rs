@@ -489,10 +489,7 @@ impl CompareTab {
                                     egui::Color32::WHITE,
                                 );
                             }
-                            None => {
-                                ui.painter()
-                                    .rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
-                            }
+                            None => super::thumbs::paint_placeholder(ui, thumbs, pid, rect),
                         }
                     }
                     resp.on_hover_text(format!("{} ({})", m.title, m.year.unwrap_or(0)));

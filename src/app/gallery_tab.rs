@@ -895,18 +895,7 @@ fn cell_ui(
                     egui::Color32::WHITE,
                 );
             }
-            None => {
-                painter.rect_filled(rect, 2.0, bg);
-                if let Some(e) = thumbs.failure(pid) {
-                    painter.text(
-                        rect.center(),
-                        egui::Align2::CENTER_CENTER,
-                        e.short(),
-                        egui::FontId::proportional(10.0),
-                        ui.visuals().error_fg_color,
-                    );
-                }
-            }
+            None => super::thumbs::paint_placeholder(ui, thumbs, pid, rect),
         },
         (status, _) => {
             painter.rect_filled(rect, 2.0, bg);

@@ -266,6 +266,22 @@ impl Drop for Thumbnails {
     }
 }
 
+/// Paints the tile of a poster whose thumbnail is not shown: blank while it loads, with
+/// the reason ("file missing", "unreadable") once it cannot be loaded.
+pub fn paint_placeholder(ui: &egui::Ui, thumbs: &Thumbnails, poster_id: i64, rect: egui::Rect) {
+    let painter = ui.painter();
+    painter.rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
+    if let Some(e) = thumbs.failure(poster_id) {
+        painter.text(
+            rect.center(),
+            egui::Align2::CENTER_CENTER,
+            e.short(),
+            egui::FontId::proportional(10.0),
+            ui.visuals().error_fg_color,
+        );
+    }
+}
+
 /// The poster file of a catalog row as the loader takes it (the fallback when the row's
 /// thumbnail is missing or small), resolved against the data directory.
 pub fn row_file(

@@ -3,10 +3,11 @@
 //! Listing pages (API `/3/discover/movie`, or the website's cards without a key) and
 //! poster downloads share one pool of at most `connections` HTTP connections. API calls
 //! are paced to `api_rate` per second; the image CDN is bounded by connections only.
-//! Downloads are decoded, validated, thumbnailed and measured on rayon, written to disk
-//! atomically, and committed to the catalog movie by movie. Listing pages are recorded
-//! when stored and posters stay `pending` until done, so a killed harvest resumes where
-//! it stopped with nothing lost or duplicated.
+//! Downloads are decoded once, validated and measured on rayon (thumbnailed only when
+//! larger than the thumbnail box), written to disk atomically, and committed to the
+//! catalog by one writer, each commit taking every outcome already queued. Listing pages
+//! are recorded when stored and posters stay `pending` until done, so a killed harvest
+//! resumes where it stopped with nothing lost or duplicated.
 
 pub mod fetch;
 pub mod mock;
@@ -409,7 +410,7 @@ pub fn run_harvest(
     let writer_counters = Arc::clone(&counters);
     let writer = std::thread::Builder::new()
         .name("catalog-writer".into())
-        .spawn(move || catalog_writer(catalog, wrx, &writer_counters))
+        .spawn(move || catalog_writer(catalog, &wrx, &writer_counters))
         .map_err(|e| HarvestError::Runtime(e.to_string()))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -542,7 +543,7 @@ const POSTERS_PER_COMMIT: usize = 64;
 
 fn catalog_writer(
     mut catalog: Catalog,
-    rx: mpsc::Receiver<WriteCmd>,
+    rx: &mpsc::Receiver<WriteCmd>,
     counters: &Counters,
 ) -> Result<Catalog, CatalogError> {
     let mut first_error = None;
