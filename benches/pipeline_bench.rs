@@ -138,6 +138,31 @@ fn main() {
         ms,
         note: "",
     });
+    // Large posters (`--size original`, scans): 200 of them scaled up to 1000x1500.
+    let large: Vec<RgbImage> = decoded
+        .iter()
+        .take(200)
+        .map(|d| image::imageops::resize(&d.rgb, 1000, 1500, image::imageops::FilterType::Triangle))
+        .collect();
+    let nl = large.len();
+    let (ms, _) = time(nl, |i| {
+        let t = imaging::fit_within(&large[i], imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT);
+        (
+            imaging::encode_jpeg(&t, 85).unwrap(),
+            imaging::colour_stats(&large[i]),
+        )
+    });
+    rows.push(Row {
+        stage: "1000x1500 poster, before: thumbnail, statistics of the full poster",
+        ms,
+        note: "",
+    });
+    let (ms, _) = time(nl, |i| imaging::summarise(&large[i]).unwrap());
+    rows.push(Row {
+        stage: "1000x1500 poster, now: summarise (statistics of the thumbnail-size copy)",
+        ms,
+        note: "",
+    });
     let thumbs = summaries.iter().filter(|s| s.thumbnail.is_some()).count();
     let records: Vec<PosterRecord> = (0..n)
         .map(|i| {

@@ -217,9 +217,9 @@ fn gallery_says_which_poster_files_are_missing() {
     }
     let mut h = harness(tmp.path());
     wait_for(&mut h, "5 of 6 movies");
-    wait_for(&mut h, "2 posters cannot be shown");
+    wait_for(&mut h, "2 of the posters loaded so far cannot be shown");
     let note = h
-        .get_by_label_contains("2 posters cannot be shown")
+        .get_by_label_contains("2 of the posters loaded so far cannot be shown")
         .accesskit_node();
     let note = text_of(&note);
     assert!(note.contains("files are missing from"), "{note}");

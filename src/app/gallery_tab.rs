@@ -863,10 +863,9 @@ fn missing_files_ui(ui: &mut egui::Ui, thumbs: &Thumbnails) {
     ui.colored_label(
         ui.visuals().warn_fg_color,
         format!(
-            "{n} poster{} cannot be shown: {} file{} missing from {folder} (moved or deleted?). \
-             The catalog keeps no copy of posters of thumbnail size: put the files back, or \
-             import or harvest them again.",
-            if n == 1 { "" } else { "s" },
+            "{n} of the posters loaded so far cannot be shown: {} file{} missing from {folder} \
+             (moved or deleted?). The catalog keeps no copy of posters of thumbnail size: put \
+             the files back, or import or harvest them again.",
             if n == 1 { "its" } else { "their" },
             if n == 1 { " is" } else { "s are" },
         ),
