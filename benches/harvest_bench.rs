@@ -19,11 +19,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use common::{arg, poster_files};
 use movie_eras::harvest::mock::{MockConfig, MockTmdb};
 use movie_eras::harvest::tmdb::{Auth, DateWindow, DiscoverPage, DiscoverQuery};
 use movie_eras::harvest::{HarvestControl, HarvestOptions, run_harvest};
@@ -144,7 +147,8 @@ fn seed_python(
     dir: &Path,
     threads: usize,
 ) -> Option<(u32, Duration)> {
-    if !script.is_file() {
+    // The script always takes discover pages 1-4: 80 posters a year.
+    if !script.is_file() || w.per_year != 80 {
         return None;
     }
     let has_requests = std::process::Command::new("python3")
@@ -199,26 +203,12 @@ fn ours(mock: &MockTmdb, w: &Workload, dir: &Path, connections: usize) -> (u32, 
     (s.ok as u32, t, s.requests)
 }
 
-/// Up to `max` poster files (`.jpg`) of `dir`, in name order.
+/// Up to `max` poster files of `dir`, read into memory.
 fn load_posters(dir: &Path, max: usize) -> Vec<Vec<u8>> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("jpg")))
-        .collect();
-    files.sort();
-    files.truncate(max);
-    files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
+    poster_files(dir, max)
+        .iter()
+        .filter_map(|f| std::fs::read(f).ok())
+        .collect()
 }
 
 fn main() {
@@ -231,7 +221,7 @@ fn main() {
         Workload {
             from: 2010,
             to: 2017,
-            per_year: 60,
+            per_year: 80,
         }
     } else {
         Workload {
@@ -308,7 +298,7 @@ fn main() {
                 t,
             ),
             None => println!(
-                "| seed (Python): not run ({} or python3 with requests missing) | | | | |",
+                "| seed (Python): not run ({} or python3 with requests missing, or not 80 a year) | | | | |",
                 script.display()
             ),
         }

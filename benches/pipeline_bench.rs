@@ -7,33 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use common::{arg, poster_files};
 use image::RgbImage;
 use movie_eras::catalog::{Catalog, NewMovie, PosterRecord};
 use movie_eras::imaging::{self, ImageLimits};
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn poster_files(dir: &Path, max: usize) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("jpg")))
-        .collect();
-    files.sort();
-    files.truncate(max);
-    files
-}
 
 /// Generated w154-sized posters written to `dir` (when no real ones are at hand).
 fn generated(dir: &Path, n: usize) -> Vec<PathBuf> {
