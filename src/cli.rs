@@ -505,7 +505,19 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
     use crate::harvest::tmdb::Auth;
     use crate::harvest::{HarvestControl, HarvestEvent, HarvestOptions};
 
-    let saved = crate::config::UserConfig::load(&crate::config::default_path()).unwrap_or_default();
+    // A config file that cannot be read is not taken for "no key" (which would quietly
+    // switch to the website): it matters only when no key was given here.
+    let explicit = args.no_key || args.api_key.is_some() || args.bearer_token.is_some();
+    let saved = match crate::config::UserConfig::load(&crate::config::default_path()) {
+        Ok(c) => c,
+        Err(e) if explicit => {
+            eprintln!("warning: {e} (not needed: a key or --no-key was given)");
+            crate::config::UserConfig::default()
+        }
+        Err(e) => anyhow::bail!(
+            "{e}: fix or delete it, or give --api-key / TMDB_API_KEY, or --no-key for the website"
+        ),
+    };
     let auth = crate::harvest::resolve_auth(
         args.no_key,
         args.api_key.as_deref(),

@@ -55,9 +55,18 @@ impl UserConfig {
     /// Loads `path`; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.display().to_string(),
-                message: e.to_string(),
+            // The message names the line, never its text: that line may hold the key.
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                let line = e
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                ConfigError::Parse {
+                    path: path.display().to_string(),
+                    message: match line {
+                        Some(n) => format!("{} (line {n})", e.message()),
+                        None => e.message().to_owned(),
+                    },
+                }
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(ConfigError::Io {
@@ -90,6 +99,17 @@ impl UserConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_file_is_an_error_that_does_not_show_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "# saved\ntmdb_api_key = secret-key-123\n").unwrap();
+        let e = UserConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("config.toml"), "{e}");
+        assert!(!e.contains("secret-key-123"), "{e}");
+    }
 
     #[test]
     fn round_trip_private_and_redacted() {

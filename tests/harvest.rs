@@ -845,3 +845,31 @@ fn a_movie_listed_twice_on_a_page_counts_once_and_the_progress_says_what_fails()
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_malformed_config_file_is_reported_not_taken_for_no_key() {
+    let mock = keyed_mock(MockConfig::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("cfg/movie-eras/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    // An unquoted key: not TOML.
+    std::fs::write(&config, "tmdb_api_key = secret-123\n").unwrap();
+    let data = tmp.path().join("data");
+    let out = harvest_cli(&mock, tmp.path(), &data, "2")
+        .env_remove("TMDB_API_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("config.toml"), "{stderr}");
+    assert!(stderr.contains("line 1"), "{stderr}");
+    assert!(stderr.contains("--no-key"), "{stderr}");
+    assert!(!stderr.contains("secret-123"), "{stderr}");
+    assert_eq!(mock.stats().requests.load(Ordering::SeqCst), 0);
+    // With a key given, the file is not needed: a warning, and the harvest runs.
+    let out = harvest_cli(&mock, tmp.path(), &data, "2").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("warning"), "{stderr}");
+    assert!(!stderr.contains("secret-123"), "{stderr}");
+}

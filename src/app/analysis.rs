@@ -115,17 +115,31 @@ impl Analysis {
         let cancel = Arc::new(AtomicBool::new(false));
         let stop = cancel.clone();
         let ctx = ctx.clone();
-        let _ = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("analysis".into())
             .spawn(move || {
-                worker(
-                    &catalog_path,
-                    model_dir.as_deref(),
-                    &req_rx,
-                    &ev_tx,
-                    &stop,
-                    &ctx,
-                );
+                // A panic (a bug) ends the worker with a message the view shows.
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker(
+                        &catalog_path,
+                        model_dir.as_deref(),
+                        &req_rx,
+                        &ev_tx,
+                        &stop,
+                        &ctx,
+                    );
+                }));
+                if let Err(panic) = run {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    let _ = ev_tx.send(Event::Failed(format!(
+                        "the model stopped on an internal error: {what}"
+                    )));
+                    ctx.request_repaint();
+                }
             });
         Self {
             requests: req_tx,
@@ -133,7 +147,9 @@ impl Analysis {
             cancel,
             progress: None,
             result: None,
-            error: None,
+            error: spawned
+                .err()
+                .map(|e| format!("cannot start the model's worker thread: {e}")),
             started: false,
         }
     }
@@ -173,7 +189,16 @@ impl Analysis {
                     self.error = Some(e);
                 }
                 Ok(Event::Detail(d)) => details.push(d),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => break,
+                // The worker is gone while this view still waits on it: say so instead of
+                // showing "predicting…" for ever.
+                Err(TryRecvError::Disconnected) => {
+                    self.progress = None;
+                    if self.error.is_none() {
+                        self.error = Some("the model's worker stopped unexpectedly".into());
+                    }
+                    break;
+                }
             }
         }
         details
@@ -526,4 +551,49 @@ fn detail(
         egui::ColorImage::from_rgb(size, shown.as_raw()),
         egui::ColorImage::from_rgba_unmultiplied(size, overlay.as_raw()),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_that_goes_away_mid_pass_ends_the_wait_with_an_error() {
+        let (req_tx, _req_rx) = mpsc::channel();
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let mut a = Analysis {
+            requests: req_tx,
+            events: ev_rx,
+            cancel: Arc::new(AtomicBool::new(false)),
+            progress: None,
+            result: None,
+            error: None,
+            started: false,
+        };
+        a.start_pass(Vec::new());
+        ev_tx.send(Event::Progress(3, 10)).unwrap();
+        assert!(a.poll().is_empty());
+        assert_eq!(a.progress, Some((3, 10)));
+        assert!(a.error.is_none());
+        // The worker dies (a panic past the guard, a thread that returned early).
+        drop(ev_tx);
+        a.poll();
+        assert_eq!(a.progress, None);
+        assert!(
+            a.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("stopped unexpectedly"),
+            "{:?}",
+            a.error
+        );
+        // A failure the worker reported is kept, not replaced.
+        let (ev_tx, ev_rx) = mpsc::channel();
+        a.events = ev_rx;
+        a.error = None;
+        ev_tx.send(Event::Failed("no model".into())).unwrap();
+        drop(ev_tx);
+        a.poll();
+        assert_eq!(a.error.as_deref(), Some("no model"));
+    }
 }

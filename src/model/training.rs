@@ -831,7 +831,12 @@ fn write_checkpoint(
         options: opts.clone(),
         history: history.to_vec(),
     };
-    let text = serde_json::to_string_pretty(&state).unwrap_or_default();
+    // A state that cannot be written whole fails the checkpoint: an empty state.json
+    // would make the checkpoint unresumable without a word.
+    let text = serde_json::to_string_pretty(&state).map_err(|e| ModelError::Config {
+        path: dir.join(STATE_FILE).display().to_string(),
+        message: format!("cannot serialise the checkpoint state: {e}"),
+    })?;
     crate::fsutil::write_atomic(&dir.join(STATE_FILE), text.as_bytes()).map_err(io_err(&dir))?;
     save_model(net, config, out)
 }
