@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -402,19 +402,131 @@ fn open_catalog(data_dir: &DataDir) -> Result<Catalog> {
         .with_context(|| format!("opening the catalog in {}", data_dir.root().display()))
 }
 
-/// A progress bar on standard error (hidden when it is not a terminal).
+/// A progress bar on stderr for a long CLI job. On a terminal it redraws in place; when
+/// stderr is a log file or a pipe (where a bar would be hidden), it prints a plain line
+/// at most every [`LOG_EVERY`] and at least that often, even while the job is stalled.
 pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
     let pb = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template(
-        "{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})",
-    )
-    .map_or_else(
+    let terminal = std::io::stderr().is_terminal();
+    let template = if terminal {
+        "{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})"
+    } else {
+        "{msg}: {pos}/{len} ({percent}%, {per_sec}, {elapsed} elapsed, ETA {eta})"
+    };
+    let style = indicatif::ProgressStyle::with_template(template).map_or_else(
         |_| indicatif::ProgressStyle::default_bar(),
         |s| s.progress_chars("=> "),
     );
     pb.set_style(style);
     pb.set_message(what.to_owned());
+    if !terminal {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::term_like_with_hz(
+            Box::new(LogLines::new(LOG_EVERY, Box::new(std::io::stderr()))),
+            1,
+        ));
+        // Redraw every second whether or not the job moves, so a stalled job still logs.
+        pb.enable_steady_tick(Duration::from_secs(1));
+    }
     pb
+}
+
+/// How often a long job logs its progress when stderr is not a terminal.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// An `indicatif` draw target that turns redraws into log lines: the first one at
+/// once, then the latest state at most once per `every` (cursor moves are ignored).
+pub struct LogLines {
+    every: Duration,
+    out: std::sync::Mutex<LogState>,
+}
+
+struct LogState {
+    sink: Box<dyn Write + Send>,
+    line: String,
+    last: Option<Instant>,
+}
+
+impl std::fmt::Debug for LogLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogLines")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogLines {
+    /// Logs to `sink` at most once per `every`.
+    pub fn new(every: Duration, sink: Box<dyn Write + Send>) -> Self {
+        Self {
+            every,
+            out: std::sync::Mutex::new(LogState {
+                sink,
+                line: String::new(),
+                last: None,
+            }),
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut LogState) -> std::io::Result<()>) -> std::io::Result<()> {
+        match self.out.lock() {
+            Ok(mut s) => f(&mut s),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl indicatif::TermLike for LogLines {
+    fn width(&self) -> u16 {
+        200
+    }
+
+    fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.write_str(s)
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.with(|st| {
+            if !s.trim().is_empty() {
+                st.line = s.trim_end().to_owned();
+            }
+            Ok(())
+        })
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        let every = self.every;
+        self.with(|st| {
+            let due = st.last.is_none_or(|t| t.elapsed() >= every);
+            if due && !st.line.is_empty() {
+                let line = std::mem::take(&mut st.line);
+                writeln!(st.sink, "{line}")?;
+                st.sink.flush()?;
+                st.last = Some(Instant::now());
+            }
+            Ok(())
+        })
+    }
 }
 
 fn cmd_import(
@@ -559,7 +671,7 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
         );
     }
     opts.retry.max_attempts = args.attempts.max(1);
-    opts.retry.base_delay = std::time::Duration::from_millis(args.backoff_ms);
+    opts.retry.base_delay = Duration::from_millis(args.backoff_ms);
     opts.retry_failed = args.retry_failed;
 
     let catalog_path = data_dir.catalog_path();
@@ -637,6 +749,57 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use indicatif::TermLike as _;
+
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_or(Ok(0), |mut v| {
+                v.extend_from_slice(b);
+                Ok(b.len())
+            })
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    fn redraw(log: &LogLines, line: &str) {
+        log.clear_line().unwrap();
+        log.move_cursor_up(1).unwrap();
+        log.write_str(line).unwrap();
+        log.flush().unwrap();
+    }
+
+    #[test]
+    fn progress_logs_plain_lines_at_most_once_per_period() {
+        // A long period: the first state is logged at once, later redraws wait for it.
+        let sink = Shared::default();
+        let log = LogLines::new(Duration::from_secs(3600), Box::new(sink.clone()));
+        redraw(&log, "features: 1/100");
+        redraw(&log, "features: 2/100");
+        redraw(&log, "features: 3/100");
+        assert_eq!(sink.text(), "features: 1/100\n");
+        // A period that has always passed: every redraw with something to say is a line,
+        // with no cursor movement or escape codes in it.
+        let sink = Shared::default();
+        let log = LogLines::new(Duration::ZERO, Box::new(sink.clone()));
+        redraw(&log, "features: 1/100");
+        log.flush().unwrap(); // nothing new: no repeated line
+        redraw(&log, "features: 2/100 ");
+        assert_eq!(sink.text(), "features: 1/100\nfeatures: 2/100\n");
+        assert!(!sink.text().contains('\u{1b}'));
+    }
 
     #[test]
     fn subcommands_and_posters_to_open_parse_apart() {

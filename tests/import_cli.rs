@@ -78,6 +78,9 @@ fn import_reports_bad_files_and_is_idempotent() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    // stderr is a pipe here, not a terminal: progress comes as plain lines.
+    assert!(stderr.contains("importing: "), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
     assert!(stderr.contains("empty file (0 bytes)"), "{stderr}");
     assert!(stderr.contains("not an image"), "{stderr}");
     assert!(stderr.contains("truncated JPEG"), "{stderr}");
