@@ -1,5 +1,6 @@
-//! The SQLite catalog: movies, posters, thumbnails, colour statistics, harvest jobs and
-//! training runs. Every multi-row write runs in one transaction.
+//! The SQLite catalog: movies, posters, thumbnails (of posters larger than the thumbnail
+//! box), colour statistics, harvest jobs and stored predictions. Every multi-row write
+//! runs in one transaction.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -152,6 +153,11 @@ const MIGRATIONS: &[&str] = &[
     // 6: no duplicate pixels: thumbnails of posters that fit the thumbnail box go. The
     // work is `drop_redundant_thumbnails` (it keeps those whose poster file is gone).
     "-- drop_redundant_thumbnails",
+    // 7: training runs live with their models (model.json, checkpoints' state.json); the
+    // table was never written.
+    r"
+    DROP TABLE IF EXISTS training_runs;
+    ",
 ];
 
 /// The migration after which [`drop_redundant_thumbnails`] runs.
@@ -997,62 +1003,6 @@ impl Catalog {
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.err(e))
     }
-
-    /// Records a training run; returns its id.
-    pub fn start_training_run(&self, params_json: &str, model_dir: &str) -> Result<i64> {
-        self.conn
-            .execute(
-                "INSERT INTO training_runs (params, status, model_dir) VALUES (?1, 'running', ?2)",
-                params![params_json, model_dir],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Records the end of a training run with its final metrics.
-    pub fn finish_training_run(&self, id: i64, status: &str, metrics_json: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE training_runs SET status = ?2, metrics = ?3,
-                 finished_at = strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE id = ?1",
-                params![id, status, metrics_json],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Training runs, newest first.
-    pub fn training_runs(&self) -> Result<Vec<TrainingRunRow>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, status, model_dir, metrics FROM training_runs ORDER BY id DESC")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(TrainingRunRow {
-                    id: r.get(0)?,
-                    status: r.get(1)?,
-                    model_dir: r.get(2)?,
-                    metrics: r.get(3)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err(e))
-    }
-}
-
-/// A training run as stored.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TrainingRunRow {
-    /// Run id.
-    pub id: i64,
-    /// `running`, `done`, `cancelled` or `failed`.
-    pub status: String,
-    /// Where the model was written.
-    pub model_dir: Option<String>,
-    /// Final metrics (JSON).
-    pub metrics: Option<String>,
 }
 
 /// A harvest job as stored.
@@ -1451,6 +1401,16 @@ mod tests {
         assert_eq!(rows[0].title, "Old");
         assert_eq!(rows[0].stats.as_ref().unwrap().chromatic_share, 0.0);
         assert_eq!(c.integrity_check().unwrap(), "ok");
+        // The never-written training_runs table is gone (schema 7).
+        let tables: i64 = c
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'training_runs'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
         drop(c);
         // A newer schema than this build knows is refused with a clear message.
         {
@@ -1572,8 +1532,5 @@ mod tests {
         let jobs = c.harvest_jobs().unwrap();
         assert_eq!(jobs[0].status, "done");
         assert_eq!(jobs[0].ok, 3);
-        let run = c.start_training_run("{}", "/m").unwrap();
-        c.finish_training_run(run, "done", "{\"acc\":0.5}").unwrap();
-        assert_eq!(c.training_runs().unwrap()[0].status, "done");
     }
 }

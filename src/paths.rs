@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+/// File name of the backbone-feature cache in the data directory, beside the catalog.
+pub const FEATURES_FILE: &str = "features.sqlite";
+
 /// Environment variable that overrides the data directory.
 pub const DATA_DIR_ENV: &str = "MOVIE_ERAS_DATA_DIR";
 
@@ -37,6 +40,11 @@ impl DataDir {
     /// `catalog.sqlite`.
     pub fn catalog_path(&self) -> PathBuf {
         self.root.join("catalog.sqlite")
+    }
+
+    /// The cache of backbone features per poster ([`FEATURES_FILE`]; safe to delete).
+    pub fn features_path(&self) -> PathBuf {
+        self.root.join(FEATURES_FILE)
     }
 
     /// Where harvested or copied posters are stored.

@@ -1,8 +1,9 @@
 //! The model's view of the catalog, computed on a worker thread: the predicted year of
 //! every poster (from its thumbnail) and its embedding, projected to 2-D for the map;
 //! and, on request, one poster's full prediction with a Grad-CAM overlay for the details
-//! panel. The worker loads the shipped model once and answers detail requests between
-//! batches, so details never wait for the whole pass.
+//! panel. The worker loads the chosen model (the shipped one unless another is picked)
+//! once and answers detail requests between batches, so details never wait for the
+//! whole pass.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -325,7 +326,7 @@ fn run_pass(
     // feature cache, computed from the full poster, so later passes only run the head.
     let mut features = model
         .uses_cached_features()
-        .then(|| FeatureCache::open(&catalog_path.with_file_name("features.sqlite")).ok())
+        .then(|| FeatureCache::open(&catalog_path.with_file_name(crate::paths::FEATURES_FILE)).ok())
         .flatten();
     for (n, chunk) in posters.chunks(64).enumerate() {
         if cancel.load(Ordering::Relaxed) {

@@ -156,8 +156,6 @@ pub struct TrainTab {
     epochs: Vec<EpochReport>,
     notes: Vec<String>,
     outcome: Option<Result<String, String>>,
-    /// Set when a model was written (the Classify tab reloads it).
-    pub model_changed: bool,
     /// The model the last run wrote, offered with "Use this model".
     written: Option<std::path::PathBuf>,
     /// Set when the person asked to use the model just trained; the app takes it.
@@ -302,10 +300,7 @@ impl TrainTab {
                     let x = (epoch - 1) as f64 + step as f64 / steps.max(1) as f64;
                     self.losses.push([x, loss]);
                 }
-                Msg::Event(TrainEvent::Epoch(r)) => {
-                    self.epochs.push(r);
-                    self.model_changed = true;
-                }
+                Msg::Event(TrainEvent::Epoch(r)) => self.epochs.push(r),
                 Msg::Event(TrainEvent::Extracting {
                     done,
                     total,

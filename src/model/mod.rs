@@ -1,9 +1,10 @@
-//! The era model: a small CNN (Burn) that predicts a distribution over 5-year release-year
-//! bins. Any era scheme's probabilities are sums over bins (split pro rata where an era
+//! The era model (Burn): a feature extractor — by default the pretrained EfficientNet-Lite0
+//! backbone, else a small CNN trained from scratch — and a head that predicts a
+//! distribution over 5-year release-year bins. Any era scheme's probabilities are sums over bins (split pro rata where an era
 //! boundary falls inside a bin), the estimated year is the distribution's median, so
 //! custom schemes need no retraining.
 //!
-//! Split by concern, as in Burn's examples: [`network`] (the CNN), [`data`] (catalog →
+//! Split by concern, as in Burn's examples: [`network`] (extractor and head), [`data`] (catalog →
 //! tensors, split, sampling, augmentation, normalisation), [`training`] (the loop,
 //! checkpoints, resume, cancel), [`inference`] (loading and predicting), [`metrics`]
 //! (evaluation), [`backend`] (GPU or CPU at run time), [`saliency`] (which pixels drove a

@@ -438,7 +438,7 @@ pub fn load_data(
             for_features: Some(FeatureSource {
                 train,
                 val,
-                cache: data_dir.root().join("features.sqlite"),
+                cache: data_dir.features_path(),
             }),
             prepared_with: opts.clone(),
         });
