@@ -1,5 +1,5 @@
-//! The model shipped in `resources/model` loads and gives sane answers on generated
-//! posters (no dependence on `../shared`).
+//! The model shipped in `resources/model` loads, gives sane answers on generated posters
+//! and the recorded (golden) answers on four of them (no dependence on `../shared`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -120,4 +120,86 @@ fn flip_averaging_scores_a_poster_and_its_mirror_alike() {
         without > 10.0 * with.max(1e-6),
         "the network alone should see the mirror as a different poster ({without})"
     );
+}
+
+/// Generated posters that the shipped model dates to different decades.
+fn golden_posters() -> Vec<(&'static str, RgbImage)> {
+    let sepia = |x: u32, y: u32| {
+        let v = ((x * 3 + y * 5) % 90 + 90) as f32;
+        Rgb([v as u8, (v * 0.8) as u8, (v * 0.55) as u8])
+    };
+    vec![
+        (
+            "grey grainy",
+            RgbImage::from_fn(154, 231, |x, y| {
+                let v = (40 + (x * 7 + y * 13) % 50) as u8;
+                Rgb([v, v, v])
+            }),
+        ),
+        (
+            "sepia with a red title band",
+            RgbImage::from_fn(154, 231, |x, y| {
+                if y < 60 {
+                    Rgb([200, 40, 30])
+                } else {
+                    sepia(x, y)
+                }
+            }),
+        ),
+        (
+            "yellow and red stripes",
+            RgbImage::from_fn(154, 231, |_, y| {
+                if y % 40 < 20 {
+                    Rgb([250, 220, 20])
+                } else {
+                    Rgb([200, 20, 20])
+                }
+            }),
+        ),
+        (
+            "blue and orange halves",
+            RgbImage::from_fn(154, 231, |x, _| {
+                if x < 77 {
+                    Rgb([20, 60, 140])
+                } else {
+                    Rgb([240, 130, 30])
+                }
+            }),
+        ),
+    ]
+}
+
+/// The shipped model's decade, its probability and the estimated year for each of
+/// [`golden_posters`], recorded when it was shipped.
+const GOLDEN: [(&str, f64, f64); 4] = [
+    ("2010s", 0.5262, 2012.63),
+    ("1930s", 0.3520, 1941.65),
+    ("1970s", 0.3866, 1972.11),
+    ("1940s", 0.4635, 1948.53),
+];
+
+#[test]
+fn shipped_model_golden_predictions() {
+    // A broken load (wrong weights, changed preprocessing, a mixed-up head) moves these;
+    // retraining the shipped model means recording them again (the failure prints them).
+    let model = shipped();
+    let schemes = EraSchemes::builtin();
+    let scheme = schemes.get("decades").unwrap();
+    let got: Vec<(String, f64, f64)> = golden_posters()
+        .iter()
+        .map(|(_, img)| {
+            let p = model.predict(img, scheme).unwrap();
+            let (era, prob) = p.eras[p.best_era].clone();
+            (era, prob, p.year)
+        })
+        .collect();
+    for ((name, _), ((era, prob, year), (g_era, g_prob, g_year))) in
+        golden_posters().iter().zip(got.iter().zip(GOLDEN))
+    {
+        assert!(
+            era == g_era && (prob - g_prob).abs() < 0.01 && (year - g_year).abs() < 0.5,
+            "{name}: got {era} {prob:.4} {year:.2}, recorded {g_era} {g_prob:.4} {g_year:.2}; \
+             all: {got:?}"
+        );
+    }
 }
