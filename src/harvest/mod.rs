@@ -460,7 +460,14 @@ pub fn run_harvest(
         events: events.clone(),
         done_pages,
     };
-    let result = rt.block_on(harvest_async(ctx, resume));
+    let result = match rt.block_on(harvest_async(ctx, resume)) {
+        // A listing request cut short by Cancel is the cancel itself, not a failure.
+        Err(HarvestError::Listing {
+            error: FetchError::Cancelled,
+            ..
+        }) if control.cancel.load(Ordering::Relaxed) => Ok(()),
+        other => other,
+    };
     // The write channel closed with the async part: wait for the last commits.
     let catalog = writer
         .join()
