@@ -30,6 +30,7 @@ use common::{arg, poster_files};
 use movie_eras::harvest::mock::{MockConfig, MockTmdb};
 use movie_eras::harvest::tmdb::{Auth, DateWindow, DiscoverPage, DiscoverQuery};
 use movie_eras::harvest::{HarvestControl, HarvestOptions, run_harvest};
+use movie_eras::jobs::Progress;
 
 struct Workload {
     from: i32,
@@ -187,19 +188,15 @@ fn ours(mock: &MockTmdb, w: &Workload, dir: &Path, connections: usize) -> (u32, 
     o.image_url = mock.image_url();
     o.api_rate = 0.0;
     o.connections = connections;
-    let (tx, rx) = mpsc::channel();
-    let drain = std::thread::spawn(move || rx.into_iter().count());
     let start = Instant::now();
     let s = run_harvest(
         &dir.join("catalog.sqlite"),
         &o,
         &HarvestControl::default(),
-        &tx,
+        &Progress::ignore(),
     )
     .unwrap();
     let t = start.elapsed();
-    drop(tx);
-    let _ = drain.join();
     (s.ok as u32, t, s.requests)
 }
 

@@ -11,13 +11,14 @@ pub mod import_panel;
 pub mod thumbs;
 pub mod train_tab;
 
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::mpsc::{self, Receiver};
 
 use eframe::egui;
 
 use crate::catalog::{Catalog, CatalogCounts};
 use crate::eras::EraSchemes;
 use crate::explore::Explorer;
+use crate::jobs::JobHandle;
 use crate::model::library::{ModelEntry, available_models};
 use crate::paths::DataDir;
 use crate::version;
@@ -28,6 +29,41 @@ use harvest_tab::{HarvestSettings, HarvestTab};
 use std::sync::Arc;
 use thumbs::Thumbnails;
 use train_tab::{TrainSettings, TrainTab};
+
+/// What a tab asks of the app, handled in one place ([`MovieErasApp::show`] ends each
+/// frame with them) instead of flags the app polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppCommand {
+    /// The catalog changed (a harvest or an import ended): read it again.
+    ReloadCatalog,
+    /// Classify this poster file, in the Classify tab.
+    OpenInClassify(std::path::PathBuf),
+    /// Use this trained model from now on, and show it in the Classify tab.
+    UseModel(std::path::PathBuf),
+}
+
+/// Where tabs send [`AppCommand`]s; a tab made on its own (a test) sends them nowhere.
+#[derive(Debug, Clone)]
+pub struct CommandSender(mpsc::Sender<AppCommand>);
+
+impl Default for CommandSender {
+    fn default() -> Self {
+        Self(mpsc::channel().0)
+    }
+}
+
+impl CommandSender {
+    /// Queues `command` for the end of the frame.
+    pub fn send(&self, command: AppCommand) {
+        let _ = self.0.send(command);
+    }
+}
+
+/// Wakes the window when a background job reports (see [`crate::jobs`]).
+pub fn job_waker(ctx: &egui::Context) -> crate::jobs::Waker {
+    let ctx = ctx.clone();
+    Arc::new(move || ctx.request_repaint())
+}
 
 /// The app's tabs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -128,8 +164,31 @@ pub struct CatalogSummary {
 
 enum Loading<T> {
     Idle,
-    Running(Receiver<Result<T, String>>),
+    Running(JobHandle<T>),
     Done(Result<T, String>),
+}
+
+impl<T: Send + 'static> Loading<T> {
+    /// Runs `job` as a [`JobHandle`] (a thread that cannot start is an error shown).
+    fn start(
+        name: &str,
+        ctx: &egui::Context,
+        job: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Self {
+        match JobHandle::spawn(name, job_waker(ctx), move |_, _| job()) {
+            Ok(h) => Self::Running(h),
+            Err(e) => Self::Done(Err(e.to_string())),
+        }
+    }
+
+    /// Takes the outcome once the job has ended.
+    fn poll(&mut self) {
+        if let Self::Running(h) = self
+            && let Some(done) = h.poll().done
+        {
+            *self = Self::Done(done.map_err(|e| e.to_string()));
+        }
+    }
 }
 
 /// Key under which [`Settings`] are stored.
@@ -150,6 +209,11 @@ pub struct MovieErasApp {
     thumbs: Option<Thumbnails>,
     /// The models on offer (refreshed when the menu opens and after training).
     models: Vec<ModelEntry>,
+    /// Looking for models (which may unpack the shipped one) off the UI thread.
+    models_job: Option<JobHandle<Vec<ModelEntry>>>,
+    /// Commands from the tabs, handled at the end of each frame.
+    commands: CommandSender,
+    command_rx: Receiver<AppCommand>,
     /// Importing a folder from the window.
     import: import_panel::ImportPanel,
 }
@@ -167,20 +231,24 @@ impl MovieErasApp {
         {
             settings.model = None;
         }
-        let mut gallery = GalleryTab::new();
+        let (tx, command_rx) = mpsc::channel();
+        let commands = CommandSender(tx);
+        let mut gallery = GalleryTab::new().with_commands(commands.clone());
         gallery.set_model(settings.model.clone());
-        let models = available_models(&data_dir);
         let classify =
             ClassifyTab::new(settings.model.clone()).with_catalog(data_dir.catalog_path());
         Self {
-            models,
-            import: import_panel::ImportPanel::default(),
+            models: Vec::new(),
+            models_job: None,
+            import: import_panel::ImportPanel::default().with_commands(commands.clone()),
             settings,
             data_dir,
             schemes,
             summary: Loading::Idle,
-            harvest: HarvestTab::new(crate::config::default_path()),
-            train: TrainTab::default(),
+            harvest: HarvestTab::new(crate::config::default_path()).with_commands(commands.clone()),
+            train: TrainTab::default().with_commands(commands.clone()),
+            commands,
+            command_rx,
             classify,
             gallery,
             compare: CompareTab::new(),
@@ -192,7 +260,7 @@ impl MovieErasApp {
     /// Uses `path` for the user's config file (the TMDB key) instead of the OS default.
     #[must_use]
     pub fn with_config_path(mut self, path: std::path::PathBuf) -> Self {
-        self.harvest = HarvestTab::new(path);
+        self.harvest = HarvestTab::new(path).with_commands(self.commands.clone());
         self
     }
 
@@ -229,18 +297,13 @@ impl MovieErasApp {
 
     /// Reads the whole catalog for the Gallery and Compare tabs, on a worker thread.
     fn load_explorer(&mut self, ctx: &egui::Context) {
-        let (tx, rx) = mpsc::channel();
         let path = self.data_dir.catalog_path();
-        let ctx = ctx.clone();
-        std::thread::spawn(move || {
-            let result = Catalog::open(&path)
+        self.explorer = Loading::start("catalog reader", ctx, move || {
+            Catalog::open(&path)
                 .and_then(|c| c.movies())
                 .map(|rows| Arc::new(Explorer::new(rows)))
-                .map_err(|e| e.to_string());
-            let _ = tx.send(result);
-            ctx.request_repaint();
+                .map_err(|e| e.to_string())
         });
-        self.explorer = Loading::Running(rx);
     }
 
     /// Re-reads the catalog (after a harvest or an import).
@@ -248,8 +311,37 @@ impl MovieErasApp {
         self.refresh_summary(ctx);
         self.load_explorer(ctx);
         self.compare.invalidate();
-        self.gallery = GalleryTab::new();
+        self.gallery = GalleryTab::new().with_commands(self.commands.clone());
         self.gallery.set_model(self.settings.model.clone());
+    }
+
+    /// Looks for models on a job (the menu shows what it finds).
+    fn refresh_models(&mut self, ctx: &egui::Context) {
+        if self.models_job.is_some() {
+            return;
+        }
+        let data_dir = self.data_dir.clone();
+        if let Ok(job) = JobHandle::spawn("model search", job_waker(ctx), move |_, _| {
+            Ok::<_, String>(available_models(&data_dir))
+        }) {
+            self.models_job = Some(job);
+        }
+    }
+
+    /// Handles what the tabs asked for this frame.
+    fn handle_commands(&mut self, ctx: &egui::Context) {
+        while let Ok(command) = self.command_rx.try_recv() {
+            match command {
+                AppCommand::ReloadCatalog => self.reload_catalog(ctx),
+                AppCommand::OpenInClassify(file) => self.open_posters(vec![file]),
+                AppCommand::UseModel(dir) => {
+                    self.use_model(Some(dir));
+                    self.refresh_models(ctx);
+                    self.settings.tab = Tab::Classify;
+                }
+            }
+            ctx.request_repaint();
+        }
     }
 
     /// Opens the import window on `dir` (as dropping a folder on the window does).
@@ -271,67 +363,45 @@ impl MovieErasApp {
     }
 
     fn refresh_summary(&mut self, ctx: &egui::Context) {
-        let (tx, rx) = mpsc::channel();
         let path = self.data_dir.catalog_path();
         let scheme = self.schemes.get(&self.settings.scheme).cloned();
-        let ctx = ctx.clone();
-        std::thread::spawn(move || {
-            let result = (|| {
-                let scheme = scheme.map_err(|e| e.to_string())?;
-                let catalog = Catalog::open(&path).map_err(|e| e.to_string())?;
-                let counts = catalog.counts().map_err(|e| e.to_string())?;
-                let mut per_era: Vec<EraCount> = scheme
-                    .eras
-                    .iter()
-                    .map(|e| EraCount {
-                        era: e.name.clone(),
-                        range: e.range_label(),
-                        posters: 0,
-                    })
-                    .collect();
-                for (year, n) in catalog
-                    .movies_per_year(i32::MIN, i32::MAX)
-                    .map_err(|e| e.to_string())?
-                {
-                    per_era[scheme.era_index(year)].posters += n;
-                }
-                Ok(CatalogSummary {
-                    counts,
-                    per_era,
-                    scheme: scheme.name,
+        self.summary = Loading::start("catalog summary", ctx, move || {
+            let scheme = scheme.map_err(|e| e.to_string())?;
+            let catalog = Catalog::open(&path).map_err(|e| e.to_string())?;
+            let counts = catalog.counts().map_err(|e| e.to_string())?;
+            let mut per_era: Vec<EraCount> = scheme
+                .eras
+                .iter()
+                .map(|e| EraCount {
+                    era: e.name.clone(),
+                    range: e.range_label(),
+                    posters: 0,
                 })
-            })();
-            let _ = tx.send(result);
-            ctx.request_repaint();
+                .collect();
+            for (year, n) in catalog
+                .movies_per_year(i32::MIN, i32::MAX)
+                .map_err(|e| e.to_string())?
+            {
+                per_era[scheme.era_index(year)].posters += n;
+            }
+            Ok(CatalogSummary {
+                counts,
+                per_era,
+                scheme: scheme.name,
+            })
         });
-        self.summary = Loading::Running(rx);
     }
 
     fn poll(&mut self) {
         self.harvest.poll();
-        if std::mem::take(&mut self.harvest.catalog_changed) {
-            self.summary = Loading::Idle;
-            self.explorer = Loading::Idle;
-            self.compare.invalidate();
-        }
-        if let Loading::Running(rx) = &self.explorer {
-            match rx.try_recv() {
-                Ok(r) => self.explorer = Loading::Done(r),
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => {
-                    self.explorer = Loading::Done(Err("the catalog worker stopped".into()));
-                }
+        if let Some(done) = self.models_job.as_mut().and_then(|j| j.poll().done) {
+            self.models_job = None;
+            if let Ok(models) = done {
+                self.models = models;
             }
         }
-        if let Loading::Running(rx) = &self.summary {
-            match rx.try_recv() {
-                Ok(r) => self.summary = Loading::Done(r),
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => {
-                    self.summary = Loading::Done(Err("the catalog worker stopped".into()));
-                }
-            }
-        }
+        self.explorer.poll();
+        self.summary.poll();
     }
 
     /// Uses the model in `dir` (`None`: the shipped one) in Classify and the Gallery.
@@ -339,7 +409,6 @@ impl MovieErasApp {
         self.settings.model = dir.clone();
         self.classify.set_model(dir.clone());
         self.gallery.set_model(dir);
-        self.models = available_models(&self.data_dir);
     }
 
     /// The model picker: the shipped model and every model in the data directory, with
@@ -379,7 +448,7 @@ impl MovieErasApp {
         let label = ui.label("Model");
         let response = response.response.labelled_by(label.id);
         if response.clicked() {
-            self.models = available_models(&self.data_dir);
+            self.refresh_models(ui.ctx());
         }
         if let Some(dir) = picked {
             self.use_model(dir);
@@ -389,6 +458,9 @@ impl MovieErasApp {
     /// Draws the whole window into `ui` (used by eframe and by UI tests).
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.poll();
+        if self.models.is_empty() {
+            self.refresh_models(ui.ctx());
+        }
         if matches!(self.summary, Loading::Idle) {
             self.refresh_summary(ui.ctx());
         }
@@ -504,20 +576,7 @@ impl MovieErasApp {
             t.end_frame();
         }
         self.import.ui(ui.ctx(), &self.data_dir);
-        if std::mem::take(&mut self.import.imported) {
-            self.reload_catalog(ui.ctx());
-        }
-        // "Open in Classify" from the Gallery's details.
-        if let Some(file) = self.gallery.open_in_classify.take() {
-            self.open_posters(vec![file]);
-            ui.ctx().request_repaint();
-        }
-        // "Use this model" at the end of training.
-        if let Some(dir) = self.train.use_model.take() {
-            self.use_model(Some(dir));
-            self.settings.tab = Tab::Classify;
-            ui.ctx().request_repaint();
-        }
+        self.handle_commands(ui.ctx());
     }
 
     /// The Gallery or Compare tab, once the catalog is read.

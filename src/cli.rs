@@ -5,7 +5,6 @@ mod model_jobs;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -15,7 +14,7 @@ use crate::catalog::Catalog;
 use crate::eras::EraSchemes;
 use crate::export::{ExportFormat, export_rows, write_export};
 use crate::imaging::ImageLimits;
-use crate::import::{ImportOptions, Skipped, run_import};
+use crate::import::{ImportOptions, Skipped};
 use crate::joblock::JobLock;
 use crate::paths::DataDir;
 
@@ -89,8 +88,8 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Model whose stored predictions fill `predicted_year` and `predicted_era`
-        /// (default: the shipped model). Predictions are stored
-        /// when the app's Gallery runs the model over the catalog (Map, error sort).
+        /// (default: the shipped model). `predict` stores them (so does the Gallery when
+        /// it runs the model over the catalog).
         #[arg(long, value_name = "DIR")]
         model: Option<PathBuf>,
     },
@@ -124,6 +123,10 @@ pub enum Command {
     Evaluate(model_jobs::EvaluateArgs),
     /// Predict the era and year of poster images.
     Classify(model_jobs::ClassifyArgs),
+    /// Run the model over every poster of the catalog and store its predictions (what the
+    /// Gallery's Map and error sort use; `export` then carries them). Predictions already
+    /// stored for the model are kept: a second run does nothing.
+    Predict(model_jobs::PredictArgs),
 }
 
 /// Options of `harvest`.
@@ -283,7 +286,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
             let scheme = schemes.get(&scheme)?;
             let catalog = open_catalog(&data_dir)?;
-            let model_dir = model.or_else(crate::model::default_model_dir);
+            let model_dir = model_jobs::model_dir(&data_dir, model.as_deref()).ok();
             let (stored, bins) = match &model_dir {
                 Some(dir) => {
                     let config = crate::model::ModelConfig::load(dir)
@@ -302,12 +305,11 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let rows = export_rows(&movies, scheme, &lookup);
             let with = rows.iter().filter(|r| r.predicted_year.is_some()).count();
-            if with < rows.len() {
+            let ok = rows.iter().filter(|r| r.status == "ok").count();
+            if with < ok {
                 eprintln!(
-                    "{} of {} movies have a stored prediction of this model (the Gallery's Map \
-                     or error sort stores them)",
-                    with,
-                    rows.len()
+                    "{with} of {ok} posters have a stored prediction of this model: run \
+                     `movie-eras predict` first to fill predicted_year and predicted_era"
                 );
             }
             let mut buf = Vec::new();
@@ -348,7 +350,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => {
             let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
-            let _lock = JobLock::acquire(&data_dir, "train")?;
+            // The training job takes the data directory's "train" lock itself.
             model_jobs::cmd_train(&data_dir, &schemes, &args)
         }
         Command::Evaluate(args) => {
@@ -359,6 +361,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
             model_jobs::cmd_classify(&data_dir, &schemes, &args)
         }
+        Command::Predict(args) => model_jobs::cmd_predict(&data_dir, &args),
         Command::InstallDesktop { share } => {
             let share = share
                 .or_else(crate::desktop::user_share_dir)
@@ -538,7 +541,8 @@ fn cmd_import(
     max_mib: u64,
     report: Option<&Path>,
 ) -> Result<()> {
-    let mut catalog = open_catalog(data_dir)?;
+    // Opened here first for the clear "cannot open the catalog" message.
+    drop(open_catalog(data_dir)?);
     let opts = ImportOptions {
         dir,
         labels,
@@ -551,12 +555,20 @@ fn cmd_import(
     };
     let start = Instant::now();
     let pb = progress_bar(0, "importing");
-    let cancel = AtomicBool::new(false);
-    let summary = run_import(&mut catalog, &opts, &cancel, &mut |p| {
+    let what = format!("importing {}", opts.dir.display());
+    let catalog_path = data_dir.catalog_path();
+    let summary = crate::jobs::JobHandle::spawn(
+        "import",
+        crate::jobs::no_waker(),
+        move |control, progress| {
+            crate::import::import_into(&catalog_path, &opts, control, progress)
+        },
+    )?
+    .join_with(|p: crate::import::ImportProgress| {
         pb.set_length(p.total);
         pb.set_position(p.done);
     })
-    .with_context(|| format!("importing {}", opts.dir.display()))?;
+    .context(what)?;
     pb.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
@@ -615,7 +627,8 @@ fn print_reasons(title: &str, items: &[Skipped]) {
 
 fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
     use crate::harvest::tmdb::Auth;
-    use crate::harvest::{HarvestControl, HarvestEvent, HarvestOptions};
+    use crate::harvest::{HarvestEvent, HarvestOptions};
+    use crate::jobs::JobHandle;
 
     // A config file that cannot be read is not taken for "no key" (which would quietly
     // switch to the website): it matters only when no key was given here.
@@ -654,77 +667,48 @@ fn cmd_harvest(data_dir: &DataDir, args: &HarvestArgs) -> Result<()> {
         .api_rate
         .unwrap_or_else(|| crate::harvest::default_api_rate(&opts.auth));
     opts.image_rate = args.image_rate;
-    {
-        use crate::harvest::fetch::{MAX_RATE, MIN_RATE};
-        anyhow::ensure!(
-            opts.api_rate == 0.0
-                || (opts.api_rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&opts.api_rate)),
-            "--api-rate {}: must be 0 (no limit) or between {MIN_RATE} and {MAX_RATE} requests per second",
-            opts.api_rate
-        );
-        anyhow::ensure!(
-            opts.image_rate == 0.0
-                || (opts.image_rate.is_finite()
-                    && (MIN_RATE..=MAX_RATE).contains(&opts.image_rate)),
-            "--image-rate {}: must be 0 (no limit) or between {MIN_RATE} and {MAX_RATE}",
-            opts.image_rate
-        );
-    }
     opts.retry.max_attempts = args.attempts.max(1);
     opts.retry.base_delay = Duration::from_millis(args.backoff_ms);
     opts.retry_failed = args.retry_failed;
 
+    opts.validate()?;
     let catalog_path = data_dir.catalog_path();
-    let control = HarvestControl::default();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let worker = {
-        let opts = opts.clone();
-        let control = control.clone();
-        std::thread::spawn(move || {
-            crate::harvest::run_harvest_reporting(&catalog_path, &opts, &control, &tx);
-        })
-    };
+    let job = JobHandle::spawn(
+        "harvest",
+        crate::jobs::no_waker(),
+        move |control, progress| {
+            crate::harvest::run_harvest(&catalog_path, &opts, control, progress)
+        },
+    )?;
     let pb = progress_bar(0, "harvesting");
-    let mut outcome = None;
     let mut notes = 0usize;
-    for ev in rx {
-        match ev {
-            HarvestEvent::Progress(p) => {
-                pb.set_length(p.total);
-                pb.set_position(p.ok + p.failed);
-                let msg = match (p.rate_limited_for, &p.problem) {
-                    (Some(d), _) => {
-                        format!("waiting on TMDB rate limit ({:.1} s)", d.as_secs_f64())
-                    }
-                    (None, Some(problem)) => format!(
-                        "{} ok, {} failed, {} pages; trouble: {problem}",
-                        p.ok, p.failed, p.pages
-                    ),
-                    (None, None) => format!("{} ok, {} failed, {} pages", p.ok, p.failed, p.pages),
-                };
-                pb.set_message(msg);
-            }
-            HarvestEvent::Note(n) => {
-                notes += 1;
-                if notes <= 20 {
-                    pb.println(n);
-                } else if notes == 21 {
-                    pb.println("(more notes hidden; see the catalog's failed posters)");
+    let outcome = job.join_with(|ev| match ev {
+        HarvestEvent::Progress(p) => {
+            pb.set_length(p.total);
+            pb.set_position(p.ok + p.failed);
+            let msg = match (p.rate_limited_for, &p.problem) {
+                (Some(d), _) => {
+                    format!("waiting on TMDB rate limit ({:.1} s)", d.as_secs_f64())
                 }
-            }
-            HarvestEvent::Finished(r) => {
-                outcome = Some(r);
-                break;
+                (None, Some(problem)) => format!(
+                    "{} ok, {} failed, {} pages; trouble: {problem}",
+                    p.ok, p.failed, p.pages
+                ),
+                (None, None) => format!("{} ok, {} failed, {} pages", p.ok, p.failed, p.pages),
+            };
+            pb.set_message(msg);
+        }
+        HarvestEvent::Note(n) => {
+            notes += 1;
+            if notes <= 20 {
+                pb.println(n);
+            } else if notes == 21 {
+                pb.println("(more notes hidden; see the catalog's failed posters)");
             }
         }
-    }
-    let _ = worker.join();
+    });
     pb.finish_and_clear();
-    let summary = match outcome {
-        Some(Ok(s)) => s,
-        Some(Err(e)) => anyhow::bail!("harvest failed: {e}"),
-        None => anyhow::bail!("harvest stopped unexpectedly"),
-    };
+    let summary = outcome.context("harvest failed")?;
     if args.json {
         println!(
             "{}",

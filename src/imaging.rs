@@ -667,6 +667,79 @@ pub fn colour_stats(rgb: &RgbImage) -> ColourStats {
     }
 }
 
+/// Why a poster's thumbnail could not be shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThumbError {
+    /// The catalog keeps no thumbnail of it and its file is gone (moved or deleted).
+    FileMissing(std::path::PathBuf),
+    /// Neither a thumbnail nor a file to read.
+    NoSource,
+    /// The file or thumbnail is there but does not decode.
+    Unreadable(String),
+}
+
+impl ThumbError {
+    /// A word or two for a tile.
+    pub fn short(&self) -> &'static str {
+        match self {
+            Self::FileMissing(_) => "file missing",
+            Self::NoSource => "no file",
+            Self::Unreadable(_) => "unreadable",
+        }
+    }
+}
+
+impl std::fmt::Display for ThumbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::FileMissing(p) => write!(f, "poster file missing: {}", p.display()),
+            Self::NoSource => f.write_str("the catalog has no poster file or thumbnail for it"),
+            Self::Unreadable(e) => write!(f, "unreadable poster: {e}"),
+        }
+    }
+}
+
+/// A thumbnail from its catalog JPEG, else from the poster file scaled down to the
+/// thumbnail size; `None` when neither can be read. See [`thumbnail_or_reason`].
+pub fn decode_thumbnail(jpeg: Option<&[u8]>, file: Option<&Path>) -> Option<RgbImage> {
+    thumbnail_or_reason(jpeg, file).ok()
+}
+
+/// A thumbnail from its catalog JPEG, else from the poster file scaled down to the
+/// thumbnail size, else why neither can be shown. The catalog keeps no thumbnail of a
+/// poster that fits the thumbnail box (the file is shown), so a missing file is the usual
+/// reason. A small thumbnail stored by an older version (96 points wide, blurry on big
+/// tiles) gives way to the poster file when the file can be read.
+pub fn thumbnail_or_reason(
+    jpeg: Option<&[u8]>,
+    file: Option<&Path>,
+) -> Result<RgbImage, ThumbError> {
+    let limits = ImageLimits::default();
+    let stored = jpeg.map(|j| decode_poster(j, &limits).map(|d| d.rgb));
+    if let Some(Ok(rgb)) = &stored
+        && rgb.width() > OLD_THUMB_WIDTH
+    {
+        return Ok(rgb.clone());
+    }
+    let from_file = file.map(|f| {
+        decode_poster_file(f, &limits)
+            .map(|d| fit_within(&d.rgb, THUMB_WIDTH, THUMB_HEIGHT))
+            .map_err(|e| {
+                if f.exists() {
+                    ThumbError::Unreadable(e.to_string())
+                } else {
+                    ThumbError::FileMissing(f.to_path_buf())
+                }
+            })
+    });
+    match (from_file, stored) {
+        (Some(Ok(rgb)), _) | (_, Some(Ok(rgb))) => Ok(rgb),
+        (Some(Err(e)), _) => Err(e),
+        (None, Some(Err(e))) => Err(ThumbError::Unreadable(e.to_string())),
+        (None, None) => Err(ThumbError::NoSource),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -388,6 +388,21 @@ fn process_row(
     })))
 }
 
+/// The import job, as the window and the CLI run it ([`crate::jobs::JobHandle`]): opens
+/// the catalog at `catalog_path` and runs [`run_import`], reporting on `progress` and
+/// stopping at `control`'s cancel.
+pub fn import_into(
+    catalog_path: &Path,
+    opts: &ImportOptions,
+    control: &crate::jobs::Control,
+    progress: &crate::jobs::Progress<ImportProgress>,
+) -> Result<ImportSummary, ImportError> {
+    let mut catalog = Catalog::open(catalog_path)?;
+    run_import(&mut catalog, opts, &control.cancel, &mut |p| {
+        progress.report(p);
+    })
+}
+
 /// Runs an import into `catalog`. `on_progress` is called from the writer as batches
 /// commit; `cancel` stops it between batches (what was committed stays).
 pub fn run_import(
@@ -483,6 +498,7 @@ pub fn run_import(
                 return Ok(());
             }
             catalog.insert_movies(pending)?;
+            log::debug!("import: committed a batch of {} posters", pending.len());
             for m in pending.iter() {
                 if m.poster.status == PosterStatus::Ok {
                     summary.added_ok += 1;

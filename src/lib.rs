@@ -19,6 +19,7 @@ pub mod harvest;
 pub mod imaging;
 pub mod import;
 pub mod joblock;
+pub mod jobs;
 pub mod model;
 pub mod paths;
 pub mod version;

@@ -158,3 +158,63 @@ fn saliency_overlays_are_written_at_the_posters_size() {
     assert!(!o.status.success());
     assert!(text(&o).contains("no era \"Jurassic\""), "{}", text(&o));
 }
+
+#[test]
+fn predict_stores_the_catalogs_predictions_once_and_export_carries_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::catalog_of(tmp.path(), 6, |i| {
+        (1950 + 10 * i as i32, common::poster(i + 40, 154, 231))
+    });
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data.root())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Before: export has no model columns filled, and says how to fill them.
+    let o = run(&["export", "--format", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("run `movie-eras predict` first"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["predict", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let first: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (first["posters"].as_u64(), first["computed"].as_u64()),
+        (Some(6), Some(6))
+    );
+    // A second run finds everything stored: nothing is computed again.
+    let o = run(&["predict"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("nothing to do"), "{}", text(&o));
+    let o = run(&["predict", "--json"]);
+    let second: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(second["computed"].as_u64(), Some(0));
+    assert_eq!(second["model"], first["model"]);
+    // Export now carries the model's year and era for every ok poster, without the window.
+    let o = run(&["export", "--format", "json", "--scheme", "decades"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("predict` first"), "{}", text(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    for r in rows {
+        let year = r["predicted_year"].as_f64().unwrap();
+        assert!((1900.0..2040.0).contains(&year), "{r}");
+        let era = r["predicted_era"].as_str().unwrap();
+        assert!(era.ends_with('s') && era.len() == 5, "{r}");
+    }
+    // A model directory that is not there is a clear error.
+    let o = run(&[
+        "predict",
+        "--model",
+        tmp.path().join("nope").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("loading the model"), "{}", text(&o));
+}

@@ -3,10 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use movie_eras::jobs::Progress;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
 
 use image::{Rgb, RgbImage};
 use movie_eras::catalog::Catalog;
@@ -69,7 +69,7 @@ fn run(
     cancel: &Arc<AtomicBool>,
 ) -> (training::TrainSummary, Vec<TrainEvent>) {
     let catalog = Catalog::open(&data.catalog_path()).unwrap();
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = Progress::channel();
     let prepared = training::load_data(&catalog, data, opts, &tx).unwrap();
     let chosen = backend::choose(BackendChoice::Cpu).unwrap();
     let summary = training::train(
@@ -169,7 +169,7 @@ fn tiny_model_learns_saves_loads_and_resumes() {
     );
     // Posters prepared for the other settings are refused with a clear error, not a panic.
     let catalog = Catalog::open(&data.catalog_path()).unwrap();
-    let (tx, _rx) = mpsc::channel();
+    let tx = Progress::ignore();
     let wrong = training::load_data(&catalog, &data, &other, &tx).unwrap();
     assert!(!wrong.matches(&resumed));
     let err = training::train(
@@ -217,7 +217,7 @@ fn too_little_data_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let data = DataDir::new(tmp.path());
     let catalog = Catalog::open(&data.catalog_path()).unwrap();
-    let (tx, _rx) = mpsc::channel();
+    let tx = Progress::ignore();
     let err = training::load_data(&catalog, &data, &tiny_options(1), &tx)
         .err()
         .unwrap();
@@ -396,7 +396,7 @@ fn finetuning_from_cached_block_inputs_trains_the_same_layers_and_reuses_the_map
     let model = EraModel::load(&out, &device).unwrap();
     assert!(!model.uses_cached_features());
     let catalog = Catalog::open(&data.catalog_path()).unwrap();
-    let (tx, _rx) = mpsc::channel();
+    let tx = Progress::ignore();
     let split = training::load_data(&catalog, &data, &opts, &tx).unwrap();
     let val = &split.for_features.as_ref().unwrap().val;
     let (prepared, _) = movie_eras::model::data::prepare(val, &model.config.network);

@@ -7,9 +7,9 @@
 
 mod common;
 
+use movie_eras::jobs::Progress;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
 
 use image::{Rgb, RgbImage};
 use movie_eras::catalog::Catalog;
@@ -67,7 +67,7 @@ fn trained_model(dir: &std::path::Path) -> EraModel {
     };
     let out = dir.join("model");
     let catalog = Catalog::open(&data.catalog_path()).unwrap();
-    let (tx, _rx) = mpsc::channel();
+    let tx = Progress::ignore();
     let prepared = training::load_data(&catalog, &data, &opts, &tx).unwrap();
     let chosen = backend::choose(BackendChoice::Cpu).unwrap();
     let summary = training::train(

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Instant;
 
 use eframe::egui;
@@ -18,6 +18,7 @@ use image::RgbImage;
 
 use crate::eras::{EraScheme, EraSchemes};
 use crate::imaging::{self, ImageLimits};
+use crate::jobs::JobHandle;
 use crate::model::backend::{self, BackendChoice};
 use crate::model::inference::{EraModel, Prediction};
 use crate::model::library::ModelEntry;
@@ -85,8 +86,8 @@ struct Overlay {
     /// The newest map and what it was computed for, with its time in ms.
     map: Option<(SaliencyKey, SaliencyMap, f64)>,
     error: Option<String>,
-    /// Texture of the drawn overlay and what it shows.
-    texture: Option<(egui::TextureHandle, SaliencyKey, OverlayMode, f32)>,
+    /// Texture of the overlay layer and what it shows (the opacity is a tint when drawn).
+    texture: Option<(egui::TextureHandle, SaliencyKey, OverlayMode)>,
     export_status: Option<String>,
 }
 
@@ -113,15 +114,22 @@ enum EntryState {
     Failed(String),
 }
 
+/// What the classifier's worker reports.
+enum WorkerEvent {
+    /// The model loaded (its label) or could not be.
+    Model(Result<String, String>),
+    /// A poster classified or an overlay computed.
+    Outcome(Outcome),
+}
+
 /// State of the Classify tab.
 pub struct ClassifyTab {
     requests: Option<Sender<Request>>,
-    outcomes: Option<Receiver<Outcome>>,
+    worker: Option<JobHandle<(), WorkerEvent>>,
     model_status: Result<String, String>,
-    status_rx: Option<Receiver<Result<String, String>>>,
-    picked: Option<Receiver<super::dialogs::Picked<Vec<PathBuf>>>>,
-    pasted: Option<Receiver<Result<RgbImage, String>>>,
-    exported: Option<Receiver<(usize, String)>>,
+    picked: Option<JobHandle<super::dialogs::Picked<Vec<PathBuf>>>>,
+    pasted: Option<JobHandle<RgbImage>>,
+    exported: Option<(usize, JobHandle<String>)>,
     entries: Vec<Entry>,
     next_id: usize,
     model_dir: Option<PathBuf>,
@@ -140,9 +148,8 @@ impl ClassifyTab {
     pub fn new(model_dir: Option<PathBuf>) -> Self {
         Self {
             requests: None,
-            outcomes: None,
+            worker: None,
             model_status: Ok("Loading the model…".into()),
-            status_rx: None,
             picked: None,
             pasted: None,
             exported: None,
@@ -179,8 +186,7 @@ impl ClassifyTab {
         }
         self.model_dir = dir;
         self.requests = None;
-        self.outcomes = None;
-        self.status_rx = None;
+        self.worker = None;
         self.model_status = Ok("Loading the model…".into());
         for e in &mut self.entries {
             if matches!(e.state, EntryState::Waiting) {
@@ -197,51 +203,45 @@ impl ClassifyTab {
             return;
         }
         let (req_tx, req_rx) = mpsc::channel::<Request>();
-        let (out_tx, out_rx) = mpsc::channel();
-        let (status_tx, status_rx) = mpsc::channel();
         let dir = self
             .model_dir
             .clone()
             .or_else(crate::model::default_model_dir);
-        let ctx = ctx.clone();
         let catalog = self.catalog.clone();
-        let spawned = std::thread::Builder::new()
-            .name("classify".into())
-            .spawn(move || {
-                let model = dir
-                    .ok_or_else(|| "no model found (resources/model is missing)".to_owned())
-                    .and_then(|dir| {
-                        let chosen =
-                            backend::choose(BackendChoice::Cpu).map_err(|e| e.to_string())?;
-                        EraModel::load(&dir, &chosen.device)
-                            .map(|m| (m, dir))
-                            .map_err(|e| e.to_string())
-                    });
-                let model = match model {
-                    Ok((m, dir)) => {
-                        let shipped = m.is_shipped();
-                        let label = ModelEntry::read(&dir, shipped)
-                            .map_or_else(|| dir.display().to_string(), |e| e.label());
-                        let _ = status_tx.send(Ok(label));
-                        m
-                    }
-                    Err(e) => {
-                        let _ = status_tx.send(Err(e));
-                        ctx.request_repaint();
-                        return;
-                    }
-                };
-                ctx.request_repaint();
-                let catalog = catalog.and_then(|p| crate::catalog::Catalog::open(&p).ok());
-                worker_loop(&model, catalog.as_ref(), &req_rx, &out_tx, &ctx);
-            });
-        if let Err(e) = spawned {
-            self.model_status = Err(format!("cannot start the classifier: {e}"));
-            return;
+        let job = JobHandle::spawn("classifier", super::job_waker(ctx), move |_, events| {
+            let model = dir
+                .ok_or_else(|| "no model found (resources/model is missing)".to_owned())
+                .and_then(|dir| {
+                    let chosen = backend::choose(BackendChoice::Cpu).map_err(|e| e.to_string())?;
+                    EraModel::load(&dir, &chosen.device)
+                        .map(|m| (m, dir))
+                        .map_err(|e| e.to_string())
+                });
+            let model = match model {
+                Ok((m, dir)) => {
+                    let shipped = m.is_shipped();
+                    let label = ModelEntry::read(&dir, shipped)
+                        .map_or_else(|| dir.display().to_string(), |e| e.label());
+                    events.report(WorkerEvent::Model(Ok(label)));
+                    m
+                }
+                Err(e) => {
+                    events.report(WorkerEvent::Model(Err(e)));
+                    return Ok(());
+                }
+            };
+            let catalog = catalog.and_then(|p| crate::catalog::Catalog::open(&p).ok());
+            worker_loop(&model, catalog.as_ref(), &req_rx, events);
+            Ok::<_, String>(())
+        });
+        match job {
+            Ok(job) => self.worker = Some(job),
+            Err(e) => {
+                self.model_status = Err(e.to_string());
+                return;
+            }
         }
         self.requests = Some(req_tx);
-        self.outcomes = Some(out_rx);
-        self.status_rx = Some(status_rx);
     }
 
     fn submit(&mut self, name: String, job: Job, scheme: &EraScheme) {
@@ -314,36 +314,27 @@ impl ClassifyTab {
                 self.submit(p.display().to_string(), Job::File(p), scheme);
             }
         }
-        if let Some(rx) = &self.picked {
-            match rx.try_recv() {
+        if let Some(done) = self.picked.as_mut().and_then(|j| j.poll().done) {
+            self.picked = None;
+            match done {
                 Ok(super::dialogs::Picked::Chosen(paths)) => {
-                    self.picked = None;
                     for p in paths {
                         self.submit(p.display().to_string(), Job::File(p), scheme);
                     }
                 }
-                Ok(super::dialogs::Picked::Cancelled) => self.picked = None,
-                Ok(super::dialogs::Picked::Unavailable(why)) => {
-                    self.picked = None;
-                    self.dialog_note = Some(why);
-                }
-                Err(TryRecvError::Disconnected) => self.picked = None,
-                Err(TryRecvError::Empty) => {}
+                Ok(super::dialogs::Picked::Cancelled) => {}
+                Ok(super::dialogs::Picked::Unavailable(why)) => self.dialog_note = Some(why),
+                Err(e) => self.dialog_note = Some(e.to_string()),
             }
         }
-        if let Some(rx) = &self.pasted {
-            match rx.try_recv() {
-                Ok(Ok(rgb)) => {
-                    self.pasted = None;
+        if let Some(done) = self.pasted.as_mut().and_then(|j| j.poll().done) {
+            self.pasted = None;
+            match done {
+                Ok(rgb) => {
                     self.paste_note = None;
                     self.submit("Pasted image".into(), Job::Pixels(rgb), scheme);
                 }
-                Ok(Err(e)) => {
-                    self.pasted = None;
-                    self.paste_note = Some(e);
-                }
-                Err(TryRecvError::Disconnected) => self.pasted = None,
-                Err(TryRecvError::Empty) => {}
+                Err(e) => self.paste_note = Some(e.to_string()),
             }
         }
     }
@@ -353,46 +344,46 @@ impl ClassifyTab {
         if self.pasted.is_some() {
             return;
         }
-        let (tx, rx) = mpsc::channel();
-        let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("paste".into())
-            .spawn(move || {
-                let _ = tx.send(clipboard_image());
-                ctx.request_repaint();
-            });
-        if spawned.is_ok() {
-            self.pasted = Some(rx);
+        match JobHandle::spawn("clipboard reader", super::job_waker(ctx), |_, _| {
+            clipboard_image()
+        }) {
+            Ok(job) => self.pasted = Some(job),
+            Err(e) => self.paste_note = Some(e.to_string()),
         }
     }
 
     fn poll(&mut self) {
-        if let Some(rx) = &self.status_rx
-            && let Ok(s) = rx.try_recv()
-        {
-            if let Ok(label) = &s {
-                self.model_label.clone_from(label);
-            }
-            self.model_status = s.map(|label| format!("Model: {label}"));
-        }
-        if let Some(rx) = &self.exported {
-            match rx.try_recv() {
-                Ok((id, msg)) => {
-                    self.exported = None;
-                    if let Some(Entry {
-                        state: EntryState::Done { overlay, .. },
-                        ..
-                    }) = self.entries.iter_mut().find(|e| e.id == id)
-                    {
-                        overlay.export_status = Some(msg);
+        let mut outcomes = Vec::new();
+        if let Some(worker) = &mut self.worker {
+            let polled = worker.poll();
+            for ev in polled.progress {
+                match ev {
+                    WorkerEvent::Model(s) => {
+                        if let Ok(label) = &s {
+                            self.model_label.clone_from(label);
+                        }
+                        self.model_status = s.map(|label| format!("Model: {label}"));
                     }
+                    WorkerEvent::Outcome(o) => outcomes.push(o),
                 }
-                Err(TryRecvError::Disconnected) => self.exported = None,
-                Err(TryRecvError::Empty) => {}
+            }
+            // The worker runs until the tab goes: an end now is a failure (or a model
+            // that did not load, already shown).
+            if let Some(end) = polled.done {
+                self.worker = None;
+                if let Err(e) = end {
+                    self.model_status = Err(e.to_string());
+                }
             }
         }
-        let Some(rx) = &self.outcomes else { return };
-        while let Ok(o) = rx.try_recv() {
+        if let Some((id, job)) = &mut self.exported
+            && let Some(done) = job.poll().done
+        {
+            let id = *id;
+            self.exported = None;
+            self.set_export_status(id, done.unwrap_or_else(|e| e.to_string()));
+        }
+        for o in outcomes {
             match o {
                 Outcome::Classified { id, result } => {
                     if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
@@ -510,64 +501,66 @@ impl ClassifyTab {
     /// Opens a file dialog on a helper thread (the UI keeps running); says so in the
     /// tab when the system has no file dialog.
     pub fn open_dialog(&mut self, ctx: &egui::Context) {
-        let (tx, rx) = mpsc::channel();
-        let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("open-dialog".into())
-            .spawn(move || {
-                let picked = super::dialogs::show(|| {
-                    rfd::FileDialog::new()
-                        .set_title("Open posters")
-                        .add_filter("Images", &["jpg", "jpeg", "png", "webp", "gif", "bmp"])
-                        .pick_files()
-                });
-                let _ = tx.send(picked);
-                ctx.request_repaint();
-            });
-        match spawned {
-            Ok(_) => {
-                self.picked = Some(rx);
+        let job = JobHandle::spawn("file dialog", super::job_waker(ctx), |_, _| {
+            Ok::<_, String>(super::dialogs::show(|| {
+                rfd::FileDialog::new()
+                    .set_title("Open posters")
+                    .add_filter("Images", &["jpg", "jpeg", "png", "webp", "gif", "bmp"])
+                    .pick_files()
+            }))
+        });
+        match job {
+            Ok(job) => {
+                self.picked = Some(job);
                 self.dialog_note = None;
             }
-            Err(e) => self.dialog_note = Some(format!("cannot open a file dialog: {e}")),
+            Err(e) => self.dialog_note = Some(e.to_string()),
         }
     }
 
-    /// Asks where to save an overlay and writes it there, on a helper thread.
-    fn export(&mut self, ctx: &egui::Context, id: usize, name: &str, png: Vec<u8>) {
-        let (tx, rx) = mpsc::channel();
-        let ctx = ctx.clone();
+    /// Renders the overlay, asks where to save it and writes it there, on a job.
+    fn export(&mut self, ctx: &egui::Context, id: usize, name: &str, what: OverlayExport) {
         let file_name = format!(
             "{}.saliency.png",
             std::path::Path::new(name)
                 .file_stem()
                 .map_or_else(|| "poster".into(), |s| s.to_string_lossy().into_owned())
         );
-        let spawned = std::thread::Builder::new()
-            .name("export-dialog".into())
-            .spawn(move || {
-                let picked = super::dialogs::show(|| {
-                    rfd::FileDialog::new()
-                        .set_title("Export overlay")
-                        .set_file_name(&file_name)
-                        .add_filter("PNG", &["png"])
-                        .save_file()
-                });
-                let msg = match picked {
-                    super::dialogs::Picked::Chosen(path) => {
-                        match crate::fsutil::write_atomic(&path, &png) {
-                            Ok(()) => format!("Saved {}", path.display()),
-                            Err(e) => format!("Could not save {}: {e}", path.display()),
-                        }
-                    }
-                    super::dialogs::Picked::Cancelled => "Export cancelled".into(),
-                    super::dialogs::Picked::Unavailable(why) => why,
-                };
-                let _ = tx.send((id, msg));
-                ctx.request_repaint();
+        let job = JobHandle::spawn("overlay export", super::job_waker(ctx), move |_, _| {
+            let img = saliency::render_overlay(&what.poster, &what.map, what.mode, what.opacity);
+            let png = saliency::encode_overlay_png(&img)
+                .map_err(|e| format!("Could not encode the PNG: {e}"))?;
+            let picked = super::dialogs::show(|| {
+                rfd::FileDialog::new()
+                    .set_title("Export overlay")
+                    .set_file_name(&file_name)
+                    .add_filter("PNG", &["png"])
+                    .save_file()
             });
-        if spawned.is_ok() {
-            self.exported = Some(rx);
+            Ok(match picked {
+                super::dialogs::Picked::Chosen(path) => {
+                    match crate::fsutil::write_atomic(&path, &png) {
+                        Ok(()) => format!("Saved {}", path.display()),
+                        Err(e) => format!("Could not save {}: {e}", path.display()),
+                    }
+                }
+                super::dialogs::Picked::Cancelled => "Export cancelled".into(),
+                super::dialogs::Picked::Unavailable(why) => why,
+            })
+        });
+        match job {
+            Ok(job) => self.exported = Some((id, job)),
+            Err(e) => self.set_export_status(id, e.to_string()),
+        }
+    }
+
+    fn set_export_status(&mut self, id: usize, msg: String) {
+        if let Some(Entry {
+            state: EntryState::Done { overlay, .. },
+            ..
+        }) = self.entries.iter_mut().find(|e| e.id == id)
+        {
+            overlay.export_status = Some(msg);
         }
     }
 
@@ -614,14 +607,14 @@ impl ClassifyTab {
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 for entry in &mut self.entries {
-                    if let Some(png) = entry_ui(ui, entry, &scheme) {
-                        export = Some((entry.id, entry.name.clone(), png));
+                    if let Some(what) = entry_ui(ui, entry, &scheme) {
+                        export = Some((entry.id, entry.name.clone(), what));
                     }
                     ui.separator();
                 }
             });
-        if let Some((id, name, png)) = export {
-            self.export(ui.ctx(), id, &name, png);
+        if let Some((id, name, what)) = export {
+            self.export(ui.ctx(), id, &name, what);
         }
         self.request_overlays(&scheme);
     }
@@ -632,8 +625,7 @@ fn worker_loop(
     model: &EraModel,
     catalog: Option<&crate::catalog::Catalog>,
     requests: &Receiver<Request>,
-    outcomes: &Sender<Outcome>,
-    ctx: &egui::Context,
+    events: &crate::jobs::Progress<WorkerEvent>,
 ) {
     let mut posters: HashMap<usize, Arc<RgbImage>> = HashMap::new();
     for request in requests {
@@ -663,10 +655,7 @@ fn worker_loop(
                 Outcome::Saliency { id, key, result }
             }
         };
-        if outcomes.send(outcome).is_err() {
-            break;
-        }
-        ctx.request_repaint();
+        events.report(WorkerEvent::Outcome(outcome));
     }
 }
 
@@ -741,8 +730,8 @@ fn colour_image(rgb: &RgbImage) -> egui::ColorImage {
     egui::ColorImage::from_rgb([rgb.width() as usize, rgb.height() as usize], rgb.as_raw())
 }
 
-/// Draws one poster; returns overlay PNG bytes when the user asked to export them.
-fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry, scheme: &EraScheme) -> Option<Vec<u8>> {
+/// Draws one poster; returns the overlay to export when the user asked for it.
+fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry, scheme: &EraScheme) -> Option<OverlayExport> {
     ui.strong(&entry.name);
     match &mut entry.state {
         EntryState::Waiting => {
@@ -800,7 +789,16 @@ fn entry_ui(ui: &mut egui::Ui, entry: &mut Entry, scheme: &EraScheme) -> Option<
                 // With an overlay, the poster and its overlay side by side, with its key.
                 ui.image((plain, size));
                 if let Some(tex) = overlaid {
-                    ui.image((tex, size));
+                    // The poster with the layer over it, the opacity as the layer's tint.
+                    let (rect, resp) = ui.allocate_exact_size(size, egui::Sense::hover());
+                    resp.widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::Image, true, "saliency overlay")
+                    });
+                    let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+                    let painter = ui.painter_at(rect);
+                    painter.image(plain, rect, uv, egui::Color32::WHITE);
+                    let a = (overlay.opacity.clamp(0.0, 1.0) * 255.0).round() as u8;
+                    painter.image(tex, rect, uv, egui::Color32::from_white_alpha(a));
                     colour_key_ui(ui, overlay.mode, size.y);
                 }
                 ui.vertical(|ui| {
@@ -858,8 +856,9 @@ fn colour_key_ui(ui: &mut egui::Ui, mode: OverlayMode, height: f32) {
     });
 }
 
-/// The overlay texture, redrawn when its map, mode or opacity changed; `None` when the
-/// overlay is off or not computed yet.
+/// The overlay layer's texture, rendered when its map or mode changed (not when the
+/// opacity moves: that is a tint when drawn); `None` when the overlay is off or not
+/// computed yet.
 fn overlay_texture(
     ctx: &egui::Context,
     id: usize,
@@ -873,9 +872,9 @@ fn overlay_texture(
     let fresh = overlay
         .texture
         .as_ref()
-        .is_some_and(|(_, k, m, o)| k == key && *m == overlay.mode && *o == overlay.opacity);
+        .is_some_and(|(_, k, m)| k == key && *m == overlay.mode);
     if !fresh {
-        let img = saliency::render_overlay(poster, map, overlay.mode, overlay.opacity);
+        let img = saliency::render_layer(map, poster.width(), poster.height(), overlay.mode);
         let colour = egui::ColorImage::from_rgba_unmultiplied(
             [img.width() as usize, img.height() as usize],
             img.as_raw(),
@@ -885,19 +884,28 @@ fn overlay_texture(
             colour,
             egui::TextureOptions::LINEAR,
         );
-        overlay.texture = Some((handle, key.clone(), overlay.mode, overlay.opacity));
+        overlay.texture = Some((handle, key.clone(), overlay.mode));
     }
-    overlay.texture.as_ref().map(|(t, _, _, _)| t.id())
+    overlay.texture.as_ref().map(|(t, _, _)| t.id())
 }
 
-/// Saliency controls; returns PNG bytes to export when asked.
+/// What "Export overlay PNG" writes: rendered and encoded on the export's job, not in
+/// the frame of the click.
+struct OverlayExport {
+    poster: RgbImage,
+    map: SaliencyMap,
+    mode: OverlayMode,
+    opacity: f32,
+}
+
+/// Saliency controls; returns the overlay to export when asked.
 fn saliency_ui(
     ui: &mut egui::Ui,
     id: usize,
     scheme: &EraScheme,
     poster: &RgbImage,
     o: &mut Overlay,
-) -> Option<Vec<u8>> {
+) -> Option<OverlayExport> {
     ui.checkbox(
         &mut o.show,
         "Show saliency (which pixels drove the prediction)",
@@ -969,11 +977,12 @@ fn saliency_ui(
         if let Some((_, map, _)) = &o.map
             && ui.button("Export overlay PNG…").clicked()
         {
-            let img = saliency::render_overlay(poster, map, o.mode, o.opacity);
-            match saliency::encode_overlay_png(&img) {
-                Ok(png) => export = Some(png),
-                Err(e) => o.export_status = Some(format!("Could not encode the PNG: {e}")),
-            }
+            export = Some(OverlayExport {
+                poster: poster.clone(),
+                map: map.clone(),
+                mode: o.mode,
+                opacity: o.opacity,
+            });
         }
     });
     if let Some(s) = &o.export_status {

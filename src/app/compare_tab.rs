@@ -9,20 +9,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Sender};
 
 use eframe::egui;
 use egui_plot::{
     Bar, BarChart, GridInput, GridMark, Legend, Line, Plot, PlotPoints, Points, VLine,
 };
 use image::RgbImage;
-use rayon::prelude::*;
 
 use super::thumbs::Thumbnails;
 use crate::catalog::Catalog;
 use crate::eras::EraScheme;
-use crate::explore::{self, AveragePoster, Explorer, SheetColumn, YearStats};
-use crate::imaging::{self, HUE_BINS};
+use crate::explore::{self, Explorer, YearStats, era_looks};
+use crate::imaging::HUE_BINS;
+use crate::jobs::JobHandle;
 use crate::paths::DataDir;
 
 /// Compare settings remembered between runs.
@@ -114,17 +114,7 @@ struct EraLook {
 
 type LookKey = (String, usize);
 
-/// What a contact-sheet column is made of: the era, its average and palette, and the
-/// posters to show.
-pub type SheetSource = (
-    usize,
-    Option<RgbImage>,
-    Vec<([u8; 3], f32)>,
-    Vec<PosterSource>,
-);
-
-/// A poster's id (for its catalog thumbnail) and its file (when there is no thumbnail).
-pub type PosterSource = (i64, Option<std::path::PathBuf>);
+use crate::explore::era_looks::{PosterSource, SheetSource};
 
 /// A statistic plotted over the years.
 #[derive(Clone, Copy)]
@@ -167,16 +157,27 @@ const STATS: [Stat; 7] = [
 /// State of the Compare tab.
 pub struct CompareTab {
     requests: Option<Sender<(LookKey, Vec<PosterSource>)>>,
-    looks_rx: Option<Receiver<(LookKey, Option<EraLook>)>>,
+    looks_job: Option<JobHandle<(), (LookKey, Option<era_looks::EraLook>)>>,
+    /// Why the averages cannot be computed (the catalog does not open, the worker died).
+    looks_error: Option<String>,
     /// Computed (`Some`) or asked for (`None`) averages.
     looks: HashMap<LookKey, Option<EraLook>>,
     /// Eras whose average came back empty.
     empty_looks: std::collections::HashSet<LookKey>,
     year_stats: Option<(usize, Vec<YearStats>)>,
     hovered_year: Option<i32>,
-    export_rx: Option<Receiver<String>>,
+    export_job: Option<JobHandle<String>>,
     export_status: Option<String>,
+    /// The columns' members and samples, and what they were computed for.
+    samples: Option<(SampleKey, Arc<Vec<ColumnSample>>)>,
 }
+
+/// A column's era, its sampled rows and its number of posters.
+type ColumnSample = (usize, Vec<usize>, usize);
+
+/// What a column sample depends on: the catalog read (by identity), scheme, columns,
+/// sample size and seed.
+type SampleKey = (usize, String, Vec<usize>, usize, u64);
 
 impl Default for CompareTab {
     fn default() -> Self {
@@ -189,13 +190,15 @@ impl CompareTab {
     pub fn new() -> Self {
         Self {
             requests: None,
-            looks_rx: None,
+            looks_job: None,
+            looks_error: None,
             looks: HashMap::new(),
             empty_looks: Default::default(),
             year_stats: None,
             hovered_year: None,
-            export_rx: None,
+            export_job: None,
             export_status: None,
+            samples: None,
         }
     }
 
@@ -205,25 +208,66 @@ impl CompareTab {
             return;
         }
         let (req_tx, req_rx) = mpsc::channel::<(LookKey, Vec<PosterSource>)>();
-        let (tx, rx) = mpsc::channel();
         let path = data_dir.catalog_path();
-        let ctx = ctx.clone();
-        let _ = std::thread::Builder::new()
-            .name("compare".into())
-            .spawn(move || {
-                let Ok(catalog) = Catalog::open(&path) else {
-                    return;
-                };
+        let job = JobHandle::spawn(
+            "averaging worker",
+            super::job_waker(ctx),
+            move |control, out| {
+                let catalog = Catalog::open(&path).map_err(|e| e.to_string())?;
                 for (key, posters) in req_rx {
-                    let look = era_look(&catalog, &posters);
-                    if tx.send((key, look)).is_err() {
-                        return;
+                    if control.is_cancelled() {
+                        break;
                     }
-                    ctx.request_repaint();
+                    out.report((key, era_looks::era_look(&catalog, &posters)));
                 }
-            });
+                Ok(())
+            },
+        );
+        match job {
+            Ok(job) => self.looks_job = Some(job),
+            Err(e) => self.looks_error = Some(e.to_string()),
+        }
         self.requests = Some(req_tx);
-        self.looks_rx = Some(rx);
+    }
+
+    /// Takes in finished averages and the export's message.
+    fn poll(&mut self) {
+        if let Some(job) = &mut self.looks_job {
+            let polled = job.poll();
+            for (key, look) in polled.progress {
+                match look {
+                    Some(l) => {
+                        self.looks.insert(
+                            key,
+                            Some(EraLook {
+                                average: l.average,
+                                texture: None,
+                                palette: l.palette,
+                                count: l.count,
+                            }),
+                        );
+                    }
+                    None => {
+                        self.empty_looks.insert(key.clone());
+                        self.looks.insert(key, None);
+                    }
+                }
+            }
+            // The worker only ends when the tab is dropped: an end now is a failure.
+            if let Some(end) = polled.done {
+                self.looks_job = None;
+                self.looks_error = Some(match end {
+                    Err(e) => format!("Average posters unavailable: {e}"),
+                    Ok(()) => "Average posters unavailable: the worker stopped".into(),
+                });
+            }
+        }
+        if let Some(job) = &mut self.export_job
+            && let Some(done) = job.poll().done
+        {
+            self.export_status = Some(done.unwrap_or_else(|e| e.to_string()));
+            self.export_job = None;
+        }
     }
 
     /// Forgets computed averages (after the catalog changed).
@@ -231,6 +275,7 @@ impl CompareTab {
         self.looks.clear();
         self.empty_looks.clear();
         self.year_stats = None;
+        self.samples = None;
     }
 
     /// Draws the tab.
@@ -244,20 +289,7 @@ impl CompareTab {
         settings: &mut CompareSettings,
     ) {
         self.ensure_worker(data_dir, ui.ctx());
-        if let Some(rx) = &self.looks_rx {
-            while let Ok((key, look)) = rx.try_recv() {
-                if look.is_none() {
-                    self.empty_looks.insert(key.clone());
-                }
-                self.looks.insert(key, look);
-            }
-        }
-        if let Some(rx) = &self.export_rx
-            && let Ok(msg) = rx.try_recv()
-        {
-            self.export_status = Some(msg);
-            self.export_rx = None;
-        }
+        self.poll();
         if self
             .year_stats
             .as_ref()
@@ -317,18 +349,40 @@ impl CompareTab {
         if let Some(s) = &self.export_status {
             ui.small(s.as_str());
         }
+        if let Some(e) = &self.looks_error {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
         let columns = columns.clone();
-        let samples: Vec<(usize, Vec<usize>, usize)> = columns
-            .iter()
-            .map(|&era| {
-                let members = explorer.era_members(scheme, era);
-                let picked =
-                    explore::sample(&explorer.rows, &members, settings.per_column, settings.seed);
-                (era, picked, members.len())
-            })
-            .collect();
+        // Members and samples are computed when what they depend on changes, not per frame.
+        let key: SampleKey = (
+            Arc::as_ptr(explorer) as usize,
+            scheme.name.clone(),
+            columns.clone(),
+            settings.per_column,
+            settings.seed,
+        );
+        if self.samples.as_ref().is_none_or(|(k, _)| *k != key) {
+            let samples: Vec<(usize, Vec<usize>, usize)> = columns
+                .iter()
+                .map(|&era| {
+                    let members = explorer.era_members(scheme, era);
+                    let picked = explore::sample(
+                        &explorer.rows,
+                        &members,
+                        settings.per_column,
+                        settings.seed,
+                    );
+                    (era, picked, members.len())
+                })
+                .collect();
+            self.samples = Some((key, Arc::new(samples)));
+        }
+        let Some((_, samples)) = &self.samples else {
+            return;
+        };
+        let samples = Arc::clone(samples);
         // Ask for the averages not computed yet.
-        for (era, _, _) in &samples {
+        for (era, _, _) in samples.iter() {
             let key = (scheme.name.clone(), *era);
             if !self.looks.contains_key(&key)
                 && let Some(tx) = &self.requests
@@ -359,7 +413,7 @@ impl CompareTab {
             .show(ui, |ui| {
                 ui.columns(samples.len().max(1), |cols| {
                     for (slot, (ui, (era, picked, total))) in
-                        cols.iter_mut().zip(&samples).enumerate()
+                        cols.iter_mut().zip(samples.iter()).enumerate()
                     {
                         let column = Column {
                             slot,
@@ -760,11 +814,10 @@ impl CompareTab {
             .map(|(e, _, _)| scheme.eras[*e].name.replace(' ', "-"))
             .collect();
         let path = data_dir.catalog_path();
-        let (tx, rx) = mpsc::channel();
-        let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("contact-sheet".into())
-            .spawn(move || {
+        let job = JobHandle::spawn(
+            "contact sheet export",
+            super::job_waker(ctx),
+            move |_, _| {
                 let picked = super::dialogs::show(|| {
                     rfd::FileDialog::new()
                         .set_title("Export contact sheet")
@@ -772,86 +825,21 @@ impl CompareTab {
                         .add_filter("PNG", &["png"])
                         .save_file()
                 });
-                let msg = match picked {
+                Ok::<_, String>(match picked {
                     super::dialogs::Picked::Chosen(out) => {
-                        match write_contact_sheet(&path, columns, &out) {
+                        match era_looks::write_contact_sheet(&path, columns, &out) {
                             Ok(()) => format!("Saved {}", out.display()),
                             Err(e) => format!("Could not save {}: {e}", out.display()),
                         }
                     }
                     super::dialogs::Picked::Cancelled => "Export cancelled".into(),
                     super::dialogs::Picked::Unavailable(why) => why,
-                };
-                let _ = tx.send(msg);
-                ctx.request_repaint();
-            });
-        if spawned.is_ok() {
-            self.export_rx = Some(rx);
-        }
-    }
-}
-
-/// Writes a contact sheet: per column its era colour, average, palette and thumbnails.
-pub fn write_contact_sheet(
-    catalog_path: &std::path::Path,
-    columns: Vec<SheetSource>,
-    out: &std::path::Path,
-) -> Result<(), String> {
-    let catalog = Catalog::open(catalog_path).map_err(|e| e.to_string())?;
-    let sheet_columns: Vec<SheetColumn> = columns
-        .into_iter()
-        .enumerate()
-        .map(|(slot, (_era, average, palette, ids))| SheetColumn {
-            colour: explore::column_colour(slot),
-            average,
-            palette,
-            thumbs: ids
-                .iter()
-                .filter_map(|(id, f)| {
-                    super::thumbs::read_thumbnail(Some(&catalog), *id, f.as_deref())
                 })
-                .collect(),
-        })
-        .collect();
-    let sheet = explore::contact_sheet(&sheet_columns, (96, 144), 4);
-    let png = imaging::encode_png(&sheet).map_err(|e| e.to_string())?;
-    crate::fsutil::write_atomic(out, &png).map_err(|e| e.to_string())
-}
-
-/// Average poster (96×144) and 6-colour palette of these posters, from their thumbnails.
-fn era_look(catalog: &Catalog, posters: &[PosterSource]) -> Option<EraLook> {
-    // Thumbnails are read on this thread (one connection), decoded in parallel.
-    let sources: Vec<(Option<Vec<u8>>, Option<std::path::PathBuf>)> = posters
-        .iter()
-        .map(|(id, f)| (catalog.thumbnail(*id).ok().flatten(), f.clone()))
-        .collect();
-    let (avg, pixels) = sources
-        .par_iter()
-        .fold(
-            || (AveragePoster::new(96, 144), Vec::new()),
-            |(mut avg, mut px), (jpeg, file)| {
-                if let Some(img) = super::thumbs::decode_thumbnail(jpeg.as_deref(), file.as_deref())
-                {
-                    avg.add(&img);
-                    if px.len() < 40_000 {
-                        px.extend(explore::pixel_sample(&img, 97));
-                    }
-                }
-                (avg, px)
-            },
-        )
-        .reduce(
-            || (AveragePoster::new(96, 144), Vec::new()),
-            |(mut a, mut pa), (b, pb)| {
-                a.merge(&b);
-                pa.extend(pb);
-                (a, pa)
             },
         );
-    (avg.count() > 0).then(|| EraLook {
-        average: avg.image(),
-        texture: None,
-        palette: explore::palette(&pixels, 6),
-        count: avg.count(),
-    })
+        match job {
+            Ok(job) => self.export_job = Some(job),
+            Err(e) => self.export_status = Some(e.to_string()),
+        }
+    }
 }

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use eframe::egui;
 use egui_plot::{Line, MarkerShape, Plot, PlotImage, PlotPoint, PlotPoints, Points, Polygon};
 
-use super::analysis::{Analysis, CatalogAnalysis, PosterRef};
+use super::analysis::{Analysis, CatalogAnalysis};
 use super::thumbs::Thumbnails;
+use super::{AppCommand, CommandSender};
 use crate::catalog::PosterStatus;
 use crate::eras::EraScheme;
 use crate::explore::{self, Explorer, Filter, SortKey};
@@ -119,8 +120,8 @@ pub struct GalleryTab {
     map_view: Option<MapView>,
     /// Where the map was drawn (for tests).
     map_rect: Option<egui::Rect>,
-    /// A poster file the user asked to open in the Classify tab (the app takes it).
-    pub open_in_classify: Option<PathBuf>,
+    /// Where "open in Classify" goes.
+    commands: CommandSender,
     /// The TMDB website, for the details' link (the Harvest settings' site URL).
     pub site_url: String,
 }
@@ -152,7 +153,7 @@ impl GalleryTab {
             lasso_gen: 0,
             map_view: None,
             map_rect: None,
-            open_in_classify: None,
+            commands: CommandSender::default(),
             site_url: crate::harvest::tmdb::DEFAULT_SITE_URL.to_owned(),
         }
     }
@@ -166,6 +167,13 @@ impl GalleryTab {
     pub fn set_lasso(&mut self, ids: Option<HashSet<i64>>) {
         self.lasso = ids.map(|ids| (Vec::new(), ids));
         self.lasso_gen += 1;
+    }
+
+    /// Sends app commands ("open in Classify") to `commands`.
+    #[must_use]
+    pub fn with_commands(mut self, commands: CommandSender) -> Self {
+        self.commands = commands;
+        self
     }
 
     /// The rows shown now (indices into the explorer's rows), for tests.
@@ -199,19 +207,12 @@ impl GalleryTab {
     }
 
     fn start_pass(&mut self, explorer: &Explorer, data_dir: &DataDir, ctx: &egui::Context) {
-        let posters: Vec<PosterRef> = explorer
-            .rows
-            .iter()
-            .filter(|r| r.status == Some(PosterStatus::Ok))
-            .filter_map(|r| {
-                Some(PosterRef {
-                    movie_id: r.id,
-                    poster_id: r.poster_id?,
-                    file: r.poster_file.as_deref().map(|f| data_dir.poster_path(f)),
-                    sha256: r.poster_sha256.clone(),
-                })
-            })
-            .collect();
+        // Called each frame while the map or a model sort is on: the poster list is built
+        // once, when the pass starts.
+        if self.analysis.as_ref().is_some_and(Analysis::started) {
+            return;
+        }
+        let posters = crate::model::catalog_pass::catalog_posters(&explorer.rows, data_dir);
         self.analysis(data_dir, ctx).start_pass(posters);
     }
 
@@ -754,7 +755,8 @@ impl GalleryTab {
                 .on_hover_text("Saliency methods, every era's probability and the decade chart")
                 .clicked()
         {
-            self.open_in_classify = Some(data_dir.poster_path(f));
+            self.commands
+                .send(AppCommand::OpenInClassify(data_dir.poster_path(f)));
         }
         ui.separator();
         match &self.detail {
@@ -855,6 +857,12 @@ impl GalleryTab {
 /// Says why posters cannot be shown when their files are gone: the catalog keeps no copy
 /// of a poster that fits the thumbnail box, so such a poster is shown from its file.
 fn missing_files_ui(ui: &mut egui::Ui, thumbs: &Thumbnails) {
+    if let Some(e) = thumbs.loader_error() {
+        ui.colored_label(
+            ui.visuals().error_fg_color,
+            format!("Thumbnails cannot be loaded: {e}"),
+        );
+    }
     let (n, first) = thumbs.missing_files();
     let Some(first) = first else { return };
     let folder = first

@@ -4,18 +4,18 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::Duration;
 
 use eframe::egui;
 
+use super::{AppCommand, CommandSender};
 use crate::config::UserConfig;
 use crate::harvest::tmdb::{self, Auth};
 use crate::harvest::{
-    HarvestControl, HarvestEvent, HarvestOptions, HarvestProgress, HarvestSummary, resolve_auth,
-    run_harvest_reporting, url_from_env,
+    HarvestError, HarvestEvent, HarvestOptions, HarvestProgress, HarvestSummary, resolve_auth,
+    run_harvest, url_from_env,
 };
+use crate::jobs::JobHandle;
 use crate::paths::DataDir;
 
 /// Poster sizes the TMDB image CDN serves.
@@ -72,8 +72,7 @@ impl Default for HarvestSettings {
 
 /// A harvest running on a worker thread.
 struct RunningHarvest {
-    control: HarvestControl,
-    events: Receiver<HarvestEvent>,
+    job: JobHandle<HarvestSummary, HarvestEvent, HarvestError>,
     progress: HarvestProgress,
     website: bool,
 }
@@ -87,8 +86,8 @@ pub struct HarvestTab {
     running: Option<RunningHarvest>,
     last: Option<Result<HarvestSummary, String>>,
     notes: VecDeque<String>,
-    /// Set when a harvest finished, so the app can refresh what depends on the catalog.
-    pub catalog_changed: bool,
+    /// Where "the catalog changed" goes when a harvest ends.
+    commands: CommandSender,
 }
 
 /// Most notes kept on screen.
@@ -106,15 +105,22 @@ impl HarvestTab {
             running: None,
             last: None,
             notes: VecDeque::new(),
-            catalog_changed: false,
+            commands: CommandSender::default(),
         }
+    }
+
+    /// Sends app commands (a finished harvest reloads the catalog) to `commands`.
+    #[must_use]
+    pub fn with_commands(mut self, commands: CommandSender) -> Self {
+        self.commands = commands;
+        self
     }
 
     /// Asks a running harvest to stop (finished posters stay committed).
     pub fn cancel(&self) {
         if let Some(run) = &self.running {
-            run.control.cancel.store(true, Ordering::Relaxed);
-            run.control.pause.store(false, Ordering::Relaxed);
+            run.job.cancel();
+            run.job.control().set_paused(false);
         }
     }
 
@@ -172,22 +178,27 @@ impl HarvestTab {
         }
     }
 
-    fn start(&mut self, ctx: &egui::Context, data_dir: &DataDir, s: &HarvestSettings) {
+    /// The harvest the form asks for (the same options type the CLI fills).
+    fn options(&self, data_dir: &DataDir, s: &HarvestSettings) -> HarvestOptions {
         let saved = self.config.clone().unwrap_or_default();
-        let auth = resolve_auth(s.website_mode, None, None, &saved);
-        let website = matches!(auth, Auth::None);
         let mut opts = HarvestOptions::new(s.from, s.to, data_dir.posters_dir());
         opts.per_year = s.per_year;
         opts.sort_by.clone_from(&s.sort_by);
         opts.size.clone_from(&s.size);
         opts.connections = s.connections;
         opts.min_votes = (s.min_votes > 0).then_some(s.min_votes);
-        opts.auth = auth;
+        opts.auth = resolve_auth(s.website_mode, None, None, &saved);
         opts.api_url.clone_from(&s.api_url);
         opts.image_url.clone_from(&s.image_url);
         opts.site_url.clone_from(&s.site_url);
         opts.api_rate = crate::harvest::default_api_rate(&opts.auth);
         opts.retry_failed = s.retry_failed;
+        opts
+    }
+
+    fn start(&mut self, ctx: &egui::Context, data_dir: &DataDir, s: &HarvestSettings) {
+        let opts = self.options(data_dir, s);
+        let website = matches!(opts.auth, Auth::None);
         // One harvest per data directory (another may run in a terminal).
         let lock = match crate::joblock::JobLock::acquire(data_dir, "harvest") {
             Ok(lock) => lock,
@@ -196,42 +207,22 @@ impl HarvestTab {
                 return;
             }
         };
-        let control = HarvestControl::default();
-        let (tx, rx) = mpsc::channel();
-        let (inner_tx, inner_rx) = mpsc::channel();
         let catalog_path = data_dir.catalog_path();
-        let worker_control = control.clone();
-        let spawned = std::thread::Builder::new()
-            .name("harvest".into())
-            .spawn(move || {
+        let job = JobHandle::spawn(
+            "harvest",
+            super::job_waker(ctx),
+            move |control, progress| {
                 let _lock = lock;
-                run_harvest_reporting(&catalog_path, &opts, &worker_control, &inner_tx);
-            });
-        if let Err(e) = spawned {
-            self.last = Some(Err(format!("cannot start the harvest thread: {e}")));
-            return;
-        }
-        // Forward events to the UI and wake it for each one.
-        let ctx = ctx.clone();
-        let forwarder = std::thread::Builder::new()
-            .name("harvest-events".into())
-            .spawn(move || {
-                for ev in inner_rx {
-                    let last = matches!(ev, HarvestEvent::Finished(_));
-                    if tx.send(ev).is_err() {
-                        break;
-                    }
-                    ctx.request_repaint();
-                    if last {
-                        break;
-                    }
-                }
-            });
-        if let Err(e) = forwarder {
-            control.cancel.store(true, Ordering::Relaxed);
-            self.last = Some(Err(format!("cannot start the harvest thread: {e}")));
-            return;
-        }
+                run_harvest(&catalog_path, &opts, control, progress)
+            },
+        );
+        let job = match job {
+            Ok(job) => job,
+            Err(e) => {
+                self.last = Some(Err(e.to_string()));
+                return;
+            }
+        };
         self.notes.clear();
         self.last = None;
         if website {
@@ -240,8 +231,7 @@ impl HarvestTab {
             );
         }
         self.running = Some(RunningHarvest {
-            control,
-            events: rx,
+            job,
             progress: HarvestProgress::default(),
             website,
         });
@@ -259,29 +249,21 @@ impl HarvestTab {
         let Some(run) = &mut self.running else {
             return;
         };
+        let polled = run.job.poll();
         let mut notes = Vec::new();
-        let mut finished = None;
-        loop {
-            match run.events.try_recv() {
-                Ok(HarvestEvent::Progress(p)) => run.progress = p,
-                Ok(HarvestEvent::Note(n)) => notes.push(n),
-                Ok(HarvestEvent::Finished(r)) => finished = Some(r),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    if finished.is_none() {
-                        finished = Some(Err("the harvest stopped unexpectedly".into()));
-                    }
-                    break;
-                }
+        for ev in polled.progress {
+            match ev {
+                HarvestEvent::Progress(p) => run.progress = p,
+                HarvestEvent::Note(n) => notes.push(n),
             }
         }
         for n in notes {
             self.push_note(n);
         }
-        if let Some(r) = finished {
+        if let Some(r) = polled.done {
             self.running = None;
-            self.last = Some(r);
-            self.catalog_changed = true;
+            self.last = Some(r.map_err(|e| e.to_string()));
+            self.commands.send(AppCommand::ReloadCatalog);
         }
     }
 
@@ -362,31 +344,30 @@ impl HarvestTab {
     fn controls_ui(&mut self, ui: &mut egui::Ui, data_dir: &DataDir, s: &HarvestSettings) {
         ui.horizontal(|ui| match &self.running {
             None => {
-                let valid = s.from <= s.to && s.per_year > 0;
+                // The same checks as the CLI's (one validate() for both).
+                let problem = self.options(data_dir, s).validate().err();
                 if ui
-                    .add_enabled(valid, egui::Button::new("Start harvest"))
+                    .add_enabled(problem.is_none(), egui::Button::new("Start harvest"))
                     .clicked()
                 {
                     self.start(ui.ctx(), data_dir, s);
                 }
-                if !valid {
-                    ui.colored_label(
-                        ui.visuals().error_fg_color,
-                        "The first year must not be after the last.",
-                    );
+                if let Some(e) = problem {
+                    ui.colored_label(ui.visuals().error_fg_color, e.to_string());
                 }
             }
             Some(run) => {
-                let paused = run.control.pause.load(Ordering::Relaxed);
+                let control = run.job.control();
+                let paused = control.is_paused();
                 if ui.button(if paused { "Resume" } else { "Pause" }).clicked() {
-                    run.control.pause.store(!paused, Ordering::Relaxed);
+                    control.set_paused(!paused);
                 }
                 if ui.button("Cancel").clicked() {
-                    run.control.cancel.store(true, Ordering::Relaxed);
-                    run.control.pause.store(false, Ordering::Relaxed);
+                    control.cancel();
+                    control.set_paused(false);
                 }
                 ui.spinner();
-                ui.label(if run.control.cancel.load(Ordering::Relaxed) {
+                ui.label(if control.is_cancelled() {
                     "Stopping…"
                 } else if paused {
                     "Paused"

@@ -4,16 +4,17 @@
 //! not imported with the reason.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
 use eframe::egui;
 
-use crate::catalog::Catalog;
+use super::{AppCommand, CommandSender};
 use crate::imaging::ImageLimits;
-use crate::import::{ImportOptions, ImportProgress, ImportSummary, LabelRow, Skipped};
+use crate::import::{
+    ImportError, ImportOptions, ImportProgress, ImportSummary, LabelRow, Skipped, import_into,
+};
 use crate::joblock::JobLock;
+use crate::jobs::JobHandle;
 use crate::paths::DataDir;
 
 /// What a file dialog gave back.
@@ -24,14 +25,8 @@ enum Picked {
     NoDialog(String),
 }
 
-enum Msg {
-    Progress(ImportProgress),
-    Done(Result<ImportSummary, String>),
-}
-
 struct Running {
-    events: Receiver<Msg>,
-    cancel: Arc<AtomicBool>,
+    job: JobHandle<ImportSummary, ImportProgress, ImportError>,
     progress: ImportProgress,
 }
 
@@ -50,11 +45,19 @@ pub struct ImportPanel {
     running: Option<Running>,
     result: Option<Result<ImportSummary, String>>,
     note: Option<String>,
-    /// Set when an import stored posters: the app reads the catalog again.
-    pub imported: bool,
+    /// Where "the catalog changed" goes when an import stored posters.
+    commands: CommandSender,
 }
 
 impl ImportPanel {
+    /// Sends app commands (an import that stored posters reloads the catalog) to
+    /// `commands`.
+    #[must_use]
+    pub fn with_commands(mut self, commands: CommandSender) -> Self {
+        self.commands = commands;
+        self
+    }
+
     /// Opens the window on `dir` (years from the file names until a CSV is chosen).
     pub fn open_folder(&mut self, dir: PathBuf) {
         self.open = true;
@@ -156,22 +159,17 @@ impl ImportPanel {
             }
         }
         let Some(run) = &mut self.running else { return };
-        loop {
-            match run.events.try_recv() {
-                Ok(Msg::Progress(p)) => run.progress = p,
-                Ok(Msg::Done(r)) => {
-                    self.imported |= r.as_ref().is_ok_and(|s| s.added_ok + s.added_failed > 0);
-                    self.result = Some(r);
-                    self.running = None;
-                    return;
-                }
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => {
-                    self.result = Some(Err("the import stopped unexpectedly".into()));
-                    self.running = None;
-                    return;
-                }
+        let polled = run.job.poll();
+        if let Some(p) = polled.progress.last() {
+            run.progress = *p;
+        }
+        if let Some(r) = polled.done {
+            let r = r.map_err(|e| e.to_string());
+            if r.as_ref().is_ok_and(|s| s.added_ok + s.added_failed > 0) {
+                self.commands.send(AppCommand::ReloadCatalog);
             }
+            self.result = Some(r);
+            self.running = None;
         }
     }
 
@@ -186,39 +184,19 @@ impl ImportPanel {
         };
         let opts = self.options(dir, self.copy.then(|| data_dir.posters_dir()));
         let catalog_path = data_dir.catalog_path();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let worker_cancel = Arc::clone(&cancel);
-        let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("import".into())
-            .spawn(move || {
-                let _lock = lock;
-                let progress_tx = tx.clone();
-                let progress_ctx = ctx.clone();
-                // A panic (a bug) still ends the job with a message.
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let mut catalog = Catalog::open(&catalog_path).map_err(|e| e.to_string())?;
-                    crate::import::run_import(&mut catalog, &opts, &worker_cancel, &mut |p| {
-                        let _ = progress_tx.send(Msg::Progress(p));
-                        progress_ctx.request_repaint();
-                    })
-                    .map_err(|e| e.to_string())
-                }))
-                .unwrap_or_else(|_| Err("the import stopped on an internal error".into()));
-                let _ = tx.send(Msg::Done(result));
-                ctx.request_repaint();
-            });
-        match spawned {
-            Ok(_) => {
+        let job = JobHandle::spawn("import", super::job_waker(ctx), move |control, progress| {
+            let _lock = lock;
+            import_into(&catalog_path, &opts, control, progress)
+        });
+        match job {
+            Ok(job) => {
                 self.result = None;
                 self.running = Some(Running {
-                    events: rx,
-                    cancel,
+                    job,
                     progress: ImportProgress::default(),
                 });
             }
-            Err(e) => self.result = Some(Err(format!("cannot start the import: {e}"))),
+            Err(e) => self.result = Some(Err(e.to_string())),
         }
     }
 
@@ -329,7 +307,7 @@ impl ImportPanel {
                         )),
                 );
                 if ui.button("Cancel import").clicked() {
-                    run.cancel.store(true, Ordering::Relaxed);
+                    run.job.cancel();
                 }
             });
         } else if ui

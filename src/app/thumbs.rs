@@ -9,14 +9,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 
 use eframe::egui;
 use image::RgbImage;
 
 use crate::catalog::Catalog;
-use crate::imaging::{self, ImageLimits};
+use crate::jobs::JobHandle;
 
 /// What to load: a poster id and the file to fall back on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -31,42 +30,20 @@ struct Shared {
     stop: bool,
 }
 
-/// Why a poster's thumbnail could not be shown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ThumbError {
-    /// The catalog keeps no thumbnail of it and its file is gone (moved or deleted).
-    FileMissing(PathBuf),
-    /// Neither a thumbnail nor a file to read.
-    NoSource,
-    /// The file or thumbnail is there but does not decode.
-    Unreadable(String),
-}
+pub use crate::imaging::{ThumbError, decode_thumbnail, thumbnail_or_reason};
 
-impl ThumbError {
-    /// A word or two for a tile.
-    pub fn short(&self) -> &'static str {
-        match self {
-            Self::FileMissing(_) => "file missing",
-            Self::NoSource => "no file",
-            Self::Unreadable(_) => "unreadable",
-        }
-    }
-}
-
-impl std::fmt::Display for ThumbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::FileMissing(p) => write!(f, "poster file missing: {}", p.display()),
-            Self::NoSource => f.write_str("the catalog has no poster file or thumbnail for it"),
-            Self::Unreadable(e) => write!(f, "unreadable poster: {e}"),
-        }
-    }
-}
+/// A poster id and its thumbnail, or why there is none.
+type Loaded = (i64, Result<egui::ColorImage, ThumbError>);
 
 /// The thumbnail cache and its loader.
 pub struct Thumbnails {
     shared: Arc<(Mutex<Shared>, Condvar)>,
-    loaded: Receiver<(i64, Result<egui::ColorImage, ThumbError>)>,
+    loader: Option<JobHandle<(), Loaded>>,
+    /// Why thumbnails cannot load (the loader could not start or stopped).
+    loader_error: Option<String>,
+    /// Posters whose file is missing, and the first such file by path (kept as failures
+    /// come in, so that the per-frame line costs nothing).
+    missing: (usize, Option<PathBuf>),
     textures: HashMap<i64, (egui::TextureHandle, u64)>,
     failed: HashMap<i64, ThumbError>,
     in_flight: std::collections::HashSet<i64>,
@@ -91,43 +68,45 @@ impl Thumbnails {
     /// most `capacity` textures.
     pub fn new(catalog_path: PathBuf, capacity: usize, ctx: &egui::Context) -> Self {
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
-        let (tx, rx) = mpsc::channel();
         let worker_shared = shared.clone();
-        let ctx = ctx.clone();
-        let _ = std::thread::Builder::new()
-            .name("thumbnails".into())
-            .spawn(move || {
-                let catalog = Catalog::open(&catalog_path).ok();
-                let (lock, cvar) = &*worker_shared;
-                loop {
-                    let batch: Vec<Want> = {
-                        let Ok(mut s) = lock.lock() else { return };
-                        while s.wanted.is_empty() && !s.stop {
-                            s = match cvar.wait(s) {
-                                Ok(s) => s,
-                                Err(_) => return,
-                            };
-                        }
-                        if s.stop {
-                            return;
-                        }
-                        let n = s.wanted.len().min(24);
-                        s.wanted.drain(..n).collect()
+        // Each delivered thumbnail is a report of the loader's job (which wakes the UI).
+        let job = JobHandle::spawn("thumbnail loader", super::job_waker(ctx), move |_, out| {
+            let catalog = Catalog::open(&catalog_path).ok();
+            let (lock, cvar) = &*worker_shared;
+            loop {
+                let batch: Vec<Want> = {
+                    let Ok(mut s) = lock.lock() else {
+                        return Err("the thumbnail queue is broken".to_owned());
                     };
-                    for w in batch {
-                        let img = load(catalog.as_ref(), &w);
-                        if tx.send((w.poster_id, img)).is_err() {
-                            return;
-                        }
+                    while s.wanted.is_empty() && !s.stop {
+                        s = match cvar.wait(s) {
+                            Ok(s) => s,
+                            Err(_) => return Err("the thumbnail queue is broken".to_owned()),
+                        };
                     }
-                    ctx.request_repaint();
+                    if s.stop {
+                        return Ok(());
+                    }
+                    let n = s.wanted.len().min(24);
+                    s.wanted.drain(..n).collect()
+                };
+                for w in batch {
+                    let img = load(catalog.as_ref(), &w);
+                    out.report((w.poster_id, img));
                 }
-            });
+            }
+        });
+        let (loader, loader_error) = match job {
+            Ok(j) => (Some(j), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
         Self {
             shared,
-            loaded: rx,
+            loader,
+            loader_error,
             textures: HashMap::new(),
             failed: Default::default(),
+            missing: (0, None),
             in_flight: Default::default(),
             frame_wants: Vec::new(),
             capacity: capacity.max(16),
@@ -140,7 +119,18 @@ impl Thumbnails {
     /// Call once per frame before drawing: takes in what the loader finished.
     pub fn begin_frame(&mut self, ctx: &egui::Context) {
         self.clock += 1;
-        while let Ok((id, img)) = self.loaded.try_recv() {
+        let Some(loader) = &mut self.loader else {
+            return;
+        };
+        let polled = loader.poll();
+        if let Some(end) = polled.done {
+            self.loader = None;
+            self.loader_error = Some(match end {
+                Err(e) => e.to_string(),
+                Ok(()) => "the thumbnail loader stopped".into(),
+            });
+        }
+        for (id, img) in polled.progress {
             self.in_flight.remove(&id);
             match img {
                 Ok(img) => {
@@ -152,11 +142,24 @@ impl Thumbnails {
                     }
                 }
                 Err(e) => {
+                    if let ThumbError::FileMissing(p) = &e
+                        && !self.failed.contains_key(&id)
+                    {
+                        self.missing.0 += 1;
+                        if self.missing.1.as_ref().is_none_or(|f| p < f) {
+                            self.missing.1 = Some(p.clone());
+                        }
+                    }
                     self.failed.insert(id, e);
                 }
             }
         }
         self.evict();
+    }
+
+    /// Why thumbnails cannot load at all (the loader could not start or stopped).
+    pub fn loader_error(&self) -> Option<&str> {
+        self.loader_error.as_deref()
     }
 
     /// The texture of `poster_id` if loaded; otherwise asks for it (this frame).
@@ -187,17 +190,7 @@ impl Thumbnails {
     /// How many posters asked for so far could not be shown because their file is
     /// missing, with one of those files (for the view to say why).
     pub fn missing_files(&self) -> (usize, Option<&Path>) {
-        let mut first: Option<&Path> = None;
-        let mut n = 0;
-        for e in self.failed.values() {
-            if let ThumbError::FileMissing(p) = e {
-                n += 1;
-                if first.is_none_or(|f| p.as_path() < f) {
-                    first = Some(p);
-                }
-            }
-        }
-        (n, first)
+        (self.missing.0, self.missing.1.as_deref())
     }
 
     /// Call once per frame after drawing: hands this frame's missing thumbnails to the
@@ -293,47 +286,6 @@ pub fn row_file(
         .map(|f| data_dir.poster_path(f).display().to_string())
 }
 
-/// A thumbnail from its catalog JPEG, else from the poster file scaled down to the
-/// thumbnail size; `None` when neither can be read. See [`thumbnail_or_reason`].
-pub fn decode_thumbnail(jpeg: Option<&[u8]>, file: Option<&Path>) -> Option<RgbImage> {
-    thumbnail_or_reason(jpeg, file).ok()
-}
-
-/// A thumbnail from its catalog JPEG, else from the poster file scaled down to the
-/// thumbnail size, else why neither can be shown. The catalog keeps no thumbnail of a
-/// poster that fits the thumbnail box (the file is shown), so a missing file is the usual
-/// reason. A small thumbnail stored by an older version (96 points wide, blurry on big
-/// tiles) gives way to the poster file when the file can be read.
-pub fn thumbnail_or_reason(
-    jpeg: Option<&[u8]>,
-    file: Option<&Path>,
-) -> Result<RgbImage, ThumbError> {
-    let limits = ImageLimits::default();
-    let stored = jpeg.map(|j| imaging::decode_poster(j, &limits).map(|d| d.rgb));
-    if let Some(Ok(rgb)) = &stored
-        && rgb.width() > imaging::OLD_THUMB_WIDTH
-    {
-        return Ok(rgb.clone());
-    }
-    let from_file = file.map(|f| {
-        imaging::decode_poster_file(f, &limits)
-            .map(|d| imaging::fit_within(&d.rgb, imaging::THUMB_WIDTH, imaging::THUMB_HEIGHT))
-            .map_err(|e| {
-                if f.exists() {
-                    ThumbError::Unreadable(e.to_string())
-                } else {
-                    ThumbError::FileMissing(f.to_path_buf())
-                }
-            })
-    });
-    match (from_file, stored) {
-        (Some(Ok(rgb)), _) | (_, Some(Ok(rgb))) => Ok(rgb),
-        (Some(Err(e)), _) => Err(e),
-        (None, Some(Err(e))) => Err(ThumbError::Unreadable(e.to_string())),
-        (None, None) => Err(ThumbError::NoSource),
-    }
-}
-
 /// Reads a poster's thumbnail from the catalog (or its file); see [`decode_thumbnail`].
 pub fn read_thumbnail(
     catalog: Option<&Catalog>,
@@ -358,7 +310,8 @@ fn load(catalog: Option<&Catalog>, w: &Want) -> Result<egui::ColorImage, ThumbEr
 mod tests {
     use super::*;
     use crate::catalog::{NewMovie, PosterRecord, PosterStatus};
-    use std::time::{Duration, Instant};
+    use crate::imaging;
+    use std::time::Duration;
 
     fn catalog_with_thumbnails(path: &Path, n: i64) {
         let mut c = Catalog::open(path).unwrap();
@@ -432,9 +385,11 @@ mod tests {
         let mut thumbs = Thumbnails::new(path, 16, &ctx);
         // Scrolling through 40 posters, 8 on screen at a time: each screenful loads, and
         // the cache never holds more than 16 textures.
+        // Between frames the test waits for the loader to deliver (no sleeping, no clock).
+        let wait = |seen| crate::jobs::wait_for_activity(seen, Duration::from_secs(60));
         for first in (1..=33).step_by(8) {
-            let deadline = Instant::now() + Duration::from_secs(10);
             loop {
+                let seen = crate::jobs::activity();
                 thumbs.begin_frame(&ctx);
                 let shown = (first..first + 8)
                     .filter(|&id| thumbs.get(id, None).is_some())
@@ -444,24 +399,19 @@ mod tests {
                 if shown == 8 {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "{shown} of 8 from {first} loaded"
-                );
-                std::thread::sleep(Duration::from_millis(2));
+                wait(seen);
             }
         }
         // What stays on screen ends up cached.
-        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            let seen = crate::jobs::activity();
             thumbs.begin_frame(&ctx);
             let on_screen = (1..=8).filter(|&id| thumbs.get(id, None).is_some()).count();
             thumbs.end_frame();
             if on_screen == 8 {
                 break;
             }
-            assert!(Instant::now() < deadline, "{on_screen} of 8 cached");
-            std::thread::sleep(Duration::from_millis(2));
+            wait(seen);
         }
         assert!(thumbs.len() <= 16);
         assert_eq!(thumbs.texture_bytes(), thumbs.len() * 12 * 18 * 4);
@@ -472,13 +422,12 @@ mod tests {
         assert_eq!(thumbs.len(), 5);
         assert_eq!(thumbs.texture_bytes(), 5 * 12 * 18 * 4);
         // A poster id with no thumbnail and no file is reported, not retried forever.
-        let deadline = Instant::now() + Duration::from_secs(10);
         while !thumbs.is_failed(999) {
-            assert!(Instant::now() < deadline);
+            let seen = crate::jobs::activity();
             thumbs.begin_frame(&ctx);
             let _ = thumbs.get(999, None);
             thumbs.end_frame();
-            std::thread::sleep(Duration::from_millis(2));
+            wait(seen);
         }
     }
 }

@@ -2,28 +2,26 @@
 //! accuracy curves (egui_plot), the validation confusion matrix as a heat map, the backend
 //! in use, start / cancel and resume.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
-
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot};
 
-use crate::catalog::Catalog;
 use crate::eras::EraSchemes;
+use crate::jobs::JobHandle;
+use crate::model::ModelError;
 use crate::model::backbone::Arch;
-use crate::model::backend::{self, BackendChoice};
+use crate::model::backend::BackendChoice;
 use crate::model::metrics::Evaluation;
 use crate::model::network::{FeatureLevels, NetworkConfig};
-use crate::model::training::{self, EpochReport, TrainEvent, TrainOptions};
+use crate::model::train_job::{TrainRequest, run_training};
+use crate::model::training::{self, EpochReport, TrainEvent, TrainOptions, TrainSummary};
 use crate::paths::DataDir;
 
 /// Train form values remembered between runs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct TrainSettings {
-    /// Epochs.
-    pub epochs: usize,
+    /// Epochs (`None`: the regime's default, or a resumed run's own).
+    pub epochs: Option<usize>,
     /// Batch size.
     pub batch: usize,
     /// Peak learning rate.
@@ -105,7 +103,7 @@ impl Default for TrainSettings {
     fn default() -> Self {
         let d = TrainOptions::default();
         Self {
-            epochs: training::BACKBONE_EPOCHS,
+            epochs: None,
             batch: d.batch,
             lr: d.lr,
             backend: BackendChoice::Auto,
@@ -132,14 +130,46 @@ fn levels_label(l: FeatureLevels) -> &'static str {
     }
 }
 
-enum Msg {
-    Event(TrainEvent),
-    Done(Result<training::TrainSummary, String>),
+impl TrainSettings {
+    /// The training request the form asks for (the same type the CLI fills).
+    pub fn request(&self) -> TrainRequest {
+        let mut r = TrainRequest {
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            backend: self.backend,
+            resume: self.resume,
+            limit: self.limit,
+            ..TrainRequest::default()
+        };
+        match self.network {
+            NetworkSize::Pretrained => {
+                r.arch = Arch::EfficientnetLite0;
+                r.finetune_blocks = self.finetune_blocks;
+                r.hidden = Some(self.hidden);
+                r.levels = Some(self.levels);
+                r.heads = if self.finetune_blocks == 0 {
+                    self.heads
+                } else {
+                    1
+                };
+                r.rescale = Some(self.rescale);
+            }
+            size @ (NetworkSize::Small | NetworkSize::Standard) => {
+                let net = size.config();
+                r.arch = Arch::Scratch;
+                r.input = Some((net.input_width, net.input_height));
+                r.widths = net.widths;
+            }
+        }
+        r
+    }
 }
 
 struct Running {
-    cancel: Arc<AtomicBool>,
-    rx: Receiver<Msg>,
+    job: JobHandle<TrainSummary, TrainEvent, ModelError>,
+    /// Epochs of the run (known once it started).
+    epochs: Option<usize>,
 }
 
 /// State of the Train tab.
@@ -158,15 +188,22 @@ pub struct TrainTab {
     outcome: Option<Result<String, String>>,
     /// The model the last run wrote, offered with "Use this model".
     written: Option<std::path::PathBuf>,
-    /// Set when the person asked to use the model just trained; the app takes it.
-    pub use_model: Option<std::path::PathBuf>,
+    /// Where "use this model" goes.
+    commands: super::CommandSender,
 }
 
 impl TrainTab {
+    /// Sends app commands ("use this model") to `commands`.
+    #[must_use]
+    pub fn with_commands(mut self, commands: super::CommandSender) -> Self {
+        self.commands = commands;
+        self
+    }
+
     /// Asks a running training job to stop after the current step.
     pub fn cancel(&self) {
         if let Some(r) = &self.running {
-            r.cancel.store(true, Ordering::Relaxed);
+            r.job.cancel();
         }
     }
 
@@ -182,155 +219,88 @@ impl TrainTab {
         schemes: &EraSchemes,
         s: &TrainSettings,
     ) {
-        let opts = TrainOptions {
-            epochs: s.epochs.max(1),
-            batch: s.batch.max(1),
-            lr: s.lr,
-            backend: s.backend,
-            limit: s.limit,
-            network: s.network.config(),
-            ..TrainOptions::default()
-        };
-        let mut opts = opts;
-        if opts.network.arch != Arch::Scratch {
-            opts.network.finetune_blocks = s.finetune_blocks.min(opts.network.arch.block_count());
-            opts.network.hidden = s.hidden;
-            opts.network.levels = s.levels;
-            if opts.network.finetune_blocks == 0 {
-                opts.network.heads = s.heads.clamp(1, training::MAX_HEADS);
-            }
-            opts.weight_decay = training::BACKBONE_WEIGHT_DECAY;
-            opts.augment.rescale = s.rescale.clamp(0.0, 1.0);
+        let request = s.request();
+        if let Err(e) = request.validate() {
+            self.outcome = Some(Err(e.to_string()));
+            return;
         }
-        let out = data_dir.trained_model_dir();
-        let resume = s.resume;
         let data_dir = data_dir.clone();
         let schemes = schemes.clone();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let worker_cancel = Arc::clone(&cancel);
-        let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("train".into())
-            .spawn(move || {
-                let (etx, erx) = mpsc::channel();
-                let fwd_tx = tx.clone();
-                let fwd_ctx = ctx.clone();
-                let forwarder = std::thread::spawn(move || {
-                    for ev in erx {
-                        if fwd_tx.send(Msg::Event(ev)).is_err() {
-                            break;
-                        }
-                        fwd_ctx.request_repaint();
-                    }
-                });
-                let result = (|| {
-                    let _lock = crate::joblock::JobLock::acquire(&data_dir, "train")
-                        .map_err(|e| e.to_string())?;
-                    let chosen = backend::choose(opts.backend).map_err(|e| e.to_string())?;
-                    let catalog =
-                        Catalog::open(&data_dir.catalog_path()).map_err(|e| e.to_string())?;
-                    let opts =
-                        training::resume_options(&out, &opts, resume).map_err(|e| e.to_string())?;
-                    let data = training::load_data(&catalog, &data_dir, &opts, &etx)
-                        .map_err(|e| e.to_string())?;
-                    training::train(
-                        &data,
-                        &out,
-                        &opts,
-                        resume,
-                        &chosen,
-                        &schemes,
-                        &worker_cancel,
-                        &etx,
-                    )
-                    .map_err(|e| e.to_string())
-                })();
-                drop(etx);
-                let _ = forwarder.join();
-                let _ = tx.send(Msg::Done(result));
-                ctx.request_repaint();
-            });
-        match spawned {
-            Ok(_) => {
+        let job = JobHandle::spawn(
+            "training",
+            super::job_waker(ctx),
+            move |control, progress| run_training(&data_dir, &schemes, &request, control, progress),
+        );
+        match job {
+            Ok(job) => {
                 *self = Self {
-                    running: Some(Running { cancel, rx }),
+                    running: Some(Running { job, epochs: None }),
+                    commands: self.commands.clone(),
                     ..Self::default()
                 };
             }
-            Err(e) => self.outcome = Some(Err(format!("cannot start training: {e}"))),
+            Err(e) => self.outcome = Some(Err(e.to_string())),
         }
     }
 
     /// Drains worker messages.
     pub fn poll(&mut self) {
-        let Some(run) = &self.running else {
+        let Some(run) = &mut self.running else {
             return;
         };
-        let mut msgs = Vec::new();
-        let mut gone = false;
-        loop {
-            match run.rx.try_recv() {
-                Ok(m) => msgs.push(m),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    gone = true;
-                    break;
-                }
-            }
-        }
-        for m in msgs {
-            match m {
-                Msg::Event(TrainEvent::Started {
+        let polled = run.job.poll();
+        for ev in polled.progress {
+            match ev {
+                TrainEvent::Started {
                     backend,
                     train,
                     val,
+                    epochs,
                     ..
-                }) => {
+                } => {
                     self.backend = Some(backend);
                     self.data = Some((train, val));
+                    run.epochs = Some(epochs);
                 }
-                Msg::Event(TrainEvent::Step {
+                TrainEvent::Step {
                     epoch,
                     step,
                     steps,
                     loss,
-                }) => {
+                } => {
                     self.step = Some((epoch, step, steps));
                     let x = (epoch - 1) as f64 + step as f64 / steps.max(1) as f64;
                     self.losses.push([x, loss]);
                 }
-                Msg::Event(TrainEvent::Epoch(r)) => self.epochs.push(r),
-                Msg::Event(TrainEvent::Extracting {
+                TrainEvent::Epoch(r) => self.epochs.push(r),
+                TrainEvent::Extracting {
                     done,
                     total,
                     eta_secs,
-                }) => self.extracting = Some((done, total, eta_secs)),
-                Msg::Event(TrainEvent::Note(n)) => self.notes.push(n),
-                Msg::Done(r) => {
-                    self.running = None;
-                    self.written = r
-                        .as_ref()
-                        .ok()
-                        .filter(|s| !s.epochs.is_empty())
-                        .map(|s| s.model_dir.clone());
-                    self.outcome = Some(r.map(|s| {
-                        if s.cancelled {
-                            format!(
-                                "Cancelled; the model in {} is the last finished epoch.",
-                                s.model_dir.display()
-                            )
-                        } else {
-                            format!("Finished; model written to {}.", s.model_dir.display())
-                        }
-                    }));
-                    return;
-                }
+                } => self.extracting = Some((done, total, eta_secs)),
+                TrainEvent::Note(n) => self.notes.push(n),
             }
         }
-        if gone {
+        if let Some(r) = polled.done {
             self.running = None;
-            self.outcome = Some(Err("the training thread stopped unexpectedly".into()));
+            self.written = r
+                .as_ref()
+                .ok()
+                .filter(|s| !s.epochs.is_empty())
+                .map(|s| s.model_dir.clone());
+            self.outcome = Some(
+                r.map(|s| {
+                    if s.cancelled {
+                        format!(
+                            "Cancelled; the model in {} is the last finished epoch.",
+                            s.model_dir.display()
+                        )
+                    } else {
+                        format!("Finished; model written to {}.", s.model_dir.display())
+                    }
+                })
+                .map_err(|e| e.to_string()),
+            );
         }
     }
 
@@ -357,8 +327,24 @@ impl TrainTab {
         ui.add_enabled_ui(!busy, |ui| {
             egui::Grid::new("train_form").num_columns(2).show(ui, |ui| {
                 let l = ui.label("Epochs");
-                ui.add(egui::DragValue::new(&mut s.epochs).range(1..=500))
-                    .labelled_by(l.id);
+                ui.horizontal(|ui| {
+                    // The default depends on the regime, and a resumed run keeps its own:
+                    // the same rule as the CLI without --epochs.
+                    let default = s.request().default_epochs();
+                    let mut auto = s.epochs.is_none();
+                    let hint = if s.resume {
+                        format!("default ({default}, or the checkpoint's)")
+                    } else {
+                        format!("default ({default})")
+                    };
+                    if ui.checkbox(&mut auto, hint).changed() {
+                        s.epochs = (!auto).then_some(default);
+                    }
+                    if let Some(n) = &mut s.epochs {
+                        ui.add(egui::DragValue::new(n).range(1..=500))
+                            .labelled_by(l.id);
+                    }
+                });
                 ui.end_row();
                 let l = ui.label("Batch size");
                 ui.add(egui::DragValue::new(&mut s.batch).range(1..=1024))
@@ -497,10 +483,12 @@ impl TrainTab {
             && busy
         {
             ui.add(
-                egui::ProgressBar::new(step as f32 / steps.max(1) as f32).text(format!(
-                    "epoch {epoch} of {}: step {step} of {steps}",
-                    s.epochs
-                )),
+                egui::ProgressBar::new(step as f32 / steps.max(1) as f32).text(
+                    match self.running.as_ref().and_then(|r| r.epochs) {
+                        Some(n) => format!("epoch {epoch} of {n}: step {step} of {steps}"),
+                        None => format!("epoch {epoch}: step {step} of {steps}"),
+                    },
+                ),
             );
         }
         match &self.outcome {
@@ -513,7 +501,7 @@ impl TrainTab {
                             .on_hover_text("Classify and the Gallery use it from now on")
                             .clicked()
                     {
-                        self.use_model = Some(dir.clone());
+                        self.commands.send(super::AppCommand::UseModel(dir.clone()));
                     }
                 });
             }

@@ -1,8 +1,6 @@
 //! `train`, `evaluate` and `classify`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
@@ -10,12 +8,15 @@ use clap::ValueEnum;
 use crate::catalog::Catalog;
 use crate::eras::EraSchemes;
 use crate::imaging::{self, ImageLimits};
+use crate::jobs::JobHandle;
 use crate::model::backbone::Arch;
 use crate::model::backend::{self, BackendChoice};
+use crate::model::catalog_pass;
 use crate::model::inference::EraModel;
-use crate::model::network::{FeatureLevels, NetworkConfig};
+use crate::model::network::FeatureLevels;
 use crate::model::saliency::{self, OverlayMode, SaliencyMethod, SaliencySettings};
-use crate::model::training::{self, TrainEvent, TrainOptions};
+use crate::model::train_job::{self, TrainRequest};
+use crate::model::training::{self, TrainEvent};
 use crate::model::{data, metrics};
 use crate::paths::DataDir;
 
@@ -138,189 +139,111 @@ fn parse_size(s: &str) -> Result<(usize, usize)> {
     Ok((w, h))
 }
 
+impl TrainArgs {
+    /// The training request these flags ask for (checked by the job itself).
+    pub fn request(&self) -> Result<TrainRequest> {
+        Ok(TrainRequest {
+            arch: self.arch,
+            finetune_blocks: self.finetune_blocks,
+            finetune_cached: self.finetune_cached,
+            hidden: self.hidden,
+            heads: self.heads,
+            levels: self.levels,
+            init_from: self.init_from.clone(),
+            dropout: self.dropout,
+            weight_decay: self.weight_decay,
+            sigma: self.sigma,
+            year_loss: self.year_loss,
+            near_duplicates: !self.no_near_duplicates,
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            out: self.out.clone(),
+            resume: self.resume,
+            backend: self.backend,
+            seed: self.seed,
+            val_share: self.val_share,
+            balance: self.balance,
+            widths: self.widths.clone(),
+            stage_depth: usize::from(self.stage_depth),
+            input: self.input.as_deref().map(parse_size).transpose()?,
+            rescale: self.rescale,
+            epoch_size: self.epoch_size,
+            limit: self.limit,
+        })
+    }
+}
+
 /// Runs `train`.
 pub fn cmd_train(data_dir: &DataDir, schemes: &EraSchemes, args: &TrainArgs) -> Result<()> {
-    let base = if args.arch == Arch::Scratch {
-        NetworkConfig::default()
-    } else {
-        NetworkConfig::pretrained(args.arch)
+    let request = args.request()?;
+    request.validate()?;
+    let job = {
+        let data_dir = data_dir.clone();
+        let schemes = schemes.clone();
+        let request = request.clone();
+        JobHandle::spawn(
+            "training",
+            crate::jobs::no_waker(),
+            move |control, progress| {
+                train_job::run_training(&data_dir, &schemes, &request, control, progress)
+            },
+        )?
     };
-    let (w, h) = match &args.input {
-        Some(s) => parse_size(s)?,
-        None => (base.input_width, base.input_height),
-    };
-    anyhow::ensure!(!args.widths.is_empty(), "--widths needs at least one block");
-    anyhow::ensure!(
-        args.finetune_blocks <= args.arch.block_count(),
-        "--finetune-blocks {}: {} has {} blocks",
-        args.finetune_blocks,
-        args.arch.label(),
-        args.arch.block_count()
-    );
-    anyhow::ensure!(
-        args.arch == Arch::Scratch || (w >= 64 && h >= 64),
-        "--input {w}x{h}: a backbone needs sides of at least 64"
-    );
-    let dropout = args.dropout.unwrap_or(base.dropout);
-    let weight_decay = args.weight_decay.unwrap_or(if args.arch == Arch::Scratch {
-        TrainOptions::default().weight_decay
-    } else {
-        training::BACKBONE_WEIGHT_DECAY
-    });
-    anyhow::ensure!((0.0..1.0).contains(&dropout), "--dropout must be in [0, 1)");
-    anyhow::ensure!(
-        args.sigma > 0.0 && args.sigma <= 50.0 && weight_decay >= 0.0,
-        "--sigma must be in (0, 50] and --weight-decay >= 0"
-    );
-    let epochs = args
-        .epochs
-        .unwrap_or(if args.arch == Arch::Scratch || args.finetune_blocks > 0 {
-            TrainOptions::default().epochs
-        } else {
-            training::BACKBONE_EPOCHS
-        });
-    anyhow::ensure!(
-        args.batch > 0 && epochs > 0,
-        "--batch and --epochs must be > 0"
-    );
-    anyhow::ensure!(
-        (0.0..=10.0).contains(&args.year_loss),
-        "--year-loss must be in [0, 10]"
-    );
-    let mut opts = TrainOptions {
-        epochs,
-        batch: args.batch,
-        lr: args.lr,
-        seed: args.seed,
-        val_share: args.val_share,
-        balance: args.balance,
-        epoch_size: args.epoch_size,
-        limit: args.limit,
-        backend: args.backend,
-        weight_decay,
-        sigma: args.sigma,
-        near_duplicates: !args.no_near_duplicates,
-        init_from: args.init_from.clone(),
-        finetune_cached: args.finetune_cached,
-        year_loss: args.year_loss,
-        network: base,
-        ..TrainOptions::default()
-    };
-    opts.network.input_width = w;
-    opts.network.input_height = h;
-    if args.arch == Arch::Scratch {
-        opts.network.widths.clone_from(&args.widths);
-        opts.network.stage_depth = usize::from(args.stage_depth);
-    }
-    opts.network.finetune_blocks = args.finetune_blocks;
-    if let Some(hidden) = args.hidden {
-        opts.network.hidden = hidden;
-    }
-    opts.network.heads = args.heads;
-    training::check_heads(&opts.network).context("--heads")?;
-    if let Some(levels) = args.levels {
-        opts.network.levels = levels;
-    }
-    opts.network.dropout = dropout;
-    let rescale = args.rescale.unwrap_or(if args.arch == Arch::Scratch {
-        0.0
-    } else {
-        training::BACKBONE_RESCALE
-    });
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&rescale),
-        "--rescale must be between 0 and 1"
-    );
-    opts.augment.rescale = rescale;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| data_dir.trained_model_dir());
-    let mut opts = training::resume_options(&out, &opts, args.resume)
-        .with_context(|| format!("reading the checkpoint in {}", out.display()))?;
-    if args.resume && args.epochs.is_none() {
-        // Without --epochs a resumed run ends where it was meant to.
-        if let Some(saved) = training::checkpoint_options(&out)? {
-            opts.epochs = saved.epochs;
+    let pb = super::progress_bar(0, "training");
+    let result = job.join_with(|ev| match ev {
+        TrainEvent::Started {
+            backend,
+            train,
+            val,
+            first_epoch,
+            epochs,
+        } => pb.suspend(|| {
+            eprintln!(
+                "training on {train} posters, validating on {val} ({backend}), epochs {first_epoch} to {epochs}"
+            );
+        }),
+        TrainEvent::Step {
+            epoch,
+            step,
+            steps,
+            loss,
+        } => {
+            pb.set_length(steps as u64);
+            pb.set_position(step as u64);
+            pb.set_message(format!("epoch {epoch} loss {loss:.3}"));
         }
-    }
-    let chosen = backend::choose(args.backend)?;
-    eprintln!("backend: {}", chosen.description);
-    let catalog = Catalog::open(&data_dir.catalog_path())
-        .with_context(|| format!("opening the catalog in {}", data_dir.root().display()))?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let printer = std::thread::spawn(move || {
-        let pb = super::progress_bar(0, "training");
-        for ev in rx {
-            match ev {
-                TrainEvent::Started {
-                    backend,
-                    train,
-                    val,
-                    first_epoch,
-                } => pb.suspend(|| {
-                    eprintln!(
-                        "training on {train} posters, validating on {val} ({backend}), from epoch {first_epoch}"
-                    );
-                }),
-                TrainEvent::Step {
-                    epoch,
-                    step,
-                    steps,
-                    loss,
-                } => {
-                    pb.set_length(steps as u64);
-                    pb.set_position(step as u64);
-                    pb.set_message(format!("epoch {epoch} loss {loss:.3}"));
-                }
-                TrainEvent::Epoch(r) => pb.suspend(|| {
-                    eprintln!(
-                    "epoch {:>3}: loss {:.3} | val decade {:.1}% balanced {:.1}% within-1 {:.1}% MAE {:.1} y | era acc {:.1}% F1 {:.3} | {:.0} img/s, {:.0} s",
-                    r.epoch,
-                    r.train_loss,
-                    100.0 * r.validation.decade_top1,
-                    100.0 * r.validation.balanced_decade_accuracy,
-                    100.0 * r.validation.within_one_decade,
-                    r.validation.mae_years,
-                    100.0 * r.validation.era_accuracy,
-                    r.validation.macro_f1,
-                    r.images_per_sec,
-                    r.seconds
-                    );
-                }),
-                TrainEvent::Extracting {
-                    done,
-                    total,
-                    eta_secs,
-                } => {
-                    pb.set_length(total as u64);
-                    pb.set_position(done as u64);
-                    pb.set_message(if eta_secs.is_finite() {
-                        format!("backbone features, {eta_secs:.0} s left")
-                    } else {
-                        "backbone features".to_string()
-                    });
-                }
-                TrainEvent::Note(n) => pb.suspend(|| eprintln!("{n}")),
-            }
+        TrainEvent::Epoch(r) => pb.suspend(|| {
+            eprintln!(
+                "epoch {:>3}: loss {:.3} | val decade {:.1}% balanced {:.1}% within-1 {:.1}% MAE {:.1} y | era acc {:.1}% F1 {:.3} | {:.0} img/s, {:.0} s",
+                r.epoch,
+                r.train_loss,
+                100.0 * r.validation.decade_top1,
+                100.0 * r.validation.balanced_decade_accuracy,
+                100.0 * r.validation.within_one_decade,
+                r.validation.mae_years,
+                100.0 * r.validation.era_accuracy,
+                r.validation.macro_f1,
+                r.images_per_sec,
+                r.seconds
+            );
+        }),
+        TrainEvent::Extracting {
+            done,
+            total,
+            eta_secs,
+        } => {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+            pb.set_message(if eta_secs.is_finite() {
+                format!("backbone features, {eta_secs:.0} s left")
+            } else {
+                "backbone features".to_string()
+            });
         }
-        pb.finish_and_clear();
+        TrainEvent::Note(n) => pb.suspend(|| eprintln!("{n}")),
     });
-    let cancel = Arc::new(AtomicBool::new(false));
-    let result = training::load_data(&catalog, data_dir, &opts, &tx).and_then(|data| {
-        training::train(
-            &data,
-            &out,
-            &opts,
-            args.resume,
-            &chosen,
-            schemes,
-            &cancel,
-            &tx,
-        )
-    });
-    drop(tx);
-    let _ = printer.join();
+    pb.finish_and_clear();
     let summary = result?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
@@ -372,6 +295,94 @@ impl ModelArgs {
         EraModel::load(&dir, &chosen.device)
             .with_context(|| format!("loading the model in {}", dir.display()))
     }
+}
+
+/// Options of `predict`.
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// Model directory (default: the shipped model).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Backend.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `predict` did.
+#[derive(Debug, serde::Serialize)]
+struct PredictSummary {
+    /// Posters with a prediction of this model now.
+    posters: usize,
+    /// Predicted on this run (the rest were stored by an earlier run or the Gallery).
+    computed: usize,
+    /// The model's fingerprint (the key of its stored predictions).
+    model: String,
+    /// Seconds taken.
+    seconds: f64,
+}
+
+/// Runs `predict`: the model over every ok poster of the catalog (the Gallery's pass),
+/// storing each prediction so that `export` and the window read it back.
+pub fn cmd_predict(data_dir: &DataDir, args: &PredictArgs) -> Result<()> {
+    let dir = model_dir(data_dir, args.model.as_deref())?;
+    let chosen = backend::choose(args.backend)?;
+    let model = EraModel::load(&dir, &chosen.device)
+        .with_context(|| format!("loading the model in {}", dir.display()))?;
+    let catalog = Catalog::open(&data_dir.catalog_path())
+        .with_context(|| format!("opening the catalog in {}", data_dir.root().display()))?;
+    let posters = catalog_pass::catalog_posters(&catalog.movies()?, data_dir);
+    drop(catalog);
+    let fingerprint = model.fingerprint.clone();
+    let start = std::time::Instant::now();
+    let catalog_path = data_dir.catalog_path();
+    let job = JobHandle::spawn(
+        "prediction pass",
+        crate::jobs::no_waker(),
+        move |control, progress| {
+            catalog_pass::predict_catalog(
+                &model,
+                &catalog_path,
+                &posters,
+                control,
+                progress,
+                &mut || {},
+            )
+        },
+    )?;
+    let pb = super::progress_bar(0, "predicting");
+    let result = job.join_with(|p: catalog_pass::PassProgress| {
+        pb.set_length(p.total as u64);
+        pb.set_position(p.done as u64);
+    });
+    pb.finish_and_clear();
+    let analysis = result
+        .context("the prediction pass failed")?
+        .context("the prediction pass was cancelled")?;
+    let summary = PredictSummary {
+        posters: analysis.movie_ids.len(),
+        computed: analysis.computed,
+        model: fingerprint,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else if summary.computed == 0 {
+        eprintln!(
+            "nothing to do: all {} posters already have a stored prediction of this model",
+            summary.posters
+        );
+    } else {
+        eprintln!(
+            "predicted {} posters ({} were stored already) in {:.1} s; `export` now carries them",
+            summary.computed,
+            summary.posters - summary.computed,
+            summary.seconds
+        );
+    }
+    Ok(())
 }
 
 /// Options of `evaluate`.

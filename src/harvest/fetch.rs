@@ -211,6 +211,10 @@ pub struct FetchStats {
     pub waiting_until_ms: AtomicU64,
     /// Requests sent and not yet answered.
     pub in_flight: AtomicU64,
+    /// Milliseconds waited on 429 answers, in all (what Retry-After asked, clamped).
+    pub rate_limit_wait_ms: AtomicU64,
+    /// The longest single wait on a 429, in milliseconds.
+    pub longest_rate_limit_wait_ms: AtomicU64,
     /// The latest problem that made a request wait or retry, and when (unix ms).
     pub last_problem: std::sync::Mutex<Option<(String, u64)>>,
 }
@@ -483,6 +487,13 @@ impl Fetcher {
                     log::warn!("{last}");
                     self.stats
                         .note_problem(format!("{}: {last}, waiting", host_of(url)));
+                    let ms = wait.as_millis() as u64;
+                    self.stats
+                        .rate_limit_wait_ms
+                        .fetch_add(ms, Ordering::Relaxed);
+                    self.stats
+                        .longest_rate_limit_wait_ms
+                        .fetch_max(ms, Ordering::Relaxed);
                     self.sleep_cancellable(wait).await?;
                     rate_limited_for += wait;
                     self.stats.waiting_until_ms.store(0, Ordering::Relaxed);

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// A fault to inject into the next response to a path prefix.
@@ -85,6 +85,8 @@ struct Shared {
     config: Mutex<MockConfig>,
     faults: Mutex<Vec<(String, VecDeque<Fault>)>>,
     log: Mutex<Vec<String>>,
+    /// Signalled after each logged request.
+    logged: Condvar,
     header_log: Mutex<Vec<(String, HashMap<String, String>)>>,
     stats: MockStats,
     images: Vec<Vec<u8>>,
@@ -166,6 +168,7 @@ impl MockTmdb {
             config: Mutex::new(config),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            logged: Condvar::new(),
             header_log: Mutex::new(Vec::new()),
             stats: MockStats::default(),
             images,
@@ -235,6 +238,22 @@ impl MockTmdb {
             .lock()
             .map(|l| l.clone())
             .unwrap_or_default()
+    }
+
+    /// Blocks until `until` holds for the request log (checked at each request), or
+    /// `timeout` passes (a guard against a hang); returns whether it held.
+    pub fn wait_for_log(
+        &self,
+        timeout: Duration,
+        mut until: impl FnMut(&[String]) -> bool,
+    ) -> bool {
+        let Ok(log) = self.shared.log.lock() else {
+            return false;
+        };
+        self.shared
+            .logged
+            .wait_timeout_while(log, timeout, |l| !until(l))
+            .is_ok_and(|(l, _)| until(&l))
     }
 
     /// The id of the `index`-th movie (0-based) of `year`, as the mock numbers them.
@@ -365,6 +384,7 @@ fn serve_connection(stream: TcpStream, s: &Shared) {
                 .collect();
             log.push(format!("{}?{}", req.path, q.join("&")));
         }
+        s.logged.notify_all();
         if let Ok(mut log) = s.header_log.lock() {
             log.push((req.path.clone(), req.headers.clone()));
         }

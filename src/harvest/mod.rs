@@ -18,6 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+
+use crate::jobs::Progress;
 use std::time::{Duration, Instant};
 
 use fetch::{FetchError, Fetcher, RateLimiter, RetryPolicy};
@@ -91,6 +93,66 @@ impl HarvestOptions {
             retry_failed: false,
             posters_dir,
         }
+    }
+
+    /// Checks the settings (the window and the CLI both go through this): year range,
+    /// counts, connections, request rates, credentials and the poster size.
+    pub fn validate(&self) -> Result<(), HarvestError> {
+        if self.from > self.to {
+            return Err(HarvestError::Options(format!(
+                "the first year ({}) is after the last ({})",
+                self.from, self.to
+            )));
+        }
+        if self.per_year == 0 {
+            return Err(HarvestError::Options(
+                "posters per year (--per-year) must be at least 1".into(),
+            ));
+        }
+        if self.connections == 0 || self.connections > 64 {
+            return Err(HarvestError::Options(
+                "connections (--connections) must be between 1 and 64".into(),
+            ));
+        }
+        // A credential with a line break or other control character cannot go into a URL or
+        // header: say so instead of retrying a request that can never be built.
+        let bad_credential =
+            |v: &str| v.is_empty() || v.chars().any(|c| c.is_control() || c == ' ');
+        match &self.auth {
+            Auth::ApiKey(k) if bad_credential(k) => {
+                return Err(HarvestError::Options(
+                    "the API key is empty or contains a space, line break or control character \
+                 (check for a stray newline when it was pasted)"
+                        .into(),
+                ));
+            }
+            Auth::Bearer(t) if bad_credential(t) => {
+                return Err(HarvestError::Options(
+                    "the bearer token is empty or contains a space, line break or control \
+                 character (check for a stray newline when it was pasted)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        if crate::fsutil::sanitize_component(&self.size).as_deref() != Some(self.size.as_str()) {
+            return Err(HarvestError::Options(format!(
+                "bad poster size `{}`",
+                self.size
+            )));
+        }
+        use fetch::{MAX_RATE, MIN_RATE};
+        for (flag, rate) in [
+            ("--api-rate", self.api_rate),
+            ("--image-rate", self.image_rate),
+        ] {
+            if rate != 0.0 && !(rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate)) {
+                return Err(HarvestError::Options(format!(
+                    "{flag} {rate}: must be 0 (no limit) or between {MIN_RATE} and {MAX_RATE} requests per second"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn mode(&self) -> &'static str {
@@ -192,34 +254,6 @@ pub enum HarvestError {
     /// The async runtime could not start.
     #[error("cannot start the network runtime: {0}")]
     Runtime(String),
-    /// The harvest worker panicked (a bug): the job ends with this message.
-    #[error("the harvest stopped on an internal error: {0}")]
-    Panicked(String),
-}
-
-/// [`run_harvest`], then [`HarvestEvent::Finished`] on `events` whatever happens: a panic
-/// anywhere in the job (a bug) ends it with [`HarvestError::Panicked`] and cancels what
-/// is still running, so the side reading `events` never waits for a dead worker. Stop
-/// reading at `Finished`: helpers may keep their own sender a moment longer.
-pub fn run_harvest_reporting(
-    catalog_path: &std::path::Path,
-    opts: &HarvestOptions,
-    control: &HarvestControl,
-    events: &mpsc::Sender<HarvestEvent>,
-) {
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_harvest(catalog_path, opts, control, events)
-    }))
-    .unwrap_or_else(|panic| {
-        control.cancel.store(true, Ordering::Relaxed);
-        let msg = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
-        Err(HarvestError::Panicked(msg))
-    });
-    let _ = events.send(HarvestEvent::Finished(r.map_err(|e| e.to_string())));
 }
 
 /// Progress of one year.
@@ -272,8 +306,6 @@ pub enum HarvestEvent {
     Progress(HarvestProgress),
     /// Something worth telling the user (a failed poster, a split year…).
     Note(String),
-    /// The job ended.
-    Finished(Result<HarvestSummary, String>),
 }
 
 /// What a harvest did.
@@ -293,20 +325,16 @@ pub struct HarvestSummary {
     pub retries: u64,
     /// 429 responses.
     pub rate_limited: u64,
+    /// Seconds waited on 429 answers (as Retry-After asked, clamped).
+    pub rate_limit_wait_secs: f64,
     /// Seconds taken.
     pub seconds: f64,
     /// Whether it was cancelled.
     pub cancelled: bool,
 }
 
-/// Controls for a running harvest.
-#[derive(Debug, Clone, Default)]
-pub struct HarvestControl {
-    /// Set to stop (what is done stays done).
-    pub cancel: Arc<AtomicBool>,
-    /// Set to pause new requests.
-    pub pause: Arc<AtomicBool>,
-}
+/// Controls for a running harvest: cancel (what is done stays done) and pause.
+pub type HarvestControl = crate::jobs::Control;
 
 struct Counters {
     ok: AtomicU64,
@@ -338,48 +366,9 @@ pub fn run_harvest(
     catalog_path: &std::path::Path,
     opts: &HarvestOptions,
     control: &HarvestControl,
-    events: &mpsc::Sender<HarvestEvent>,
+    events: &Progress<HarvestEvent>,
 ) -> Result<HarvestSummary, HarvestError> {
-    if opts.from > opts.to {
-        return Err(HarvestError::Options(format!(
-            "--from {} is after --to {}",
-            opts.from, opts.to
-        )));
-    }
-    if opts.per_year == 0 {
-        return Err(HarvestError::Options(
-            "--per-year must be at least 1".into(),
-        ));
-    }
-    if opts.connections == 0 || opts.connections > 64 {
-        return Err(HarvestError::Options("--connections must be 1..=64".into()));
-    }
-    // A credential with a line break or other control character cannot go into a URL or
-    // header: say so instead of retrying a request that can never be built.
-    let bad_credential = |v: &str| v.is_empty() || v.chars().any(|c| c.is_control() || c == ' ');
-    match &opts.auth {
-        Auth::ApiKey(k) if bad_credential(k) => {
-            return Err(HarvestError::Options(
-                "the API key is empty or contains a space, line break or control character \
-                 (check for a stray newline when it was pasted)"
-                    .into(),
-            ));
-        }
-        Auth::Bearer(t) if bad_credential(t) => {
-            return Err(HarvestError::Options(
-                "the bearer token is empty or contains a space, line break or control \
-                 character (check for a stray newline when it was pasted)"
-                    .into(),
-            ));
-        }
-        _ => {}
-    }
-    if crate::fsutil::sanitize_component(&opts.size).as_deref() != Some(opts.size.as_str()) {
-        return Err(HarvestError::Options(format!(
-            "bad poster size `{}`",
-            opts.size
-        )));
-    }
+    opts.validate()?;
     std::fs::create_dir_all(&opts.posters_dir).map_err(|source| HarvestError::Io {
         path: opts.posters_dir.display().to_string(),
         source,
@@ -400,7 +389,7 @@ pub fn run_harvest(
     let resume = catalog.posters_to_fetch(opts.from, opts.to, opts.retry_failed)?;
     let done_pages = catalog.harvest_pages()?;
     if !resume.is_empty() {
-        let _ = events.send(HarvestEvent::Note(format!(
+        events.report(HarvestEvent::Note(format!(
             "resuming: {} posters left from an earlier run",
             resume.len()
         )));
@@ -440,7 +429,7 @@ pub fn run_harvest(
         let pause = Arc::clone(&control.pause);
         std::thread::spawn(move || {
             while !done_flag.load(Ordering::Relaxed) {
-                let _ = events.send(HarvestEvent::Progress(snapshot(
+                events.report(HarvestEvent::Progress(snapshot(
                     &counters, &stats, start, &pause,
                 )));
                 std::thread::sleep(Duration::from_millis(200));
@@ -474,7 +463,7 @@ pub fn run_harvest(
         .map_err(|_| HarvestError::Runtime("catalog writer panicked".into()))?;
     done_flag.store(true, Ordering::Relaxed);
     let _ = reporter.join();
-    let _ = events.send(HarvestEvent::Progress(snapshot(
+    events.report(HarvestEvent::Progress(snapshot(
         &counters,
         &fetcher.stats,
         start,
@@ -489,6 +478,8 @@ pub fn run_harvest(
         requests: fetcher.stats.requests.load(Ordering::Relaxed),
         retries: fetcher.stats.retries.load(Ordering::Relaxed),
         rate_limited: fetcher.stats.rate_limited.load(Ordering::Relaxed),
+        rate_limit_wait_secs: fetcher.stats.rate_limit_wait_ms.load(Ordering::Relaxed) as f64
+            / 1000.0,
         seconds: start.elapsed().as_secs_f64(),
         cancelled,
     };
@@ -671,7 +662,7 @@ struct Ctx {
     api_limiter: RateLimiter,
     image_limiter: RateLimiter,
     genres: HashMap<i64, String>,
-    events: mpsc::Sender<HarvestEvent>,
+    events: Progress<HarvestEvent>,
     done_pages: HashMap<(String, u32), u32>,
 }
 
@@ -783,7 +774,7 @@ async fn harvest_async(mut ctx: Ctx, resume: Vec<PendingPoster>) -> Result<(), H
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         let fatal = matches!(e, HarvestError::Auth(_) | HarvestError::Catalog(_));
-                        let _ = ctx.events.send(HarvestEvent::Note(e.to_string()));
+                        ctx.events.report(HarvestEvent::Note(e.to_string()));
                         if first_error.is_none() { first_error = Some(e); }
                         if fatal { ctx.control.cancel.store(true, Ordering::Relaxed); }
                     }
@@ -863,7 +854,7 @@ async fn list_year(
 ) -> Result<(), HarvestError> {
     let pages_needed = ctx.opts.per_year.div_ceil(PAGE_SIZE);
     let windows = if pages_needed > MAX_PAGE {
-        let _ = ctx.events.send(HarvestEvent::Note(format!(
+        ctx.events.report(HarvestEvent::Note(format!(
             "{year}: {} movies need more than {MAX_PAGE} pages; splitting the year by month",
             ctx.opts.per_year
         )));
@@ -1022,7 +1013,7 @@ async fn fetch_poster(ctx: Arc<Ctx>, p: PendingPoster) {
         return; // cancelled: stays pending for the next run
     };
     if record.status == PosterStatus::Failed {
-        let _ = ctx.events.send(HarvestEvent::Note(format!(
+        ctx.events.report(HarvestEvent::Note(format!(
             "poster of tmdb {} failed: {}",
             p.tmdb_id.unwrap_or(0),
             record.reason.as_deref().unwrap_or("")
@@ -1141,4 +1132,34 @@ pub fn process_download(
     let decoded = imaging::decode_poster(body, limits).map_err(|e| e.to_string())?;
     let summary = imaging::summarise(&decoded.rgb).map_err(|e| e.to_string())?;
     Ok(PosterRecord::ok(file_name, &decoded, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_rates_are_checked_for_every_caller_not_only_the_cli() {
+        // The window builds its options without the CLI's flags: validate() is the one gate.
+        let mut opts = HarvestOptions::new(1990, 1991, PathBuf::from("posters"));
+        assert!(opts.validate().is_ok());
+        opts.api_rate = 1e9;
+        let e = opts.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--api-rate") && e.contains("requests per second"),
+            "{e}"
+        );
+        opts.api_rate = 0.0;
+        assert!(opts.validate().is_ok(), "0 means no limit");
+        opts.image_rate = f64::NAN;
+        assert!(
+            opts.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--image-rate")
+        );
+        opts.image_rate = 0.0;
+        opts.from = 2000;
+        assert!(opts.validate().unwrap_err().to_string().contains("after"));
+    }
 }

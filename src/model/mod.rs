@@ -13,6 +13,7 @@
 
 pub mod backbone;
 pub mod backend;
+pub mod catalog_pass;
 pub mod data;
 pub mod features;
 pub mod inference;
@@ -20,6 +21,7 @@ pub mod library;
 pub mod metrics;
 pub mod network;
 pub mod saliency;
+pub mod train_job;
 pub mod training;
 
 use std::path::{Path, PathBuf};

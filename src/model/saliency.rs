@@ -605,16 +605,9 @@ pub fn heat_colour(v: f32) -> [u8; 3] {
     crate::imaging::colour_ramp(&STOPS, v)
 }
 
-/// Draws `map` over `poster` (both the same size; the map is resampled otherwise).
-/// `opacity` in 0..1 sets how strongly the overlay shows.
-pub fn render_overlay(
-    poster: &RgbImage,
-    map: &SaliencyMap,
-    mode: OverlayMode,
-    opacity: f32,
-) -> RgbaImage {
-    let (w, h) = poster.dimensions();
-    let values = if (map.width, map.height) == (w, h) {
+/// The map's values at `w`×`h` (resampled when its size differs).
+fn values_at(map: &SaliencyMap, w: u32, h: u32) -> Vec<f32> {
+    if (map.width, map.height) == (w, h) {
         map.values.clone()
     } else {
         resample(
@@ -624,7 +617,38 @@ pub fn render_overlay(
             w as usize,
             h as usize,
         )
-    };
+    }
+}
+
+/// The overlay as a layer of `width`×`height` to draw over the poster with the opacity as
+/// its alpha tint (how the window shows it: moving the opacity slider only changes the
+/// tint). Laid over the poster at opacity `a` it gives [`render_overlay`]'s pixels:
+/// heat colours, opaque (heat map); heat colours with the saliency as alpha (blend);
+/// black with 1 − saliency as alpha (mask).
+pub fn render_layer(map: &SaliencyMap, width: u32, height: u32, mode: OverlayMode) -> RgbaImage {
+    let values = values_at(map, width, height);
+    RgbaImage::from_fn(width, height, |x, y| {
+        let v = values[y as usize * width as usize + x as usize].clamp(0.0, 1.0);
+        let heat = heat_colour(v);
+        let alpha = |k: f32| (k * 255.0).round() as u8;
+        match mode {
+            OverlayMode::Heatmap => Rgba([heat[0], heat[1], heat[2], 255]),
+            OverlayMode::Blend => Rgba([heat[0], heat[1], heat[2], alpha(v)]),
+            OverlayMode::Mask => Rgba([0, 0, 0, alpha(1.0 - v)]),
+        }
+    })
+}
+
+/// Draws `map` over `poster` (both the same size; the map is resampled otherwise).
+/// `opacity` in 0..1 sets how strongly the overlay shows.
+pub fn render_overlay(
+    poster: &RgbImage,
+    map: &SaliencyMap,
+    mode: OverlayMode,
+    opacity: f32,
+) -> RgbaImage {
+    let (w, h) = poster.dimensions();
+    let values = values_at(map, w, h);
     let a = opacity.clamp(0.0, 1.0);
     RgbaImage::from_fn(w, h, |x, y| {
         let v = values[y as usize * w as usize + x as usize];
@@ -663,6 +687,38 @@ pub fn encode_overlay_png(overlay: &RgbaImage) -> std::result::Result<Vec<u8>, i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_layer_tinted_by_opacity_gives_the_rendered_overlay() {
+        let (w, h) = (12, 18);
+        let poster = RgbImage::from_fn(w, h, |x, y| {
+            Rgb([(x * 20) as u8, (y * 13) as u8, ((x + y) * 7) as u8])
+        });
+        let map = SaliencyMap {
+            width: 4,
+            height: 6,
+            values: (0..24).map(|i| i as f32 / 23.0).collect(),
+        };
+        for mode in OverlayMode::ALL {
+            let layer = render_layer(&map, w, h, mode);
+            for opacity in [0.0, 0.3, 0.55, 1.0] {
+                let want = render_overlay(&poster, &map, mode, opacity);
+                for (x, y, p) in poster.enumerate_pixels() {
+                    // "Over" blending with the layer's alpha times the tint.
+                    let l = layer.get_pixel(x, y);
+                    let k = opacity * f32::from(l[3]) / 255.0;
+                    for c in 0..3 {
+                        let got = f32::from(p[c]) * (1.0 - k) + f32::from(l[c]) * k;
+                        let want = f32::from(want.get_pixel(x, y)[c]);
+                        assert!(
+                            (got - want).abs() <= 1.5,
+                            "{mode:?} {opacity} ({x},{y}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn resample_keeps_constants_and_corners() {

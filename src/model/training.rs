@@ -2,10 +2,10 @@
 //! validation after every epoch, a checkpoint per epoch (weights, optimiser state and
 //! progress) that a later run resumes from, and a cancel flag checked between steps.
 
+use crate::jobs::Progress;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -154,6 +154,8 @@ pub enum TrainEvent {
         val: usize,
         /// Epoch training starts at (1 unless resumed).
         first_epoch: usize,
+        /// Epochs in all (the run ends after this one).
+        epochs: usize,
     },
     /// A training step.
     Step {
@@ -253,6 +255,24 @@ pub fn latest_checkpoint(out: &Path) -> Option<(usize, PathBuf)> {
             dir.join(STATE_FILE).is_file().then_some((n, dir))
         })
         .max_by_key(|(n, _)| *n)
+}
+
+/// Writes a checkpoint state alone (no weights) for tests of what a resumed run reads.
+#[cfg(test)]
+pub(crate) fn write_test_checkpoint(
+    out: &Path,
+    epoch: usize,
+    options: &TrainOptions,
+) -> Result<()> {
+    let dir = out.join(CHECKPOINTS).join(format!("epoch-{epoch}"));
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let state = CheckpointState {
+        epoch,
+        options: options.clone(),
+        history: Vec::new(),
+    };
+    let text = serde_json::to_string(&state).map_err(|e| ModelError::Data(e.to_string()))?;
+    std::fs::write(dir.join(STATE_FILE), text).map_err(io_err(&dir))
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
@@ -408,7 +428,7 @@ pub fn load_data(
     catalog: &crate::catalog::Catalog,
     data_dir: &crate::paths::DataDir,
     opts: &TrainOptions,
-    events: &mpsc::Sender<TrainEvent>,
+    events: &Progress<TrainEvent>,
 ) -> Result<TrainingData> {
     let mut samples = data::samples_from_catalog(catalog, data_dir)?;
     if opts.limit > 0 && samples.len() > opts.limit {
@@ -419,7 +439,7 @@ pub fn load_data(
     if opts.near_duplicates {
         let grouped = data::group_near_duplicates(&mut samples);
         if grouped > 0 {
-            let _ = events.send(TrainEvent::Note(format!(
+            events.report(TrainEvent::Note(format!(
                 "{grouped} posters are near-duplicates of another; each group stays on one side of the split"
             )));
         }
@@ -451,12 +471,12 @@ pub fn load_data(
     };
     let (val, bad_v) = data::prepare(&val, &opts.network);
     for (path, why) in bad_t.iter().chain(&bad_v).take(20) {
-        let _ = events.send(TrainEvent::Note(format!(
+        events.report(TrainEvent::Note(format!(
             "skipped {}: {why}",
             path.display()
         )));
     }
-    let _ = events.send(TrainEvent::Note(format!(
+    events.report(TrainEvent::Note(format!(
         "decoded {} training and {} validation posters in {:.1} s ({} unreadable)",
         train.len(),
         val.len(),
@@ -485,7 +505,7 @@ pub fn train(
     chosen: &ChosenBackend,
     schemes: &EraSchemes,
     cancel: &Arc<AtomicBool>,
-    events: &mpsc::Sender<TrainEvent>,
+    events: &Progress<TrainEvent>,
 ) -> Result<TrainSummary> {
     let scheme = schemes
         .get(&opts.scheme)
@@ -545,7 +565,7 @@ pub fn train(
                     dir.display()
                 )));
             }
-            let _ = events.send(TrainEvent::Note(format!(
+            events.report(TrainEvent::Note(format!(
                 "starting from the weights in {}",
                 dir.display()
             )));
@@ -574,7 +594,7 @@ pub fn train(
             })?;
         history = state.history;
         first_epoch = epoch + 1;
-        let _ = events.send(TrainEvent::Note(format!(
+        events.report(TrainEvent::Note(format!(
             "resuming after epoch {epoch} from {}",
             dir.display()
         )));
@@ -630,11 +650,12 @@ pub fn train(
         let tail = EraTail::new(&net, start, [c, h, w])?;
         return train_head(&run, net, tail, config, history, first_epoch, resume);
     }
-    let _ = events.send(TrainEvent::Started {
+    events.report(TrainEvent::Started {
         backend: chosen.description.clone(),
         train: data.train.len(),
         val: data.val.len(),
         first_epoch,
+        epochs: opts.epochs,
     });
     let weights = data::balanced_weights(&data.train, &opts.bins, opts.balance);
     let epoch_size = if opts.epoch_size == 0 {
@@ -715,7 +736,7 @@ struct EpochLog<'a> {
     this_run: Vec<EpochReport>,
     out: &'a Path,
     opts: &'a TrainOptions,
-    events: &'a mpsc::Sender<TrainEvent>,
+    events: &'a Progress<TrainEvent>,
 }
 
 impl<'a> EpochLog<'a> {
@@ -723,7 +744,7 @@ impl<'a> EpochLog<'a> {
         history: Vec<EpochReport>,
         out: &'a Path,
         opts: &'a TrainOptions,
-        events: &'a mpsc::Sender<TrainEvent>,
+        events: &'a Progress<TrainEvent>,
     ) -> Self {
         Self {
             history,
@@ -736,7 +757,7 @@ impl<'a> EpochLog<'a> {
 
     /// Reports a training step.
     fn step(&self, epoch: usize, step: usize, steps: usize, loss: f64) {
-        let _ = self.events.send(TrainEvent::Step {
+        self.events.report(TrainEvent::Step {
             epoch,
             step,
             steps,
@@ -765,7 +786,7 @@ impl<'a> EpochLog<'a> {
             self.opts,
             &self.history,
         )?;
-        let _ = self.events.send(TrainEvent::Epoch(report));
+        self.events.report(TrainEvent::Epoch(report));
         Ok(())
     }
 
@@ -780,8 +801,8 @@ impl<'a> EpochLog<'a> {
     }
 }
 
-fn note_cancelled(events: &mpsc::Sender<TrainEvent>, epoch: usize) {
-    let _ = events.send(TrainEvent::Note(format!(
+fn note_cancelled(events: &Progress<TrainEvent>, epoch: usize) {
+    events.report(TrainEvent::Note(format!(
         "cancelled during epoch {epoch}; the last checkpoint is epoch {}",
         epoch - 1
     )));
@@ -854,7 +875,7 @@ fn extract_features(
     opts: &TrainOptions,
     chosen: &ChosenBackend,
     cancel: &Arc<AtomicBool>,
-    events: &mpsc::Sender<TrainEvent>,
+    events: &Progress<TrainEvent>,
 ) -> Result<(
     Vec<Option<PosterFeatures>>,
     SplitFeatures,
@@ -884,7 +905,7 @@ fn extract_features(
                 } else {
                     f64::NAN
                 };
-                let _ = events.send(TrainEvent::Extracting {
+                events.report(TrainEvent::Extracting {
                     done,
                     total,
                     eta_secs,
@@ -901,9 +922,9 @@ fn extract_features(
         None
     };
     for (path, why) in bad_t.iter().chain(&bad_v).take(20) {
-        let _ = events.send(TrainEvent::Note(format!("skipped {path}: {why}")));
+        events.report(TrainEvent::Note(format!("skipped {path}: {why}")));
     }
-    let _ = events.send(TrainEvent::Note(format!(
+    events.report(TrainEvent::Note(format!(
         "backbone features of {total} posters ready in {:.1} s ({} unreadable)",
         started.elapsed().as_secs_f64(),
         bad_t.len() + bad_v.len()
@@ -924,7 +945,7 @@ struct HeadRun<'a> {
     chosen: &'a ChosenBackend,
     scheme: &'a crate::eras::EraScheme,
     cancel: &'a Arc<AtomicBool>,
-    events: &'a mpsc::Sender<TrainEvent>,
+    events: &'a Progress<TrainEvent>,
 }
 
 /// Per-dimension mean and standard deviation of the training features (poster and
@@ -1081,11 +1102,12 @@ fn train_head<P: CachedPart>(
         .filter_map(|(f, p)| f.as_ref().map(|f| (f, p.year)))
         .collect();
     data::require(train.len(), val.len())?;
-    let _ = events.send(TrainEvent::Started {
+    events.report(TrainEvent::Started {
         backend: format!("{} (head on cached features)", chosen.description),
         train: train.len(),
         val: val.len(),
         first_epoch,
+        epochs: opts.epochs,
     });
     let optim_config =
         AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(opts.weight_decay)));

@@ -11,6 +11,8 @@ use crate::catalog::{MovieRow, PosterStatus};
 use crate::eras::EraScheme;
 use crate::imaging::HUE_BINS;
 
+pub mod era_looks;
+
 /// What the gallery shows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
