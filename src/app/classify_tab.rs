@@ -203,13 +203,12 @@ impl ClassifyTab {
             return;
         }
         let (req_tx, req_rx) = mpsc::channel::<Request>();
-        let dir = self
-            .model_dir
-            .clone()
-            .or_else(crate::model::default_model_dir);
+        let dir = self.model_dir.clone();
         let catalog = self.catalog.clone();
         let job = JobHandle::spawn("classifier", super::job_waker(ctx), move |_, events| {
+            // Finding the shipped model may unpack it: here, not on the UI thread.
             let model = dir
+                .or_else(crate::model::default_model_dir)
                 .ok_or_else(|| "no model found (resources/model is missing)".to_owned())
                 .and_then(|dir| {
                     let chosen = backend::choose(BackendChoice::Cpu).map_err(|e| e.to_string())?;

@@ -1085,17 +1085,13 @@ mod tests {
             rows[7 * dim + j] = 3.0 * rows[3 * dim + j] + 0.01 * next();
         }
         normalise_rows(&mut rows, dim);
-        let started = std::time::Instant::now();
         let top = most_similar(&rows, dim, 3, 5);
-        let took = started.elapsed();
         assert_eq!(top.len(), 5);
         assert_eq!(top[0].0, 7);
         assert!(top[0].1 > 0.99);
         assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
         assert!(top.iter().all(|(i, _)| *i != 3));
-        // Generous for debug builds on a loaded CI machine; the release figure is in the
-        // README.
-        assert!(took.as_secs_f64() < 2.0, "{took:?}");
+        // Its speed on 13,000 posters is measured by the gallery benchmark, not asserted.
     }
 
     #[test]

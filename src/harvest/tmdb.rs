@@ -353,12 +353,11 @@ mod tests {
                 r#"<div class="card style_1"><a href="/movie/{i}"><img src="/p{i}.jpg">"#
             ));
         }
-        let started = std::time::Instant::now();
+        // The bound is structural (cards kept, nesting cut), not a clock: timing belongs in
+        // benchmarks.
         let cards = parse_listing_html(&html);
-        let took = started.elapsed();
         assert!(cards.len() <= MAX_CARDS, "{}", cards.len());
         assert!(!cards.is_empty());
-        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
     }
 
     #[test]

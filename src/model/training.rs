@@ -532,9 +532,6 @@ pub fn train(
         recipe: serde_json::Value::Null,
         validation: None,
     };
-    let optim_config =
-        AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(opts.weight_decay)));
-    let mut optim = optim_config.init();
     // Seeded so that a rerun with the same seed starts from the same weights.
     device.seed(opts.seed);
     let mut net = match &opts.init_from {
@@ -586,12 +583,6 @@ pub fn train(
         };
         config = ModelConfig::load(&dir)?;
         net = load_net(&dir, &config, &device)?;
-        optim = optim
-            .load(dir.join(OPTIM_FILE))
-            .map_err(|e| ModelError::Weights {
-                path: dir.join(OPTIM_FILE).display().to_string(),
-                message: e.to_string(),
-            })?;
         history = state.history;
         first_epoch = epoch + 1;
         events.report(TrainEvent::Note(format!(
@@ -657,63 +648,225 @@ pub fn train(
         first_epoch,
         epochs: opts.epochs,
     });
-    let weights = data::balanced_weights(&data.train, &opts.bins, opts.balance);
+    let regime = PixelRegime {
+        data,
+        opts: &opts,
+        config: config.clone(),
+        device,
+        chosen,
+    };
+    let epochs = Epochs {
+        opts: &opts,
+        weights: data::balanced_weights(&data.train, &opts.bins, opts.balance),
+        val_years: data.val.iter().map(|p| p.year).collect(),
+        scheme: &scheme,
+        first_epoch,
+        optim: optimiser(&opts, out, resume, first_epoch)?,
+        cancel,
+        chosen,
+    };
+    let log = EpochLog::new(history, out, &opts, events);
+    run_epochs(&regime, epochs, net.clone(), net, config, log)
+}
+
+/// One way of training: what a step's loss is, how an epoch is validated and how the
+/// trained part goes into the network that is saved. [`run_epochs`] is the loop all share
+/// (sampling, learning-rate schedule, cancel, validation, checkpoints, resume).
+trait Regime {
+    /// What the optimiser updates.
+    type Part: Module;
+    /// Batches drawn per step (each head of an ensemble draws its own).
+    fn members(&self) -> usize {
+        1
+    }
+    /// The loss of member `member` on the training items `chunk` (indices into the
+    /// regime's training set).
+    fn loss(
+        &self,
+        part: &Self::Part,
+        member: usize,
+        chunk: &[usize],
+        rng: &mut rand::rngs::StdRng,
+    ) -> Tensor<1>;
+    /// Bin probabilities of the validation posters.
+    fn validate(&self, part: &Self::Part) -> Result<Vec<Vec<f32>>>;
+    /// `net` with `part`'s weights, as it is saved.
+    fn install(&self, part: &Self::Part, net: EraNet) -> EraNet;
+}
+
+/// What the shared loop needs besides the regime.
+struct Epochs<'a> {
+    opts: &'a TrainOptions,
+    /// Sampling weight of each training item (class balance).
+    weights: Vec<f64>,
+    /// Release years of the validation posters, in the regime's order.
+    val_years: Vec<i32>,
+    scheme: &'a crate::eras::EraScheme,
+    first_epoch: usize,
+    optim: burn::optim::ModuleOptimizer,
+    cancel: &'a Arc<AtomicBool>,
+    chosen: &'a ChosenBackend,
+}
+
+/// Adam with the run's weight decay; a resumed run's from its last checkpoint.
+fn optimiser(
+    opts: &TrainOptions,
+    out: &Path,
+    resume: bool,
+    first_epoch: usize,
+) -> Result<burn::optim::ModuleOptimizer> {
+    let optim =
+        AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(opts.weight_decay)));
+    let optim = optim.init();
+    if !(resume && first_epoch > 1) {
+        return Ok(optim);
+    }
+    let file = out
+        .join(CHECKPOINTS)
+        .join(format!("epoch-{:03}", first_epoch - 1))
+        .join(OPTIM_FILE);
+    optim.load(&file).map_err(|e| ModelError::Weights {
+        path: file.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The epoch loop of every regime: each epoch draws its batches by class weight (one
+/// order per member), steps with a cosine learning-rate schedule until cancelled,
+/// validates, and writes the checkpoint and the model.
+fn run_epochs<R: Regime>(
+    regime: &R,
+    e: Epochs<'_>,
+    mut part: R::Part,
+    mut net: EraNet,
+    mut config: ModelConfig,
+    mut log: EpochLog<'_>,
+) -> Result<TrainSummary> {
+    let Epochs {
+        opts,
+        weights,
+        val_years,
+        scheme,
+        first_epoch,
+        mut optim,
+        cancel,
+        chosen,
+    } = e;
     let epoch_size = if opts.epoch_size == 0 {
-        data.train.len()
+        weights.len()
     } else {
         opts.epoch_size
     };
-    let steps = epoch_size.div_ceil(opts.batch.max(1)).max(1);
+    let batch = opts.batch.max(1);
+    let steps = epoch_size.div_ceil(batch).max(1);
     let total_steps = steps * opts.epochs;
-    let mut log = EpochLog::new(history, out, &opts, events);
+    let members = regime.members().max(1);
     let mut cancelled = false;
     for epoch in first_epoch..=opts.epochs {
         let started = Instant::now();
         let mut rng = data::rng(opts.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
-        let order = data::weighted_order(&weights, steps * opts.batch, &mut rng);
+        let orders: Vec<Vec<usize>> = (0..members)
+            .map(|_| data::weighted_order(&weights, steps * batch, &mut rng))
+            .collect();
         let mut loss_sum = 0.0;
         let mut seen = 0usize;
-        for (s, chunk) in order.chunks(opts.batch.max(1)).enumerate() {
+        for s in 0..steps {
             if cancel.load(Ordering::Relaxed) {
                 cancelled = true;
                 break;
             }
-            let items: Vec<&Prepared> = chunk.iter().map(|&i| &data.train[i]).collect();
-            let batch = data::make_batch(
-                &items,
-                &opts.network,
-                &opts.bins,
-                &config.normalisation,
-                Some((&opts.augment, &mut rng)),
-                opts.sigma,
-                &device,
-            );
-            let l = training_loss(
-                net.forward_train(batch.images),
-                batch.targets,
-                &batch.years,
-                &opts.bins,
-                opts.year_loss,
-            );
+            let mut loss: Option<Tensor<1>> = None;
+            let mut n = 0;
+            for (k, order) in orders.iter().enumerate() {
+                let chunk = order
+                    .get(s * batch..((s + 1) * batch).min(order.len()))
+                    .unwrap_or(&[]);
+                n = chunk.len();
+                let l = regime.loss(&part, k, chunk, &mut rng);
+                // Members share no weights: the sum's gradient is each one's own.
+                loss = Some(match loss {
+                    Some(sum) => sum + l,
+                    None => l,
+                });
+            }
+            let Some(l) = loss else { break };
             let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
             let value;
-            (net, value) = descend(net, &mut optim, &l, lr);
-            loss_sum += value * items.len() as f64;
-            seen += items.len();
+            (part, value) = descend(part, &mut optim, &l, lr);
+            // Reported per member: the mean of the members' losses.
+            let value = value / members as f64;
+            loss_sum += value * n as f64;
+            seen += n;
             log.step(epoch, s + 1, steps, value);
         }
         if cancelled {
-            note_cancelled(events, epoch);
+            note_cancelled(log.events, epoch);
             break;
         }
         let train_secs = started.elapsed().as_secs_f64();
-        let probs = predict_prepared(&net, &data.val, &config, &chosen.device, 128, true)?;
-        let years: Vec<i32> = data.val.iter().map(|p| p.year).collect();
-        let validation = metrics::evaluate(&probs, &years, &opts.bins, &scheme);
+        let probs = regime.validate(&part)?;
+        let validation = metrics::evaluate(&probs, &val_years, &opts.bins, scheme);
         let report = EpochReport::new(epoch, (loss_sum, seen), train_secs, started, &validation);
+        net = regime.install(&part, net);
         log.close(report, &net, &mut config, &optim)?;
     }
     Ok(log.summary(cancelled, chosen))
+}
+
+/// Every step runs the whole network on augmented pixels.
+struct PixelRegime<'a> {
+    data: &'a TrainingData,
+    opts: &'a TrainOptions,
+    /// The model's config as training starts (its input normalisation).
+    config: ModelConfig,
+    device: Device,
+    chosen: &'a ChosenBackend,
+}
+
+impl Regime for PixelRegime<'_> {
+    type Part = EraNet;
+
+    fn loss(
+        &self,
+        net: &EraNet,
+        _member: usize,
+        chunk: &[usize],
+        rng: &mut rand::rngs::StdRng,
+    ) -> Tensor<1> {
+        let opts = self.opts;
+        let items: Vec<&Prepared> = chunk.iter().map(|&i| &self.data.train[i]).collect();
+        let batch = data::make_batch(
+            &items,
+            &opts.network,
+            &opts.bins,
+            &self.config.normalisation,
+            Some((&opts.augment, rng)),
+            opts.sigma,
+            &self.device,
+        );
+        training_loss(
+            net.forward_train(batch.images),
+            batch.targets,
+            &batch.years,
+            &opts.bins,
+            opts.year_loss,
+        )
+    }
+
+    fn validate(&self, net: &EraNet) -> Result<Vec<Vec<f32>>> {
+        predict_prepared(
+            net,
+            &self.data.val,
+            &self.config,
+            &self.chosen.device,
+            128,
+            true,
+        )
+    }
+
+    fn install(&self, net: &EraNet, _saved: EraNet) -> EraNet {
+        net.clone()
+    }
 }
 
 /// One optimiser step of `module` on `loss` at learning rate `lr`: the updated module
@@ -1013,9 +1166,9 @@ pub fn head_probs(
 /// checkpoints, resume and cancel as the full network.
 fn train_head<P: CachedPart>(
     run: &HeadRun<'_>,
-    mut net: EraNet,
+    net: EraNet,
     mut head: P,
-    mut config: ModelConfig,
+    config: ModelConfig,
     history: Vec<EpochReport>,
     first_epoch: usize,
     resume: bool,
@@ -1082,12 +1235,6 @@ fn train_head<P: CachedPart>(
             .to_device(&device)
             .train();
     }
-    let saved = |head: &P| -> P {
-        match &scaling {
-            Some((m, sd)) => head.valid().fold_scaling(m, sd, false),
-            None => head.clone(),
-        }
-    };
     // Posters whose features exist, with their years.
     let low_of = |i: usize| -> Option<&PosterFeatures> { low_owned.as_ref()?.get(i)?.as_ref() };
     let train: Vec<(&PosterFeatures, Option<&PosterFeatures>, &Prepared)> = train_f
@@ -1109,20 +1256,6 @@ fn train_head<P: CachedPart>(
         first_epoch,
         epochs: opts.epochs,
     });
-    let optim_config =
-        AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(opts.weight_decay)));
-    let mut optim = optim_config.init();
-    if resume && first_epoch > 1 {
-        let dir = out
-            .join(CHECKPOINTS)
-            .join(format!("epoch-{:03}", first_epoch - 1));
-        optim = optim
-            .load(dir.join(OPTIM_FILE))
-            .map_err(|e| ModelError::Weights {
-                path: dir.join(OPTIM_FILE).display().to_string(),
-                message: e.to_string(),
-            })?;
-    }
     let years: Vec<Prepared> = train
         .iter()
         .map(|(_, _, p)| Prepared {
@@ -1131,95 +1264,100 @@ fn train_head<P: CachedPart>(
             year: p.year,
         })
         .collect();
-    let weights = data::balanced_weights(&years, &opts.bins, opts.balance);
-    let epoch_size = if opts.epoch_size == 0 {
-        train.len()
-    } else {
-        opts.epoch_size
+    let regime = CachedRegime {
+        dim: train.first().map_or(0, |(f, _, _)| f.plain.len()),
+        train,
+        val_feats: val.iter().map(|(f, _)| *f).collect(),
+        members: head.members().max(1),
+        scaling,
+        opts,
+        device,
+        chosen,
+        part: std::marker::PhantomData::<P>,
     };
-    let batch = opts.batch.max(1);
-    let steps = epoch_size.div_ceil(batch).max(1);
-    let total_steps = steps * opts.epochs;
-    let c = train.first().map_or(0, |(f, _, _)| f.plain.len());
-    let val_years: Vec<i32> = val.iter().map(|(_, y)| *y).collect();
-    let val_feats: Vec<&PosterFeatures> = val.iter().map(|(f, _)| *f).collect();
-    let mut log = EpochLog::new(history, out, opts, events);
-    let mut cancelled = false;
-    let members = head.members().max(1);
-    for epoch in first_epoch..=opts.epochs {
-        let started = Instant::now();
-        let mut rng = data::rng(opts.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
-        // Each member of an ensemble draws its own batches (the first the single head's).
-        let orders: Vec<Vec<usize>> = (0..members)
-            .map(|_| data::weighted_order(&weights, steps * batch, &mut rng))
-            .collect();
-        let mut loss_sum = 0.0;
-        let mut seen = 0usize;
-        for s in 0..steps {
-            if cancel.load(Ordering::Relaxed) {
-                cancelled = true;
-                break;
-            }
-            let mut loss: Option<Tensor<1>> = None;
-            let mut n = 0;
-            for (k, order) in orders.iter().enumerate() {
-                let chunk = order
-                    .get(s * batch..((s + 1) * batch).min(order.len()))
-                    .unwrap_or(&[]);
-                n = chunk.len();
-                let mut x = Vec::with_capacity(chunk.len() * c);
-                let mut t = Vec::with_capacity(chunk.len() * opts.bins.count);
-                let mut years = Vec::with_capacity(chunk.len());
-                for &i in chunk {
-                    let (f, low, p) = train[i];
-                    // With --rescale, a share of the steps sees the shrunken, re-encoded copy.
-                    let f = match low {
-                        Some(low) if rand::Rng::random::<f32>(&mut rng) < opts.augment.rescale => {
-                            low
-                        }
-                        _ => f,
-                    };
-                    // Mirror images are the flip augmentation.
-                    let v = if rand::Rng::random_bool(&mut rng, 0.5) {
-                        &f.flipped
-                    } else {
-                        &f.plain
-                    };
-                    x.extend_from_slice(v);
-                    t.extend(data::soft_target(p.year, &opts.bins, opts.sigma));
-                    years.push(p.year);
-                }
-                let x: Tensor<2> = Tensor::from_data(TensorData::new(x, [n, c]), &device);
-                let t: Tensor<2> =
-                    Tensor::from_data(TensorData::new(t, [n, opts.bins.count]), &device);
-                let logits = head.forward_member(k, x);
-                let l = training_loss(logits, t, &years, &opts.bins, opts.year_loss);
-                // The members share no weights: the sum's gradient is each one's own.
-                loss = Some(match loss {
-                    Some(sum) => sum + l,
-                    None => l,
-                });
-            }
-            let Some(l) = loss else { break };
-            let lr = lr_at(opts.lr, (epoch - 1) * steps + s, total_steps);
-            let value;
-            (head, value) = descend(head, &mut optim, &l, lr);
-            // Reported per member: the mean of the members' losses.
-            let value = value / members as f64;
-            loss_sum += value * n as f64;
-            seen += n;
-            log.step(epoch, s + 1, steps, value);
-        }
-        if cancelled {
-            note_cancelled(events, epoch);
-            break;
-        }
-        let train_secs = started.elapsed().as_secs_f64();
-        let probs = head_probs(&head.valid(), &val_feats, &chosen.device)?;
-        let validation = metrics::evaluate(&probs, &val_years, &opts.bins, scheme);
-        let report = EpochReport::new(epoch, (loss_sum, seen), train_secs, started, &validation);
-        net = saved(&head).install(net);
-        log.close(report, &net, &mut config, &optim)?;
+    let epochs = Epochs {
+        opts,
+        weights: data::balanced_weights(&years, &opts.bins, opts.balance),
+        val_years: val.iter().map(|(_, y)| *y).collect(),
+        scheme,
+        first_epoch,
+        optim: optimiser(opts, out, resume, first_epoch)?,
+        cancel,
+        chosen,
+    };
+    let log = EpochLog::new(history, out, opts, events);
+    run_epochs(&regime, epochs, head, net, config, log)
+}
+
+/// The head alone on cached backbone features, or the last blocks with the head on
+/// cached block inputs: each step reads a poster's cached features (its mirror image half
+/// the time, its shrunken copy a share of the time) instead of running the backbone.
+struct CachedRegime<'a, P> {
+    /// Training posters' features, shrunken copies' features and the posters.
+    train: Vec<(&'a PosterFeatures, Option<&'a PosterFeatures>, &'a Prepared)>,
+    val_feats: Vec<&'a PosterFeatures>,
+    /// Values per feature vector.
+    dim: usize,
+    members: usize,
+    /// Mean and deviation the features were standardised with (folded into the saved head).
+    scaling: Option<(Vec<f32>, Vec<f32>)>,
+    opts: &'a TrainOptions,
+    device: Device,
+    chosen: &'a ChosenBackend,
+    part: std::marker::PhantomData<P>,
+}
+
+impl<P: CachedPart> Regime for CachedRegime<'_, P> {
+    type Part = P;
+
+    fn members(&self) -> usize {
+        self.members
     }
-    Ok(log.summary(cancelled, chosen))
+
+    fn loss(
+        &self,
+        head: &P,
+        member: usize,
+        chunk: &[usize],
+        rng: &mut rand::rngs::StdRng,
+    ) -> Tensor<1> {
+        let opts = self.opts;
+        let n = chunk.len();
+        let mut x = Vec::with_capacity(n * self.dim);
+        let mut t = Vec::with_capacity(n * opts.bins.count);
+        let mut years = Vec::with_capacity(n);
+        for &i in chunk {
+            let (f, low, p) = self.train[i];
+            // With --rescale, a share of the steps sees the shrunken, re-encoded copy.
+            let f = match low {
+                Some(low) if rand::Rng::random::<f32>(rng) < opts.augment.rescale => low,
+                _ => f,
+            };
+            // Mirror images are the flip augmentation.
+            let v = if rand::Rng::random_bool(rng, 0.5) {
+                &f.flipped
+            } else {
+                &f.plain
+            };
+            x.extend_from_slice(v);
+            t.extend(data::soft_target(p.year, &opts.bins, opts.sigma));
+            years.push(p.year);
+        }
+        let x: Tensor<2> = Tensor::from_data(TensorData::new(x, [n, self.dim]), &self.device);
+        let t: Tensor<2> =
+            Tensor::from_data(TensorData::new(t, [n, opts.bins.count]), &self.device);
+        let logits = head.forward_member(member, x);
+        training_loss(logits, t, &years, &opts.bins, opts.year_loss)
+    }
+
+    fn validate(&self, head: &P) -> Result<Vec<Vec<f32>>> {
+        head_probs(&head.valid(), &self.val_feats, &self.chosen.device)
+    }
+
+    fn install(&self, head: &P, net: EraNet) -> EraNet {
+        match &self.scaling {
+            Some((m, sd)) => head.valid().fold_scaling(m, sd, false).install(net),
+            None => head.clone().install(net),
+        }
+    }
 }
