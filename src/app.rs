@@ -40,6 +40,8 @@ pub enum AppCommand {
     OpenInClassify(std::path::PathBuf),
     /// Use this trained model from now on, and show it in the Classify tab.
     UseModel(std::path::PathBuf),
+    /// Run the model over the catalog (for the Map, the model sorts and filters).
+    RunModelPass,
 }
 
 /// Where tabs send [`AppCommand`]s; a tab made on its own (a test) sends them nowhere.
@@ -247,11 +249,11 @@ impl MovieErasApp {
             summary: Loading::Idle,
             harvest: HarvestTab::new(crate::config::default_path()).with_commands(commands.clone()),
             train: TrainTab::default().with_commands(commands.clone()),
-            commands,
             command_rx,
             classify,
             gallery,
-            compare: CompareTab::new(),
+            compare: CompareTab::new().with_commands(commands.clone()),
+            commands,
             explorer: Loading::Idle,
             thumbs: None,
         }
@@ -338,6 +340,11 @@ impl MovieErasApp {
                     self.use_model(Some(dir));
                     self.refresh_models(ctx);
                     self.settings.tab = Tab::Classify;
+                }
+                AppCommand::RunModelPass => {
+                    if let Loading::Done(Ok(explorer)) = &self.explorer {
+                        self.gallery.run_model_pass(explorer, &self.data_dir, ctx);
+                    }
                 }
             }
             ctx.request_repaint();
@@ -622,6 +629,7 @@ impl MovieErasApp {
                 &mut self.settings.gallery,
             );
         } else {
+            let analysis = self.gallery.analysis_result();
             self.compare.ui(
                 ui,
                 &explorer,
@@ -629,6 +637,7 @@ impl MovieErasApp {
                 &self.data_dir,
                 thumbs,
                 &mut self.settings.compare,
+                analysis.as_ref(),
             );
         }
     }

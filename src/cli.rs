@@ -1,6 +1,7 @@
 //! The headless command line: every job of the app, for scripts, tests and benchmarks.
 
 mod model_jobs;
+mod walls;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -123,6 +124,9 @@ pub enum Command {
     Evaluate(model_jobs::EvaluateArgs),
     /// Predict the era and year of poster images.
     Classify(model_jobs::ClassifyArgs),
+    /// Write poster walls of chosen eras side by side as one labelled PNG (what the
+    /// Compare tab's "Export wall…" writes).
+    Compare(walls::CompareArgs),
     /// Run the model over every poster of the catalog and store its predictions (what the
     /// Gallery's Map and error sort use; `export` then carries them). Predictions already
     /// stored for the model are kept: a second run does nothing.
@@ -362,6 +366,10 @@ pub fn run(cli: Cli) -> Result<()> {
             model_jobs::cmd_classify(&data_dir, &schemes, &args)
         }
         Command::Predict(args) => model_jobs::cmd_predict(&data_dir, &args),
+        Command::Compare(args) => {
+            let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
+            walls::cmd_compare(&data_dir, &schemes, &args)
+        }
         Command::InstallDesktop { share } => {
             let share = share
                 .or_else(crate::desktop::user_share_dir)

@@ -3,6 +3,8 @@
 //! Every image that enters the app goes through [`decode_poster`], which rejects empty,
 //! truncated, non-image, oversized and decompression-bomb inputs with a clear reason.
 
+pub mod text;
+
 use std::io::{Cursor, Read};
 use std::path::Path;
 

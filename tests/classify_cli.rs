@@ -218,3 +218,102 @@ fn predict_stores_the_catalogs_predictions_once_and_export_carries_them() {
     assert!(!o.status.success());
     assert!(text(&o).contains("loading the model"), "{}", text(&o));
 }
+
+#[test]
+fn compare_writes_one_labelled_block_per_era_and_refuses_bad_input_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let years = [1952, 1985, 2015];
+    let data = common::catalog_of(tmp.path(), 12, |i| {
+        (
+            years[i as usize % 3] + (i as i32 % 4),
+            common::poster(i + 70, 60, 90),
+        )
+    });
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data.root())
+            .arg("compare")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = tmp.path().join("wall.png");
+    let o = run(&[
+        "--scheme",
+        "decades",
+        "--eras",
+        "1950s,1980s,2010s",
+        "--per-era",
+        "3",
+        "--width",
+        "900",
+        "--tile",
+        "60",
+        "--captions",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("3 eras, 9 posters"), "{}", text(&o));
+    let wall = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(wall.width(), 900);
+    // One header band per era, each in its column's colour.
+    let block_w = (900 - 6 * 4) / 3;
+    for k in 0..3u32 {
+        let p = wall.get_pixel(6 + k * (block_w + 6) + block_w - 3, 8);
+        assert_eq!(
+            p.0,
+            movie_eras::explore::column_colour(k as usize),
+            "block {k}"
+        );
+    }
+    // Rows layout: the same eras stacked, taller than wide blocks side by side.
+    let rows = tmp.path().join("rows.png");
+    let o = run(&[
+        "--eras",
+        "1950s,2010s",
+        "--layout",
+        "rows",
+        "--width",
+        "900",
+        "--out",
+        rows.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(image::open(&rows).unwrap().width(), 900);
+    // Bad input: each with a clear message and no file.
+    let bad = |args: &[&str], says: &str| {
+        let o = run(args);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(
+            text(&o).contains(says),
+            "{args:?}: expected {says:?} in {}",
+            text(&o)
+        );
+        assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    };
+    let nowhere = tmp.path().join("x.png");
+    let x = nowhere.to_str().unwrap();
+    bad(
+        &["--eras", "1950s,1880s", "--out", x],
+        "unknown era `1880s`",
+    );
+    bad(&["--scheme", "nope", "--eras", "1950s", "--out", x], "nope");
+    bad(
+        &["--eras", "1920s", "--out", x],
+        "no posters match in 1920s",
+    );
+    bad(
+        &["--eras", "1950s", "--sort", "confidence", "--out", x],
+        "run `movie-eras predict` first",
+    );
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under_file = file.join("wall.png");
+    bad(
+        &["--eras", "1950s", "--out", under_file.to_str().unwrap()],
+        "cannot write",
+    );
+    assert!(!nowhere.exists());
+}

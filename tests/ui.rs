@@ -267,7 +267,12 @@ fn compare_shows_the_chosen_eras_with_their_average_posters() {
     // Golden Age: Rebecca and Casablanca; New Hollywood: Jaws and Star Wars.
     wait_for(&mut h, "Average of 2 posters");
     assert_eq!(h.query_all_by_label("2 posters").count(), 2);
-    h.get_by_label("Poster statistics over the years");
+    // Their posters are on the walls.
+    h.get_by_label("Casablanca (1942)");
+    h.get_by_label("Jaws (1975)");
+    // The statistics are one click away.
+    h.get_by_label("Statistics").click();
+    wait_for(&mut h, "Poster statistics over the years");
     // The contact sheet the export button writes: one column per era.
     let out = tmp.path().join("sheet.png");
     let posters: Vec<movie_eras::explore::era_looks::PosterSource> = (1..=2)
@@ -878,7 +883,8 @@ fn compare_adds_the_next_era_in_time_order_without_moving_the_button() {
     wait_for(&mut h, "Blockbuster (1983–1994)");
     assert_eq!(h.get_by_label("Add column").rect().min, before.min);
     // Counts behind the yearly figures are plotted, and sparse years are called out.
-    h.get_by_label("Posters per year");
+    h.get_by_label("Statistics").click();
+    wait_for(&mut h, "Posters per year");
     h.get_by_label_contains("years with fewer than 5 posters are dots");
 }
 
@@ -969,7 +975,7 @@ fn hovering_a_compare_plot_shows_that_years_posters_until_the_pointer_leaves() {
     gallery_catalog(tmp.path());
     let mut h = harness_with(tmp.path(), 1600.0, |s| {
         s.tab = Tab::Compare;
-        s.compare.per_column = 3;
+        s.compare.view = movie_eras::app::compare_tab::CompareView::Statistics;
     });
     wait_for(&mut h, "Brightness");
     // Posters and average images load on workers and may move the plots while they do,
@@ -988,4 +994,80 @@ fn hovering_a_compare_plot_shows_that_years_posters_until_the_pointer_leaves() {
     }
     assert!(h.query_by_label_contains("Posters from 19").is_none());
     h.get_by_label("Posters from the year under the pointer appear here.");
+}
+
+/// Tile labels of the first wall column (left of `x_max`), top to bottom, left to right.
+fn first_column(h: &Harness<'_, MovieErasApp>, x_max: f32) -> Vec<String> {
+    let mut tiles: Vec<(i64, i64, String)> = h
+        .query_all_by_label_contains("Poster ")
+        .filter(|n| n.rect().left() < x_max)
+        .map(|n| {
+            let r = n.rect();
+            (
+                r.top() as i64,
+                r.left() as i64,
+                text_of(&n.accesskit_node()),
+            )
+        })
+        .collect();
+    tiles.sort();
+    tiles.into_iter().map(|(_, _, t)| t).collect()
+}
+
+#[test]
+fn compare_walls_follow_the_tile_size_the_shared_filter_and_the_sort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let years = [1955, 1985, 2015];
+    let data = common::catalog_of(tmp.path(), 90, |i| {
+        (
+            years[i as usize % 3] + (i as i32 / 3) % 5,
+            common::poster(i + 5, 40, 60),
+        )
+    });
+    let decades = EraSchemes::builtin().get("decades").unwrap().clone();
+    let cols = vec![
+        decades.era_index(1955),
+        decades.era_index(1985),
+        decades.era_index(2015),
+    ];
+    let mut h = harness_with(data.root(), 800.0, |s| {
+        s.tab = Tab::Compare;
+        s.scheme = "decades".into();
+        s.compare.columns.insert("decades".into(), cols);
+        s.compare.all_posters = true;
+        s.compare.tile = 120.0;
+    });
+    wait_for(&mut h, "30 posters");
+    assert_eq!(h.query_all_by_label("30 posters").count(), 3);
+    // Only the tiles in view exist; smaller tiles, more of them in the same window.
+    let big = h.query_all_by_label_contains("Poster ").count();
+    h.state_mut().settings_mut().compare.tile = 40.0;
+    h.step();
+    h.step();
+    let small = h.query_all_by_label_contains("Poster ").count();
+    assert!(small > big, "{small} tiles at 40 points, {big} at 120");
+    assert!(big < 90, "the wall is virtualised: {big} of 90 tiles drawn");
+    // One filter narrows every column.
+    h.state_mut().settings_mut().compare.filter.title = "Poster 1".into();
+    h.step();
+    h.step();
+    assert_eq!(h.query_all_by_label("3 posters").count(), 2);
+    h.get_by_label("5 posters");
+    h.state_mut().settings_mut().compare.filter.title.clear();
+    h.step();
+    h.step();
+    // The sort orders each wall: by year, then shuffled by the seed.
+    let x_max = 1200.0 / 3.0;
+    let by_year = first_column(&h, x_max);
+    let years_shown: Vec<i32> = by_year
+        .iter()
+        .map(|t| t[t.len() - 5..t.len() - 1].parse().unwrap())
+        .collect();
+    assert!(years_shown.windows(2).all(|w| w[0] <= w[1]), "{by_year:?}");
+    h.state_mut().settings_mut().compare.sort = movie_eras::explore::walls::WallSort::Random;
+    h.step();
+    h.step();
+    let shuffled = first_column(&h, x_max);
+    assert_eq!(shuffled.len(), by_year.len());
+    assert_ne!(shuffled, by_year);
 }

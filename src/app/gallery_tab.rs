@@ -206,6 +206,16 @@ impl GalleryTab {
         self.detail_scheme.clear();
     }
 
+    /// The model's finished pass over the catalog, if it has run.
+    pub fn analysis_result(&self) -> Option<Arc<CatalogAnalysis>> {
+        self.analysis.as_ref().and_then(|a| a.result.clone())
+    }
+
+    /// Runs the model over the catalog (once), as the Map and the error sort do.
+    pub fn run_model_pass(&mut self, explorer: &Explorer, data_dir: &DataDir, ctx: &egui::Context) {
+        self.start_pass(explorer, data_dir, ctx);
+    }
+
     fn start_pass(&mut self, explorer: &Explorer, data_dir: &DataDir, ctx: &egui::Context) {
         // Called each frame while the map or a model sort is on: the poster list is built
         // once, when the pass starts.

@@ -12,6 +12,7 @@ use crate::eras::EraScheme;
 use crate::imaging::HUE_BINS;
 
 pub mod era_looks;
+pub mod walls;
 
 /// What the gallery shows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
