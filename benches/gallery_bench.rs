@@ -8,7 +8,8 @@
 //! (e.g. one with the 13,137 shared posters imported). `--also-thumbnails-in-catalog`
 //! then measures, in the same run, a copy of that catalog with a JPEG thumbnail stored
 //! for every poster, as versions before 2026-12 kept them (the grid read those instead of
-//! the poster files).
+//! the poster files). `--compare-walls` also scrolls four decades of Compare walls (all
+//! their posters, scrolled together) top to bottom.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -150,6 +151,11 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
     let old_layout = args.iter().any(|a| a == "--also-thumbnails-in-catalog");
+    let walls = args.iter().any(|a| a == "--compare-walls");
+    if args.iter().any(|a| a == "--map-layout") {
+        map_layout();
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let data = match given {
         Some(d) => d,
@@ -168,6 +174,10 @@ fn main() {
     };
     println!("\n## catalog as it is ({:.1} MiB)\n", size_mib(&data));
     measure(&data);
+    if walls {
+        println!("\n## Compare: four decades as walls of all their posters, scrolled together\n");
+        measure_walls(&data);
+    }
     if old_layout {
         let copy = tmp.path().join("with-thumbnails");
         std::fs::create_dir_all(&copy).unwrap();
@@ -284,6 +294,130 @@ fn measure(data: &std::path::Path) {
     println!(
         "| resident memory after scrolling (before the app: {rss_before:.0} MiB) | {:.0} MiB | 600 MiB |",
         rss_mib()
+    );
+}
+
+/// Opens Compare on `data` with four decades as walls of all their posters (scrolled
+/// together) and scrolls them top to bottom, printing frame times.
+fn measure_walls(data: &std::path::Path) {
+    let frame_ms: Rc<RefCell<Vec<f64>>> = Rc::default();
+    let times = frame_ms.clone();
+    let decades = EraSchemes::builtin().get("decades").unwrap().clone();
+    let cols: Vec<usize> = [1955, 1985, 2005, 2015]
+        .iter()
+        .map(|&y| decades.era_index(y))
+        .collect();
+    let mut settings = Settings {
+        tab: Tab::Compare,
+        scheme: "decades".into(),
+        ..Settings::default()
+    };
+    settings
+        .compare
+        .columns
+        .insert("decades".into(), cols.clone());
+    settings.compare.all_posters = true;
+    settings.compare.tile = 80.0;
+    let app = MovieErasApp::new(DataDir::new(data), EraSchemes::builtin(), settings);
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .build_ui_state(
+            move |ui, app: &mut MovieErasApp| {
+                let t = Instant::now();
+                app.show(ui);
+                times.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
+            },
+            app,
+        );
+    let started = Instant::now();
+    h.step();
+    while h.state().explorer().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "catalog never loaded"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        h.step();
+    }
+    h.step();
+    let longest = {
+        let e = h.state().explorer().unwrap();
+        cols.iter()
+            .map(|&c| e.era_members(&decades, c).len())
+            .max()
+            .unwrap_or(0)
+    };
+    // Four columns of about 296 points hold three 80-point tiles a row (widened to fill).
+    let rows = longest.div_ceil(3);
+    let cell = (296.0 + 4.0) / 3.0 * 1.5;
+    let frames = (rows as f64 * cell / 400.0).ceil() as usize + 10;
+    frame_ms.borrow_mut().clear();
+    for _ in 0..frames {
+        let frame_start = Instant::now();
+        h.event(egui::Event::PointerMoved(egui::pos2(500.0, 500.0)));
+        h.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, -400.0),
+            phase: egui::TouchPhase::Move,
+            modifiers: egui::Modifiers::NONE,
+            source: egui::MouseWheelSource::Wheel,
+        });
+        h.step();
+        let spent = frame_start.elapsed();
+        if spent < Duration::from_micros(16_667) {
+            std::thread::sleep(Duration::from_micros(16_667) - spent);
+        }
+    }
+    let mut t = frame_ms.borrow().clone();
+    t.sort_by(f64::total_cmp);
+    let mean = t.iter().sum::<f64>() / t.len().max(1) as f64;
+    println!("longest wall: {longest} posters; {frames} wheel steps of 400 points");
+    println!("| measure | value | target |");
+    println!("|---|---:|---:|");
+    println!("| UI frame CPU time while scrolling, mean | {mean:.2} ms | |");
+    println!(
+        "| UI frame CPU time while scrolling, 95th percentile | {:.2} ms | 8 ms |",
+        percentile(&t, 0.95)
+    );
+    println!(
+        "| UI frame CPU time while scrolling, worst | {:.2} ms | |",
+        t.last().copied().unwrap_or(0.0)
+    );
+}
+
+/// Times the Map's t-SNE layout of 20,000 generated 1,280-value feature rows (40
+/// clusters, unit length, as the model's embeddings are).
+fn map_layout() {
+    let (n, dim) = (20_000usize, 1280usize);
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let centres: Vec<Vec<f32>> = (0..40)
+        .map(|_| (0..dim).map(|_| next()).collect())
+        .collect();
+    let mut rows: Vec<f32> = Vec::with_capacity(n * dim);
+    for i in 0..n {
+        rows.extend(centres[i % 40].iter().map(|c| c + 0.8 * next()));
+    }
+    movie_eras::explore::normalise_rows(&mut rows, dim);
+    let t = Instant::now();
+    let pca = movie_eras::explore::pca_2d(&rows, dim);
+    let pca_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let layout = movie_eras::explore::layout::tsne_2d(&rows, dim, 1, false, &mut |_, _| {});
+    let tsne_s = t.elapsed().as_secs_f64();
+    assert_eq!((pca.len(), layout.len()), (n, n));
+    println!("| Map layout of {n} posters x {dim} features | time | target |");
+    println!("|---|---:|---:|");
+    println!("| PCA | {pca_s:.1} s | |");
+    println!(
+        "| t-SNE ({} epochs, perplexity {}) | {tsne_s:.1} s | 60 s |",
+        movie_eras::explore::layout::TSNE_EPOCHS,
+        movie_eras::explore::layout::PERPLEXITY
     );
 }
 

@@ -1071,3 +1071,23 @@ fn compare_walls_follow_the_tile_size_the_shared_filter_and_the_sort() {
     assert_eq!(shuffled.len(), by_year.len());
     assert_ne!(shuffled, by_year);
 }
+
+#[test]
+fn the_map_switches_to_a_cached_t_sne_layout_and_era_colours() {
+    let tmp = tempfile::tempdir().unwrap();
+    gallery_catalog(tmp.path());
+    let mut h = harness_with(tmp.path(), 800.0, |s| {
+        s.gallery.map = true;
+        s.gallery.map_layout = movie_eras::explore::layout::MapLayout::Tsne;
+        s.gallery.map_colour = movie_eras::app::gallery_tab::MapColour::Era;
+    });
+    wait_for(&mut h, "placed by a t-SNE layout");
+    h.get_by_label_contains("coloured by era");
+    // The layout is cached per model and catalog in the data directory.
+    let cached = std::fs::read_dir(tmp.path().join("cache"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("map-tsne-"))
+        .count();
+    assert_eq!(cached, 1);
+}

@@ -559,6 +559,11 @@ impl CompareTab {
             }
         });
         let per_row = view.per_row(col_w);
+        // Tiles widen to fill the column's width.
+        let view = &WallView {
+            tile: ((col_w + TILE_GAP) / per_row as f32 - TILE_GAP).max(view.tile),
+            ..*view
+        };
         let cell_h = view.tile * 1.5 + TILE_GAP;
         if together {
             let rows = samples
@@ -1095,6 +1100,7 @@ impl CompareTab {
 }
 
 /// What the wall views read.
+#[derive(Clone, Copy)]
 struct WallView<'a> {
     explorer: &'a Explorer,
     scheme: &'a EraScheme,

@@ -19,7 +19,9 @@ use super::thumbs::Thumbnails;
 use super::{AppCommand, CommandSender};
 use crate::catalog::PosterStatus;
 use crate::eras::EraScheme;
+use crate::explore::layout::MapLayout;
 use crate::explore::{self, Explorer, Filter, SortKey};
+use crate::jobs::JobHandle;
 use crate::model::inference::Prediction;
 use crate::paths::DataDir;
 
@@ -39,6 +41,35 @@ pub struct GallerySettings {
     pub map: bool,
     /// Run the model over the catalog and show its guess on every tile.
     pub predictions: bool,
+    /// How the Map lays posters out.
+    #[serde(default)]
+    pub map_layout: MapLayout,
+    /// What the Map's colours show.
+    #[serde(default)]
+    pub map_colour: MapColour,
+}
+
+/// What the Map's colours show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum MapColour {
+    /// Release year, on a colour ramp.
+    #[default]
+    Year,
+    /// Era of the chosen scheme, one colour each.
+    Era,
+}
+
+/// `(epoch, epochs)` of a t-SNE fit.
+type Epochs = (usize, usize);
+
+/// The Map's t-SNE layout of one model pass: computing, or done.
+struct TsneLayout {
+    /// The pass it is for (by identity).
+    pass: usize,
+    job: Option<JobHandle<Vec<[f32; 2]>, Epochs>>,
+    progress: (usize, usize),
+    coords: Option<Arc<Vec<[f32; 2]>>>,
+    error: Option<String>,
 }
 
 impl Default for GallerySettings {
@@ -50,6 +81,8 @@ impl Default for GallerySettings {
             thumb_width: 96.0,
             map: false,
             predictions: false,
+            map_layout: MapLayout::Pca,
+            map_colour: MapColour::Year,
         }
     }
 }
@@ -96,6 +129,8 @@ enum DetailState {
 /// State of the Gallery tab.
 pub struct GalleryTab {
     analysis: Option<Analysis>,
+    /// The Map's t-SNE layout.
+    tsne: Option<TsneLayout>,
     shown: Vec<usize>,
     key: Option<SelectionKey>,
     errors: HashMap<i64, f32>,
@@ -137,6 +172,7 @@ impl GalleryTab {
     pub fn new() -> Self {
         Self {
             analysis: None,
+            tsne: None,
             shown: Vec::new(),
             key: None,
             errors: HashMap::new(),
@@ -366,7 +402,7 @@ impl GalleryTab {
         }
         missing_files_ui(ui, thumbs);
         let clicked = if settings.map {
-            self.map_ui(ui, explorer, thumbs, data_dir)
+            self.map_ui(ui, explorer, scheme, thumbs, data_dir, settings)
         } else {
             self.grid_ui(ui, explorer, thumbs, settings.thumb_width, data_dir)
         };
@@ -472,14 +508,101 @@ impl GalleryTab {
         clicked
     }
 
+    /// The t-SNE layout of `pass`: cached or computed on a job (with a progress bar
+    /// meanwhile, the PCA layout showing); `None` until it is ready.
+    fn tsne_coords(
+        &mut self,
+        ui: &mut egui::Ui,
+        pass: &Arc<CatalogAnalysis>,
+        data_dir: &DataDir,
+    ) -> Option<Arc<Vec<[f32; 2]>>> {
+        let id = Arc::as_ptr(pass) as usize;
+        if self.tsne.as_ref().is_none_or(|t| t.pass != id) {
+            let pass = Arc::clone(pass);
+            let cache = data_dir
+                .root()
+                .join("cache")
+                .join(format!("map-tsne-{}.json", layout_key(&pass)));
+            let job = JobHandle::spawn("t-SNE layout", super::job_waker(ui.ctx()), move |_, p| {
+                // A layout computed before for this model and catalog is read back.
+                if let Some(c) = std::fs::read(&cache)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Vec<[f32; 2]>>(&b).ok())
+                    .filter(|c| c.len() == pass.movie_ids.len())
+                {
+                    return Ok(c);
+                }
+                let p = p.clone();
+                let coords =
+                    explore::layout::tsne_2d(&pass.embeddings, pass.dim, 1, false, &mut |e, n| {
+                        p.report((e, n));
+                    });
+                // A cache that cannot be written only costs time next time.
+                if let Ok(json) = serde_json::to_vec(&coords)
+                    && let Err(e) = crate::fsutil::write_atomic(&cache, &json)
+                {
+                    log::warn!("cannot cache the map layout in {}: {e}", cache.display());
+                }
+                Ok::<_, String>(coords)
+            });
+            let (job, error) = match job {
+                Ok(j) => (Some(j), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            self.tsne = Some(TsneLayout {
+                pass: id,
+                job,
+                progress: (0, explore::layout::TSNE_EPOCHS),
+                coords: None,
+                error,
+            });
+        }
+        let t = self.tsne.as_mut()?;
+        if let Some(job) = &mut t.job {
+            let polled = job.poll();
+            if let Some(&p) = polled.progress.last() {
+                t.progress = p;
+            }
+            match polled.done {
+                Some(Ok(c)) => {
+                    t.coords = Some(Arc::new(c));
+                    t.job = None;
+                }
+                Some(Err(e)) => {
+                    t.error = Some(e.to_string());
+                    t.job = None;
+                }
+                None => {}
+            }
+        }
+        if let Some(e) = &t.error {
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                format!("t-SNE layout failed: {e}"),
+            );
+        } else if t.coords.is_none() {
+            let (done, total) = t.progress;
+            ui.add(
+                egui::ProgressBar::new(done as f32 / total.max(1) as f32).text(format!(
+                    "t-SNE layout: epoch {done} of {total} (the PCA layout meanwhile)"
+                )),
+            );
+        }
+        t.coords.clone()
+    }
+
     /// The 2-D map of model features; returns the poster clicked (on the map or in the
     /// strip below it).
+    // The window's state it reads: catalog, scheme, thumbnails, data directory, settings.
+    #[allow(clippy::too_many_arguments)]
     fn map_ui(
         &mut self,
         ui: &mut egui::Ui,
         explorer: &Arc<Explorer>,
+        scheme: &EraScheme,
         thumbs: &mut Thumbnails,
         data_dir: &DataDir,
+        settings: &mut GallerySettings,
     ) -> Option<usize> {
         let Some(result) = self.analysis.as_ref().and_then(|a| a.result.clone()) else {
             ui.label(
@@ -488,14 +611,41 @@ impl GalleryTab {
             return None;
         };
         ui.horizontal_wrapped(|ui| {
-            ui.label(
-                "Each point is a poster, placed by the first two principal components of the \
-                 model's features and coloured by release year. Scroll to zoom, drag to pan, \
-                 double-click to see everything; zoomed in, points become posters.",
-            );
+            ui.label("Layout");
+            ui.selectable_value(&mut settings.map_layout, MapLayout::Pca, "PCA")
+                .on_hover_text("The first two principal components of the model's features");
+            ui.selectable_value(&mut settings.map_layout, MapLayout::Tsne, "t-SNE")
+                .on_hover_text(
+                    "Posters the model sees as alike close together (computed once per model \
+                     and catalog, then cached)",
+                );
+            ui.separator();
+            ui.label("Colour");
+            ui.selectable_value(&mut settings.map_colour, MapColour::Year, "year");
+            ui.selectable_value(&mut settings.map_colour, MapColour::Era, "era");
+            ui.separator();
             ui.toggle_value(&mut self.lasso_mode, "Lasso")
                 .on_hover_text("Drag around posters to keep only them in the grid");
         });
+        let coords = match settings.map_layout {
+            MapLayout::Pca => None,
+            MapLayout::Tsne => self.tsne_coords(ui, &result, data_dir),
+        };
+        let coords: &[[f32; 2]] = coords.as_deref().map_or(&result.coords, |c| c.as_slice());
+        ui.label(format!(
+            "Each point is a poster, placed by {} of the model's features and coloured by \
+             {}. Scroll to zoom, drag to pan, double-click to see everything; zoomed in, \
+             points become posters.",
+            if coords.as_ptr() == result.coords.as_ptr() {
+                "the first two principal components"
+            } else {
+                "a t-SNE layout"
+            },
+            match settings.map_colour {
+                MapColour::Year => "release year",
+                MapColour::Era => "era",
+            }
+        ));
         let (first, last) = explorer.year_range.unwrap_or((1890, 2030));
         // Points of the movies the filters keep, by five-year group for their colour.
         let mut groups: BTreeMap<i32, Vec<[f64; 2]>> = BTreeMap::new();
@@ -505,9 +655,13 @@ impl GalleryTab {
             let (Some(&k), Some(year)) = (result.index.get(&r.id), r.year) else {
                 continue;
             };
-            let c = result.coords[k];
+            let Some(c) = coords.get(k) else { continue };
             let p = [f64::from(c[0]), f64::from(c[1])];
-            groups.entry(year.div_euclid(5) * 5).or_default().push(p);
+            let group = match settings.map_colour {
+                MapColour::Year => year.div_euclid(5) * 5,
+                MapColour::Era => scheme.era_index(year) as i32,
+            };
+            groups.entry(group).or_default().push(p);
             members.push((i, p));
         }
         // Zoomed in far enough, the posters themselves (as of the previous frame's view),
@@ -546,6 +700,7 @@ impl GalleryTab {
             Some(self.lasso_path.clone())
         };
         let lasso_mode = self.lasso_mode;
+        let map_colour = settings.map_colour;
         let scroll = ui.input(|i| i.smooth_scroll_delta.y);
         let height = (ui.available_height() - 150.0).max(200.0);
         let width = ui.available_width();
@@ -566,14 +721,23 @@ impl GalleryTab {
                     plot.zoom_bounds_around_hovered(egui::vec2(f, f));
                 }
                 for (group, pts) in groups {
-                    let [r, g, b] = explore::year_colour(group as f32 + 2.0, first, last);
-                    plot.points(
-                        Points::new(
+                    let ([r, g, b], name) = match map_colour {
+                        MapColour::Year => (
+                            explore::year_colour(group as f32 + 2.0, first, last),
                             format!("{group}\u{2013}{}", group + 4),
-                            PlotPoints::from(pts),
-                        )
-                        .radius(2.0)
-                        .color(egui::Color32::from_rgb(r, g, b)),
+                        ),
+                        MapColour::Era => (
+                            explore::column_colour(group as usize),
+                            scheme
+                                .eras
+                                .get(group as usize)
+                                .map_or_else(String::new, |e| e.name.clone()),
+                        ),
+                    };
+                    plot.points(
+                        Points::new(name, PlotPoints::from(pts))
+                            .radius(2.0)
+                            .color(egui::Color32::from_rgb(r, g, b)),
                     );
                 }
                 let (hw, hh) = (
@@ -1136,4 +1300,17 @@ fn filters_ui(ui: &mut egui::Ui, explorer: &Explorer, scheme: &EraScheme, s: &mu
             s.filter = Filter::default();
         }
     });
+}
+
+/// The cache key of a pass's map layout: its model and posters.
+fn layout_key(pass: &CatalogAnalysis) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(pass.model.as_bytes());
+    for id in &pass.movie_ids {
+        h.update(id.to_le_bytes());
+    }
+    h.update(explore::layout::TSNE_EPOCHS.to_le_bytes());
+    let d = h.finalize();
+    d.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }

@@ -12,6 +12,7 @@ use crate::eras::EraScheme;
 use crate::imaging::HUE_BINS;
 
 pub mod era_looks;
+pub mod layout;
 pub mod walls;
 
 /// What the gallery shows.

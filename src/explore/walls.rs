@@ -414,8 +414,6 @@ const CAPTION_H: u32 = 28;
 /// another), with title and year under each poster when asked. At most 8192×16384.
 pub fn render_wall(blocks: &[WallBlock], style: &WallStyle) -> RgbImage {
     let tile_w = style.tile.clamp(24, 400);
-    let tile_h = tile_w * 3 / 2;
-    let cell_h = tile_h + if style.captions { CAPTION_H } else { 0 } + GAP;
     let width = style.width.clamp(200, 8192);
     let k = blocks.len().max(1) as u32;
     // The region each block gets and how many posters fit a row of it.
@@ -424,6 +422,10 @@ pub fn render_wall(blocks: &[WallBlock], style: &WallStyle) -> RgbImage {
         WallLayout::Rows => width.saturating_sub(2 * GAP).max(tile_w),
     };
     let per_row = ((block_w + GAP) / (tile_w + GAP)).max(1);
+    // Posters widen to fill their block's width.
+    let tile_w = ((block_w + GAP) / per_row).saturating_sub(GAP).max(tile_w);
+    let tile_h = tile_w * 3 / 2;
+    let cell_h = tile_h + if style.captions { CAPTION_H } else { 0 } + GAP;
     let rows_of = |b: &WallBlock| (b.tiles.len() as u32).div_ceil(per_row);
     let block_h = |b: &WallBlock| HEADER + GAP + rows_of(b) * cell_h;
     let height = match style.layout {

@@ -60,6 +60,8 @@ pub struct CatalogAnalysis {
     pub bins: YearBins,
     /// Posters predicted on this pass (the others were read back from the catalog).
     pub computed: usize,
+    /// The model's fingerprint.
+    pub model: String,
 }
 
 impl CatalogAnalysis {
@@ -120,6 +122,7 @@ pub fn predict_catalog(
     let mut catalog = Catalog::open(catalog_path)?;
     let mut out = CatalogAnalysis {
         bins: model.config.bins,
+        model: model.fingerprint.clone(),
         ..CatalogAnalysis::default()
     };
     let mut embeddings: Vec<f32> = Vec::new();
