@@ -786,7 +786,25 @@ impl GalleryTab {
             max: b.max(),
             per_point: [per[0].abs(), per[1].abs()],
         });
-        year_scale_ui(ui, first, last, width);
+        match map_colour {
+            MapColour::Year => year_scale_ui(ui, first, last, width),
+            MapColour::Era => {
+                // The eras' colours, as the points use them.
+                ui.horizontal_wrapped(|ui| {
+                    for (k, e) in scheme.eras.iter().enumerate() {
+                        let [r, g, b] = explore::column_colour(k);
+                        let (dot, _) =
+                            ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+                        ui.painter().circle_filled(
+                            dot.center(),
+                            4.0,
+                            egui::Color32::from_rgb(r, g, b),
+                        );
+                        ui.small(&e.name);
+                    }
+                });
+            }
+        }
         let r = &response.response;
         let pointer = response.inner.map(|p| [p.x, p.y]);
         if lasso_mode {
