@@ -237,22 +237,7 @@ fn measure(data: &std::path::Path) {
     let rows = h.state().gallery().shown().len().div_ceil(11);
     let frames = (rows as f64 * 150.0 / 400.0).ceil() as usize + 10;
     let scroll_started = Instant::now();
-    for _ in 0..frames {
-        let frame_start = Instant::now();
-        h.event(egui::Event::PointerMoved(egui::pos2(500.0, 400.0)));
-        h.event(egui::Event::MouseWheel {
-            unit: egui::MouseWheelUnit::Point,
-            delta: egui::vec2(0.0, -400.0),
-            phase: egui::TouchPhase::Move,
-            modifiers: egui::Modifiers::NONE,
-            source: egui::MouseWheelSource::Wheel,
-        });
-        h.step();
-        let spent = frame_start.elapsed();
-        if spent < Duration::from_micros(16_667) {
-            std::thread::sleep(Duration::from_micros(16_667) - spent);
-        }
-    }
+    wheel_scroll(&mut h, frames, egui::pos2(500.0, 400.0));
     let scroll_secs = scroll_started.elapsed().as_secs_f64();
     // The last year's posters are on screen: the whole gallery was scrolled through.
     let last_year = h
@@ -295,6 +280,27 @@ fn measure(data: &std::path::Path) {
         "| resident memory after scrolling (before the app: {rss_before:.0} MiB) | {:.0} MiB | 600 MiB |",
         rss_mib()
     );
+}
+
+/// `frames` wheel steps of 400 points down with the pointer at `at`, at most 60 a second,
+/// as a fast reader scrolls.
+fn wheel_scroll(h: &mut Harness<'_, MovieErasApp>, frames: usize, at: egui::Pos2) {
+    for _ in 0..frames {
+        let frame_start = Instant::now();
+        h.event(egui::Event::PointerMoved(at));
+        h.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, -400.0),
+            phase: egui::TouchPhase::Move,
+            modifiers: egui::Modifiers::NONE,
+            source: egui::MouseWheelSource::Wheel,
+        });
+        h.step();
+        let spent = frame_start.elapsed();
+        if spent < Duration::from_micros(16_667) {
+            std::thread::sleep(Duration::from_micros(16_667) - spent);
+        }
+    }
 }
 
 /// Opens Compare on `data` with four decades as walls of all their posters (scrolled
@@ -352,22 +358,7 @@ fn measure_walls(data: &std::path::Path) {
     let cell = (296.0 + 4.0) / 3.0 * 1.5;
     let frames = (rows as f64 * cell / 400.0).ceil() as usize + 10;
     frame_ms.borrow_mut().clear();
-    for _ in 0..frames {
-        let frame_start = Instant::now();
-        h.event(egui::Event::PointerMoved(egui::pos2(500.0, 500.0)));
-        h.event(egui::Event::MouseWheel {
-            unit: egui::MouseWheelUnit::Point,
-            delta: egui::vec2(0.0, -400.0),
-            phase: egui::TouchPhase::Move,
-            modifiers: egui::Modifiers::NONE,
-            source: egui::MouseWheelSource::Wheel,
-        });
-        h.step();
-        let spent = frame_start.elapsed();
-        if spent < Duration::from_micros(16_667) {
-            std::thread::sleep(Duration::from_micros(16_667) - spent);
-        }
-    }
+    wheel_scroll(&mut h, frames, egui::pos2(500.0, 500.0));
     let mut t = frame_ms.borrow().clone();
     t.sort_by(f64::total_cmp);
     let mean = t.iter().sum::<f64>() / t.len().max(1) as f64;
