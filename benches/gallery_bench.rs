@@ -194,34 +194,15 @@ fn main() {
 /// Opens the Gallery on `data` and scrolls it top to bottom, printing the figures.
 fn measure(data: &std::path::Path) {
     let rss_before = rss_mib();
-    let frame_ms: Rc<RefCell<Vec<f64>>> = Rc::default();
-    let times = frame_ms.clone();
     let started = Instant::now();
     let settings = Settings {
         tab: Tab::Gallery,
         ..Settings::default()
     };
-    let app = MovieErasApp::new(DataDir::new(data), EraSchemes::builtin(), settings);
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1200.0, 800.0))
-        .build_ui_state(
-            move |ui, app: &mut MovieErasApp| {
-                let t = Instant::now();
-                app.show(ui);
-                times.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
-            },
-            app,
-        );
+    let (mut h, frame_ms) = timed_window(data, settings);
     h.step();
     let first_frame = started.elapsed();
-    while h.state().explorer().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "catalog never loaded"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-        h.step();
-    }
+    wait_for_catalog(&mut h, started);
     h.step();
     let movies = h.state().explorer().map_or(0, |e| e.rows.len());
     let filled = started.elapsed();
@@ -282,6 +263,39 @@ fn measure(data: &std::path::Path) {
     );
 }
 
+/// The window on `data` with `settings`, recording each pass of `show` in milliseconds.
+fn timed_window(
+    data: &std::path::Path,
+    settings: Settings,
+) -> (Harness<'static, MovieErasApp>, Rc<RefCell<Vec<f64>>>) {
+    let frame_ms: Rc<RefCell<Vec<f64>>> = Rc::default();
+    let times = frame_ms.clone();
+    let app = MovieErasApp::new(DataDir::new(data), EraSchemes::builtin(), settings);
+    let h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .build_ui_state(
+            move |ui, app: &mut MovieErasApp| {
+                let t = Instant::now();
+                app.show(ui);
+                times.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
+            },
+            app,
+        );
+    (h, frame_ms)
+}
+
+/// Steps `h` until its catalog is read (at most a minute after `started`).
+fn wait_for_catalog(h: &mut Harness<'_, MovieErasApp>, started: Instant) {
+    while h.state().explorer().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "catalog never loaded"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        h.step();
+    }
+}
+
 /// `frames` wheel steps of 400 points down with the pointer at `at`, at most 60 a second,
 /// as a fast reader scrolls.
 fn wheel_scroll(h: &mut Harness<'_, MovieErasApp>, frames: usize, at: egui::Pos2) {
@@ -306,8 +320,6 @@ fn wheel_scroll(h: &mut Harness<'_, MovieErasApp>, frames: usize, at: egui::Pos2
 /// Opens Compare on `data` with four decades as walls of all their posters (scrolled
 /// together) and scrolls them top to bottom, printing frame times.
 fn measure_walls(data: &std::path::Path) {
-    let frame_ms: Rc<RefCell<Vec<f64>>> = Rc::default();
-    let times = frame_ms.clone();
     let decades = EraSchemes::builtin().get("decades").unwrap().clone();
     let cols: Vec<usize> = [1955, 1985, 2005, 2015]
         .iter()
@@ -324,27 +336,10 @@ fn measure_walls(data: &std::path::Path) {
         .insert("decades".into(), cols.clone());
     settings.compare.all_posters = true;
     settings.compare.tile = 80.0;
-    let app = MovieErasApp::new(DataDir::new(data), EraSchemes::builtin(), settings);
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1200.0, 800.0))
-        .build_ui_state(
-            move |ui, app: &mut MovieErasApp| {
-                let t = Instant::now();
-                app.show(ui);
-                times.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
-            },
-            app,
-        );
+    let (mut h, frame_ms) = timed_window(data, settings);
     let started = Instant::now();
     h.step();
-    while h.state().explorer().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "catalog never loaded"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-        h.step();
-    }
+    wait_for_catalog(&mut h, started);
     h.step();
     let longest = {
         let e = h.state().explorer().unwrap();
