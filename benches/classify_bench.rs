@@ -16,6 +16,10 @@ use movie_eras::model::backend::{self, BackendChoice};
 use movie_eras::model::inference::EraModel;
 use movie_eras::model::saliency::{self, SaliencyMethod, SaliencySettings};
 
+/// The app's allocator (src/main.rs), so the timings are the app's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     f(); // warm-up
     let mut times: Vec<f64> = (0..runs)

@@ -17,6 +17,10 @@ use image::RgbImage;
 use movie_eras::catalog::{Catalog, NewMovie, PosterRecord};
 use movie_eras::imaging::{self, ImageLimits};
 
+/// The app's allocator (src/main.rs), so the timings are the app's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Generated w154-sized posters written to `dir` (when no real ones are at hand).
 fn generated(dir: &Path, n: usize) -> Vec<PathBuf> {
     (0..n)

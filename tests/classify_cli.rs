@@ -84,6 +84,12 @@ fn unusual_valid_posters_are_converted_and_classified() {
         assert!(o.status.success(), "{}: {out}", file.display());
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert!(v[0]["era"].is_string(), "{v}");
+        // Two readings: null, or both decades with the sentence Classify shows.
+        let two = &v[0]["two_readings"];
+        assert!(
+            two.is_null() || (two["other_decade"].is_i64() && two["sentence"].is_string()),
+            "{v}"
+        );
         assert!(
             v[0]["conversion"].as_str().unwrap_or("").contains(note),
             "{}: expected {note:?} in {v}",
@@ -316,4 +322,43 @@ fn compare_writes_one_labelled_block_per_era_and_refuses_bad_input_clearly() {
         "cannot write",
     );
     assert!(!nowhere.exists());
+}
+
+#[test]
+fn evaluate_scores_the_held_out_posters_under_a_folder_and_reports_two_readings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::catalog_of(tmp.path(), 40, |i| {
+        (1930 + 10 * (i as i32 % 9), common::poster(i + 7, 154, 231))
+    });
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data.root())
+            .arg("evaluate")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--json", "--scheme", "decades"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let n = all["count"].as_u64().unwrap();
+    assert!(n > 0, "{all}");
+    let two = &all["two_readings"];
+    assert!(two["shown"].as_u64().unwrap() <= n, "{two}");
+    // Every poster lies under images/: the same held-out posters.
+    let images = tmp.path().join("images");
+    let o = run(&["--json", "--under", images.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let under: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(under["count"].as_u64(), Some(n));
+    // None under another folder; a folder that is not there is named.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let o = run(&["--under", other.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("nothing to evaluate"), "{}", text(&o));
+    let o = run(&["--under", tmp.path().join("nope").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--under"), "{}", text(&o));
 }

@@ -502,3 +502,146 @@ fn the_year_term_of_the_loss_measures_the_expected_years_error_in_decades() {
     assert!((value(2012, 0.5) - ce - 0.5 * (2012.0 - centre) / 10.0).abs() < 1e-3);
     assert!((value(1952, 0.5) - ce - 0.5 * (1952.0 - centre).abs() / 10.0).abs() < 1e-3);
 }
+
+#[test]
+fn finetuning_with_the_layout_features_from_cached_stage_inputs_matches_the_saved_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog_with_posters(tmp.path(), 6);
+    let out = tmp.path().join("model");
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut opts = backbone_options(1, 1);
+    opts.network.levels = movie_eras::model::network::FeatureLevels::Layout;
+    opts.finetune_cached = true;
+    let (summary, _) = run(&data, &out, &opts, false, &cancel);
+    assert_only_the_last_block_changed(&out);
+    // What the tail computed from the cached stage input and the earlier stages' summary
+    // is what the saved network computes from pixels.
+    let reported = &summary.epochs[0].validation;
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    let model = EraModel::load(&out, &device).unwrap();
+    let catalog = Catalog::open(&data.catalog_path()).unwrap();
+    let split = training::load_data(&catalog, &data, &opts, &Progress::ignore()).unwrap();
+    let val = &split.for_features.as_ref().unwrap().val;
+    let (prepared, _) = movie_eras::model::data::prepare(val, &model.config.network);
+    let probs = training::predict_prepared(&model.net, &prepared, &model.config, &device, 16, true)
+        .unwrap();
+    let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
+    let eval = movie_eras::model::metrics::evaluate(
+        &probs,
+        &years,
+        &model.config.bins,
+        EraSchemes::builtin().get("hollywood").unwrap(),
+    );
+    assert_eq!(eval.count, reported.count);
+    assert!(
+        (eval.mae_years - reported.mae_years).abs() < 0.01,
+        "{} vs {}",
+        eval.mae_years,
+        reported.mae_years
+    );
+    // Whole stages only: block 12 is inside stage 6.
+    let request = movie_eras::model::train_job::TrainRequest {
+        finetune_blocks: 4,
+        finetune_cached: true,
+        ..movie_eras::model::train_job::TrainRequest::default()
+    };
+    let err = request.options().unwrap_err().to_string();
+    assert!(err.contains("whole stages"), "{err}");
+}
+
+#[test]
+fn layout_features_are_completed_from_cached_stage_inputs() {
+    use movie_eras::model::features::{self, FeatureCache};
+    use movie_eras::model::network::{EraNet, FeatureLevels};
+    let tmp = tempfile::tempdir().unwrap();
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    let mut head = NetworkConfig::pretrained(movie_eras::model::backbone::Arch::EfficientnetLite0);
+    head.input_width = 64;
+    head.input_height = 96;
+    head.levels = FeatureLevels::Layout;
+    let mut tail = head.clone();
+    tail.finetune_blocks = 5; // stages 6 and 7
+    let norm = movie_eras::model::backbone::normalisation();
+    let posters: Vec<RgbImage> = (0..3u8)
+        .map(|k| RgbImage::from_fn(77, 115, |x, y| Rgb([x as u8 * k, y as u8, 40 * k])))
+        .collect();
+    let net = EraNet::new(&head, &device).unwrap();
+    let direct = features::extract(&net, &head, &norm, &posters, &device).unwrap();
+    let maps = features::extract(
+        &EraNet::new(&tail, &device).unwrap(),
+        &tail,
+        &norm,
+        &posters,
+        &device,
+    )
+    .unwrap();
+    // Only the stage inputs are cached, and the files do not exist: whatever comes back
+    // was completed from the cache.
+    let mut cache = FeatureCache::open(&tmp.path().join("features.sqlite")).unwrap();
+    let items: Vec<(String, features::PosterFeatures)> = maps
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (format!("sha{i}"), f))
+        .collect();
+    cache
+        .put_many(&features::cache_key(&tail).unwrap(), &items)
+        .unwrap();
+    let samples: Vec<movie_eras::model::data::Sample> = (0..3)
+        .map(|i| movie_eras::model::data::Sample {
+            path: tmp.path().join(format!("missing-{i}.png")),
+            year: 1950,
+            key: format!("sha{i}"),
+            title: String::new(),
+            split_key: None,
+        })
+        .collect();
+    let (got, failed) = features::features_for(
+        false,
+        &samples,
+        &net,
+        &head,
+        &norm,
+        &mut cache,
+        &device,
+        2,
+        |_, _| {},
+        || false,
+    )
+    .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    for (g, d) in got.iter().zip(&direct) {
+        let g = g.as_ref().unwrap();
+        assert_eq!(g.plain.len(), d.plain.len());
+        let worst = g
+            .plain
+            .iter()
+            .chain(&g.flipped)
+            .zip(d.plain.iter().chain(&d.flipped))
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{worst}");
+    }
+    // …and stored under the head's own key.
+    assert!(
+        cache
+            .get(&features::cache_key(&head).unwrap(), "sha0")
+            .unwrap()
+            .is_some()
+    );
+    // A copy with another change (shrunken) has no stage inputs cached: it is unreadable here.
+    let (low, failed) = features::features_for(
+        true,
+        &samples,
+        &net,
+        &head,
+        &norm,
+        &mut cache,
+        &device,
+        2,
+        |_, _| {},
+        || false,
+    )
+    .unwrap();
+    assert!(low.iter().all(Option::is_none));
+    assert_eq!(failed.len(), 3);
+}

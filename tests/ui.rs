@@ -1091,3 +1091,167 @@ fn the_map_switches_to_a_cached_t_sne_layout_and_era_colours() {
         .count();
     assert_eq!(cached, 1);
 }
+
+/// Raises the output bins of the 1950s and the 2010s of a network's last layer and damps
+/// its weights: a shipped-model copy whose year distributions have two separated modes,
+/// by amounts that still vary with the poster.
+struct TwoPeaks;
+
+impl burn::module::ModuleMapper for TwoPeaks {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::prelude::Tensor<D>>,
+    ) -> burn::module::Param<burn::prelude::Tensor<D>> {
+        // The output layer is the only one with 28 (bins) outputs: weight [512, 28] and
+        // bias [28]. Bins are five years from 1890: 1950–59 are 12–13, 2010–19 are 24–25.
+        param.map(|t| {
+            let dims = t.dims();
+            if D == 1 && dims[0] == 28 {
+                let device = t.device();
+                let lift: Vec<f32> = (0..28)
+                    .map(|b| match b {
+                        12 | 13 => 4.6,
+                        24 | 25 => 5.0,
+                        _ => 0.0,
+                    })
+                    .collect();
+                t.clone() * 0.0
+                    + burn::prelude::Tensor::<1>::from_data(
+                        burn::prelude::TensorData::new(lift, [28]),
+                        &device,
+                    )
+                    .reshape(dims)
+            } else if D == 2 && dims[1] == 28 {
+                t * 0.1
+            } else {
+                t
+            }
+        })
+    }
+}
+
+/// Writes the two-mode copy of the shipped model into `dir`.
+fn two_peak_model(dir: &std::path::Path) {
+    use burn::module::Module;
+    use movie_eras::model::{ModelConfig, inference};
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/model");
+    let config = ModelConfig::load(&shipped).unwrap();
+    let net = inference::load_net(&shipped, &config, &Device::flex()).unwrap();
+    let net = net.map(&mut TwoPeaks);
+    std::fs::create_dir_all(dir).unwrap();
+    inference::save_model(&net, &config, dir).unwrap();
+}
+
+#[test]
+fn classify_says_when_a_poster_reads_two_ways() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("two-peaks");
+    two_peak_model(&model);
+    let poster = tmp.path().join("poster.png");
+    common::poster(3, 154, 231).save(&poster).unwrap();
+    let mut h = harness(&tmp.path().join("data"));
+    h.state_mut().use_model(Some(model.clone()));
+    h.step();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(poster.clone())));
+    h.step();
+    wait_for(&mut h, "Estimated year");
+    // The note names the art's decade and the other reading's, with its share.
+    wait_for(&mut h, "Two readings");
+    let note = h
+        .get_by_label_contains("posters like this are often re-releases")
+        .accesskit_node();
+    let note = text_of(&note);
+    assert!(
+        note.starts_with("Looks like 2010s art;") && note.contains("of 1950s films ("),
+        "{note}"
+    );
+    // The same model through the library says the same.
+    let m = movie_eras::model::inference::EraModel::load(&model, &Device::flex()).unwrap();
+    let scheme = EraSchemes::builtin().get("decades").unwrap().clone();
+    let rgb = image::open(&poster).unwrap().to_rgb8();
+    let two = m.predict(&rgb, &scheme).unwrap().two_readings.unwrap();
+    assert_eq!(note, two.sentence());
+    // The shipped model reads this poster one way: no note.
+    let plain = tempfile::tempdir().unwrap();
+    let mut h = harness(&plain.path().join("data"));
+    h.step();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(poster.clone())));
+    h.step();
+    wait_for(&mut h, "Estimated year");
+    let shipped = movie_eras::model::inference::EraModel::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/model"),
+        &Device::flex(),
+    )
+    .unwrap();
+    let reading = shipped.predict(&rgb, &scheme).unwrap().two_readings;
+    assert_eq!(
+        h.query_by_label_contains("Two readings").is_some(),
+        reading.is_some(),
+        "{reading:?}"
+    );
+}
+
+#[test]
+fn the_gallery_sorts_by_the_second_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    gallery_catalog(&data);
+    let model = tmp.path().join("two-peaks");
+    two_peak_model(&model);
+    let mut h = harness_with(&data, 800.0, |s| s.tab = Tab::Gallery);
+    h.state_mut().use_model(Some(model.clone()));
+    h.step();
+    wait_for(&mut h, "5 of 6 movies");
+    // Choosing the order in the Sort menu runs the model over the catalog.
+    h.get_by_role_and_label(egui::Role::ComboBox, "Sort")
+        .click();
+    h.step();
+    h.step();
+    h.get_by_label("Looks like another era (two readings: re-release art?)")
+        .click();
+    h.step();
+    assert_eq!(
+        h.state().settings().gallery.sort,
+        movie_eras::explore::SortKey::TwoReadings
+    );
+    wait_until(&mut h, "the model pass never finished", |h| {
+        h.state().gallery().second_readings().len() >= 5
+    });
+    h.state_mut().settings_mut().gallery.descending = true;
+    h.step();
+    h.step();
+    let shares = h.state().gallery().second_readings().clone();
+    let shown: Vec<i64> = {
+        let e = h.state().explorer().unwrap();
+        h.state()
+            .gallery()
+            .shown()
+            .iter()
+            .map(|&i| e.rows[i].id)
+            .collect()
+    };
+    assert_eq!(shown.len(), 5);
+    assert!(
+        shown.windows(2).all(|w| shares[&w[0]] >= shares[&w[1]]),
+        "not strongest second reading first: {shown:?} {shares:?}"
+    );
+    // Every poster reads two ways under this model, by different amounts.
+    let mut distinct: Vec<f32> = shown.iter().map(|id| shares[id]).collect();
+    distinct.dedup();
+    assert!(distinct.iter().all(|&s| s > 0.0), "{shares:?}");
+    assert!(distinct.len() >= 2, "{shares:?}");
+    // The first poster's details carry the note.
+    let first = {
+        let e = h.state().explorer().unwrap();
+        let r = &e.rows[h.state().gallery().shown()[0]];
+        format!("{} ({})", r.title, r.year.unwrap())
+    };
+    h.get_by_label_contains(&first).click();
+    h.step();
+    wait_for(&mut h, "Estimated year");
+    wait_for(&mut h, "Two readings");
+}

@@ -39,7 +39,8 @@ enum Event {
     Progress(usize, usize),
     Done(Arc<CatalogAnalysis>),
     Failed(String),
-    Detail(Detail),
+    /// Boxed: a prediction with two images is far larger than the other events.
+    Detail(Box<Detail>),
 }
 
 /// Handle to the worker.
@@ -125,7 +126,7 @@ impl Analysis {
                     self.progress = None;
                     self.error = Some(e);
                 }
-                Event::Detail(d) => details.push(d),
+                Event::Detail(d) => details.push(*d),
             }
         }
         // The worker ends only when this view is dropped: an end now is a panic or a
@@ -215,10 +216,12 @@ fn worker(
             Err(e) => {
                 let e = e.clone();
                 match request {
-                    Some(Request::Detail(id, ..)) => events.report(Event::Detail(Detail {
-                        movie_id: id,
-                        result: Err(e),
-                    })),
+                    Some(Request::Detail(id, ..)) => {
+                        events.report(Event::Detail(Box::new(Detail {
+                            movie_id: id,
+                            result: Err(e),
+                        })));
+                    }
                     _ => {
                         pending_pass = None;
                         events.report(Event::Failed(e));
@@ -229,7 +232,7 @@ fn worker(
         };
         match request {
             Some(Request::Detail(id, file, scheme)) => {
-                events.report(Event::Detail(detail(m, id, &file, &scheme)));
+                events.report(Event::Detail(Box::new(detail(m, id, &file, &scheme))));
             }
             Some(Request::Pass(posters)) => pending_pass = Some(posters),
             None => {}
@@ -240,7 +243,7 @@ fn worker(
             // Detail requests are answered between batches.
             let mut answer_details = || {
                 while let Ok(Request::Detail(id, file, scheme)) = requests.try_recv() {
-                    events.report(Event::Detail(detail(m, id, &file, &scheme)));
+                    events.report(Event::Detail(Box::new(detail(m, id, &file, &scheme))));
                 }
             };
             match catalog_pass::predict_catalog(

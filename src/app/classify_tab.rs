@@ -990,6 +990,27 @@ fn saliency_ui(
     export
 }
 
+/// The colour of the second reading (its note and its decade's bar).
+const SECOND_READING: egui::Color32 = egui::Color32::from_rgb(214, 140, 40);
+
+/// The note shown when a poster reads two ways.
+fn two_readings_ui(ui: &mut egui::Ui, two: &crate::model::readings::TwoReadings) {
+    egui::Frame::group(ui.style())
+        .stroke(egui::Stroke::new(1.0, SECOND_READING))
+        .show(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                ui.colored_label(SECOND_READING, "Two readings:");
+                ui.label(two.sentence());
+            });
+        })
+        .response
+        .on_hover_text(
+            "The year distribution has two separate peaks. Many posters of old films are \
+             later art (DVD, Criterion or re-release designs): true of the art, not of the \
+             film. The highlighted bar is the second reading's decade.",
+        );
+}
+
 fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Overlay, width: f32) {
     let (best, prob) = &p.eras[p.best_era];
     ui.heading(format!("{best} ({:.0}%)", 100.0 * prob));
@@ -997,6 +1018,9 @@ fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Ove
         "Estimated year: {:.0} (80% interval {:.0}–{:.0})",
         p.year, p.interval.0, p.interval.1
     ));
+    if let Some(two) = &p.two_readings {
+        two_readings_ui(ui, two);
+    }
     ui.add_space(4.0);
     for (name, prob) in &p.eras {
         ui.horizontal(|ui| {
@@ -1028,10 +1052,19 @@ fn prediction_ui(ui: &mut egui::Ui, id: usize, p: &Prediction, overlay: &mut Ove
     }
     ui.add_space(4.0);
     ui.label("Decades:");
+    // The second reading's peak decade stands out in the chart.
+    let other = p.two_readings.map(|r| r.other_decade);
     let bars: Vec<Bar> = p
         .decades
         .iter()
-        .map(|(d, v)| Bar::new(f64::from(*d) + 5.0, *v).width(8.0))
+        .map(|(d, v)| {
+            let bar = Bar::new(f64::from(*d) + 5.0, *v).width(8.0);
+            if other == Some(*d) {
+                bar.fill(SECOND_READING)
+            } else {
+                bar
+            }
+        })
         .collect();
     Plot::new(("decades", id))
         .height(120.0)

@@ -23,6 +23,7 @@ use crate::explore::layout::MapLayout;
 use crate::explore::{self, Explorer, Filter, SortKey};
 use crate::jobs::JobHandle;
 use crate::model::inference::Prediction;
+use crate::model::readings;
 use crate::paths::DataDir;
 
 /// Gallery settings remembered between runs.
@@ -134,6 +135,8 @@ pub struct GalleryTab {
     shown: Vec<usize>,
     key: Option<SelectionKey>,
     errors: HashMap<i64, f32>,
+    /// The second reading's share per movie id (0 with one reading).
+    second_readings: HashMap<i64, f32>,
     selected: Option<usize>,
     detail: Option<(i64, DetailState)>,
     /// The era scheme the details were asked for.
@@ -176,6 +179,7 @@ impl GalleryTab {
             shown: Vec::new(),
             key: None,
             errors: HashMap::new(),
+            second_readings: HashMap::new(),
             selected: None,
             detail: None,
             detail_scheme: String::new(),
@@ -222,6 +226,12 @@ impl GalleryTab {
         &self.errors
     }
 
+    /// The second reading's share per movie id (0 with one reading), once the model has
+    /// seen the catalog.
+    pub fn second_readings(&self) -> &HashMap<i64, f32> {
+        &self.second_readings
+    }
+
     fn analysis(&mut self, data_dir: &DataDir, ctx: &egui::Context) -> &mut Analysis {
         let model = self.model_dir.clone();
         self.analysis
@@ -237,6 +247,7 @@ impl GalleryTab {
         self.model_dir = dir;
         self.analysis = None;
         self.errors.clear();
+        self.second_readings.clear();
         self.key = None;
         self.detail = None;
         self.detail_scheme.clear();
@@ -293,6 +304,7 @@ impl GalleryTab {
             && let Some(r) = &a.result
         {
             self.errors = errors_of(explorer, r);
+            self.second_readings = second_readings_of(r);
         }
     }
 
@@ -335,7 +347,7 @@ impl GalleryTab {
                 self.note = None;
             }
         }
-        if settings.sort == SortKey::Error || settings.map || settings.predictions {
+        if settings.sort.needs_model() || settings.map || settings.predictions {
             self.start_pass(explorer, data_dir, ui.ctx());
         }
         let key = SelectionKey {
@@ -348,8 +360,12 @@ impl GalleryTab {
             lasso: self.lasso_gen,
         };
         if self.key.as_ref() != Some(&key) {
-            self.filtered =
-                explorer.select(scheme, &key.filter, key.sort, key.descending, &self.errors);
+            let scores = if key.sort == SortKey::TwoReadings {
+                &self.second_readings
+            } else {
+                &self.errors
+            };
+            self.filtered = explorer.select(scheme, &key.filter, key.sort, key.descending, scores);
             self.shown.clone_from(&self.filtered);
             if let Some((_, ids)) = &self.lasso {
                 self.shown.retain(|&i| ids.contains(&explorer.rows[i].id));
@@ -976,6 +992,12 @@ impl GalleryTab {
                     "Estimated year {:.0} (80% interval {:.0}–{:.0})",
                     prediction.year, prediction.interval.0, prediction.interval.1
                 ));
+                if let Some(two) = &prediction.two_readings {
+                    ui.horizontal_wrapped(|ui| {
+                        ui.colored_label(ui.visuals().warn_fg_color, "Two readings:");
+                        ui.label(two.sentence());
+                    });
+                }
                 if let Some(y) = r.year {
                     ui.label(format!(
                         "Off by {}",
@@ -1211,6 +1233,18 @@ fn errors_of(explorer: &Explorer, a: &CatalogAnalysis) -> HashMap<i64, f32> {
         .filter_map(|r| {
             let k = *a.index.get(&r.id)?;
             Some((r.id, (a.years[k] - r.year? as f32).abs()))
+        })
+        .collect()
+}
+
+/// The second reading's share per movie id ([`readings::second_reading_share`]).
+fn second_readings_of(a: &CatalogAnalysis) -> HashMap<i64, f32> {
+    a.movie_ids
+        .iter()
+        .zip(&a.probs)
+        .map(|(&id, probs)| {
+            let decades = a.bins.decade_probs(probs);
+            (id, readings::second_reading_share(&decades) as f32)
         })
         .collect()
 }

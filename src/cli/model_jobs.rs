@@ -69,6 +69,12 @@ pub struct TrainArgs {
     /// added to the cross-entropy; 0: cross-entropy alone).
     #[arg(long, default_value_t = 0.0)]
     pub year_loss: f64,
+    /// Noisy labels, small-loss selection: leave out of each batch's loss this share of
+    /// its posters with the highest loss (ramped up over the first epochs; 0: none), so
+    /// that posters whose art belongs to another decade than their film (re-release art)
+    /// pull less. On cached features and cached block inputs.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub small_loss: f64,
     /// Split by poster hash only, without keeping near-duplicate posters together.
     #[arg(long)]
     pub no_near_duplicates: bool,
@@ -154,6 +160,7 @@ impl TrainArgs {
             weight_decay: self.weight_decay,
             sigma: self.sigma,
             year_loss: self.year_loss,
+            small_loss: self.small_loss,
             near_duplicates: !self.no_near_duplicates,
             epochs: self.epochs,
             batch: self.batch,
@@ -416,6 +423,10 @@ pub struct EvaluateArgs {
     /// Also run this model and average the two models' bin probabilities (an ensemble).
     #[arg(long, value_name = "DIR")]
     pub ensemble: Option<PathBuf>,
+    /// Only the held-out posters whose file lies under this folder (one of several
+    /// imported folders, say); without --images.
+    #[arg(long, value_name = "DIR", conflicts_with = "images")]
+    pub under: Option<PathBuf>,
     /// Model, scheme, backend, output.
     #[command(flatten)]
     pub common: ModelArgs,
@@ -466,7 +477,14 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
             if (grouped || args.near_duplicates) && !args.no_near_duplicates {
                 data::group_near_duplicates(&mut all);
             }
-            data::split(all, share, seed).1
+            let mut held_out = data::split(all, share, seed).1;
+            if let Some(dir) = &args.under {
+                let dir = dir
+                    .canonicalize()
+                    .with_context(|| format!("--under {}", dir.display()))?;
+                held_out.retain(|s| s.path.canonicalize().is_ok_and(|p| p.starts_with(&dir)));
+            }
+            held_out
         }
     };
     anyhow::ensure!(!samples.is_empty(), "nothing to evaluate");
@@ -624,6 +642,11 @@ fn classify_one(
         "interval": [tenth(p.interval.0), tenth(p.interval.1)],
         "eras": p.eras.iter().map(|(n, v)| (n.clone(), prob(*v))).collect::<Vec<_>>(),
         "decades": p.decades.iter().map(|(d, v)| (*d, prob(*v))).collect::<Vec<_>>(),
+        "two_readings": p.two_readings.map(|r| serde_json::json!({
+            "art_decade": r.art_decade, "art_share": prob(r.art_share),
+            "other_decade": r.other_decade, "other_share": prob(r.other_share),
+            "sentence": r.sentence(),
+        })),
     });
     if let Some(out) = args.overlay_path(path) {
         let era = match &args.era {
@@ -683,6 +706,9 @@ pub fn cmd_classify(data_dir: &DataDir, schemes: &EraSchemes, args: &ClassifyArg
                         r["interval"][0].as_f64().unwrap_or(0.0),
                         r["interval"][1].as_f64().unwrap_or(0.0),
                     );
+                    if let Some(two) = r["two_readings"]["sentence"].as_str() {
+                        println!("  two readings: {two}");
+                    }
                     if let Some(note) = r["conversion"].as_str() {
                         println!("  note: {note}");
                     }

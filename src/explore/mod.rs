@@ -76,11 +76,25 @@ pub enum SortKey {
     Popularity,
     /// |predicted year − release year| (movies without a prediction last).
     Error,
+    /// How strongly the poster reads two ways: the share of the second mode of its year
+    /// distribution (later art of an older film, or retro art), 0 with one reading.
+    TwoReadings,
 }
 
 impl SortKey {
     /// All keys, in menu order.
-    pub const ALL: [Self; 4] = [Self::Year, Self::Title, Self::Popularity, Self::Error];
+    pub const ALL: [Self; 5] = [
+        Self::Year,
+        Self::Title,
+        Self::Popularity,
+        Self::Error,
+        Self::TwoReadings,
+    ];
+
+    /// Whether the order needs the model's pass over the catalog.
+    pub fn needs_model(self) -> bool {
+        matches!(self, Self::Error | Self::TwoReadings)
+    }
 
     /// Name shown to users.
     pub fn label(self) -> &'static str {
@@ -89,6 +103,7 @@ impl SortKey {
             Self::Title => "Title",
             Self::Popularity => "Popularity",
             Self::Error => "Looks like another era (prediction error)",
+            Self::TwoReadings => "Looks like another era (two readings: re-release art?)",
         }
     }
 }
@@ -132,15 +147,16 @@ impl Explorer {
         }
     }
 
-    /// Indices of the rows `filter` keeps, in `sort` order. `errors` holds the
-    /// prediction error per movie id, for [`SortKey::Error`].
+    /// Indices of the rows `filter` keeps, in `sort` order. `scores` holds, per movie id,
+    /// what [`SortKey::Error`] or [`SortKey::TwoReadings`] sorts by (the prediction error,
+    /// the second reading's share).
     pub fn select(
         &self,
         scheme: &EraScheme,
         filter: &Filter,
         sort: SortKey,
         descending: bool,
-        errors: &HashMap<i64, f32>,
+        scores: &HashMap<i64, f32>,
     ) -> Vec<usize> {
         let title = filter.title.trim().to_lowercase();
         let mut out: Vec<usize> = (0..self.rows.len())
@@ -191,9 +207,9 @@ impl Explorer {
                     .unwrap_or(0.0)
                     .total_cmp(&rows[b].popularity.unwrap_or(0.0))
             }),
-            SortKey::Error => out.sort_by(|&a, &b| {
-                let ea = errors.get(&rows[a].id).copied().unwrap_or(-1.0);
-                let eb = errors.get(&rows[b].id).copied().unwrap_or(-1.0);
+            SortKey::Error | SortKey::TwoReadings => out.sort_by(|&a, &b| {
+                let ea = scores.get(&rows[a].id).copied().unwrap_or(-1.0);
+                let eb = scores.get(&rows[b].id).copied().unwrap_or(-1.0);
                 ea.total_cmp(&eb)
             }),
         }

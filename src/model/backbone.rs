@@ -88,6 +88,37 @@ impl Arch {
         self.table().map_or(0, |(r, _)| r.iter().sum())
     }
 
+    /// Output channels of each of the seven stages (none for the scratch network).
+    pub fn stage_channels(self) -> Vec<usize> {
+        self.table().map_or(Vec::new(), |(_, c)| c.to_vec())
+    }
+
+    /// The stage that block `block` begins, or `None` when it is inside a stage (or past
+    /// the last block).
+    pub fn stage_starting_at(self, block: usize) -> Option<usize> {
+        let (repeats, _) = self.table()?;
+        let mut first = 0;
+        for (stage, r) in repeats.iter().enumerate() {
+            if first == block {
+                return Some(stage);
+            }
+            first += r;
+        }
+        None
+    }
+
+    /// Values of the frozen layout summary cached for a fine-tuning run from block
+    /// `block` (which begins stage S): the means and deviations of stages `..S` and their
+    /// band means where they are among the last [`MID_STAGES`].
+    pub fn frozen_layout_len(self, block: usize) -> Option<usize> {
+        let stage = self.stage_starting_at(block)?;
+        let c = self.stage_channels();
+        let first_band = c.len() - MID_STAGES;
+        let stats: usize = 2 * c[..stage].iter().sum::<usize>();
+        let bands: usize = BANDS * c[first_band.min(stage)..stage].iter().sum::<usize>();
+        Some(stats + bands)
+    }
+
     /// Channels of the mid-level features: the pooled outputs of the last
     /// [`MID_STAGES`] stages (112 + 192 + 320 = 624 for Lite0).
     pub fn mid_channels(self) -> usize {
@@ -156,6 +187,100 @@ pub fn band_rows(h: usize, band: usize) -> (usize, usize) {
     let top = (band * h / BANDS).min(h - 1);
     let bottom = ((band + 1) * h / BANDS).clamp(top + 1, h);
     (top, bottom)
+}
+
+/// The layout summary's parts for a run of consecutive stages: per stage its channel
+/// means and deviations, and per band the band means of those stages among the last
+/// [`MID_STAGES`]. The full summary ([`Summary::Layout`]) is all stages' means, then all
+/// deviations, then band by band the band means: [`LayoutParts::join`] lays out the parts
+/// of the frozen stages and those of the trained stages in that order.
+struct LayoutParts {
+    means: Vec<Tensor<2>>,
+    stds: Vec<Tensor<2>>,
+    bands: [Vec<Tensor<2>>; BANDS],
+}
+
+fn pooled(x: Tensor<4>) -> Tensor<2> {
+    let [b, c, _, _] = x.dims();
+    x.mean_dim(3).mean_dim(2).reshape([b, c])
+}
+
+impl LayoutParts {
+    /// The parts of `stages`, the outputs of stages `first..first + stages.len()` of a
+    /// seven-stage backbone.
+    fn of(stages: &[Tensor<4>], first: usize, total: usize) -> Self {
+        let means: Vec<Tensor<2>> = stages.iter().map(|x| pooled(x.clone())).collect();
+        let stds = stages
+            .iter()
+            .zip(&means)
+            .map(|(x, m)| {
+                let square = pooled(x.clone() * x.clone());
+                (square - m.clone() * m.clone())
+                    .clamp_min(0.0)
+                    .add_scalar(1e-6)
+                    .sqrt()
+            })
+            .collect();
+        let banded = total.saturating_sub(MID_STAGES);
+        let bands = std::array::from_fn(|band| {
+            stages
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| first + k >= banded)
+                .map(|(_, x)| {
+                    let [b, c, h, w] = x.dims();
+                    let (top, bottom) = band_rows(h, band);
+                    pooled(x.clone().slice([0..b, 0..c, top..bottom, 0..w]))
+                })
+                .collect()
+        });
+        Self { means, stds, bands }
+    }
+
+    /// All parts as one `[batch, values]` tensor (means, deviations, bands).
+    fn flat(self) -> Tensor<2> {
+        let mut all = self.means;
+        all.extend(self.stds);
+        for band in self.bands {
+            all.extend(band);
+        }
+        Tensor::cat(all, 1)
+    }
+
+    /// The parts of stages `..stage` back from [`Self::flat`] (`channels`: every stage's).
+    fn unflat(flat: &Tensor<2>, channels: &[usize], stage: usize) -> Self {
+        let banded = channels.len().saturating_sub(MID_STAGES);
+        let [b, _] = flat.dims();
+        let mut at = 0;
+        let mut take = |c: usize| {
+            let part = flat.clone().slice([0..b, at..at + c]);
+            at += c;
+            part
+        };
+        let means = channels[..stage].iter().map(|&c| take(c)).collect();
+        let stds = channels[..stage].iter().map(|&c| take(c)).collect();
+        let bands = std::array::from_fn(|_| {
+            channels[banded.min(stage)..stage]
+                .iter()
+                .map(|&c| take(c))
+                .collect()
+        });
+        Self { means, stds, bands }
+    }
+
+    /// The summary of all stages from the parts of the earlier stages and of the later.
+    fn join(earlier: Self, later: Self) -> Tensor<2> {
+        let mut means = earlier.means;
+        means.extend(later.means);
+        let mut stds = earlier.stds;
+        stds.extend(later.stds);
+        let mut later_bands = later.bands.into_iter();
+        let bands = earlier.bands.map(|mut a| {
+            a.extend(later_bands.next().unwrap_or_default());
+            a
+        });
+        Self { means, stds, bands }.flat()
+    }
 }
 
 const KERNELS: [usize; 7] = [3, 3, 5, 3, 5, 5, 3];
@@ -260,6 +385,69 @@ impl EfficientNet {
         self.blocks.len()
     }
 
+    /// Whether block `i` ends a stage (the next block cannot add its input: new shape).
+    fn stage_ends_at(&self, i: usize) -> bool {
+        self.blocks.get(i + 1).is_none_or(|next| !next.residual)
+    }
+
+    /// Number of stages (seven).
+    pub fn stage_count(&self) -> usize {
+        (0..self.blocks.len())
+            .filter(|&i| self.stage_ends_at(i))
+            .count()
+    }
+
+    /// Output channels of each stage.
+    fn stage_channels(&self) -> Vec<usize> {
+        (0..self.blocks.len())
+            .filter(|&i| self.stage_ends_at(i))
+            .map(|i| self.blocks[i].project.weight.dims()[0])
+            .collect()
+    }
+
+    /// What a fine-tuning run with the layout features caches once per poster: the input
+    /// of block `start` (which begins a stage: [`Arch::stage_starting_at`]) and the
+    /// layout summary of the stages before it (`[batch, Arch::frozen_layout_len]`), both
+    /// detached. [`Self::forward_layout_from`] completes them.
+    pub fn forward_until_layout(&self, images: Tensor<4>, start: usize) -> (Tensor<4>, Tensor<2>) {
+        let mut x = relu6(self.stem.forward(images));
+        let mut stages = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate().take(start) {
+            x = block.forward(x);
+            if self.stage_ends_at(i) {
+                stages.push(x.clone());
+            }
+        }
+        let summary = LayoutParts::of(&stages, 0, self.stage_count()).flat();
+        (x.detach(), summary.detach())
+    }
+
+    /// Blocks `start..` and the head conv on the input of block `start`, with the earlier
+    /// stages' summary from [`Self::forward_until_layout`]: the last feature map and the
+    /// whole layout summary, the same values as
+    /// [`Self::forward_levels`]`(images, _, Summary::Layout)`, trainable from `start` on.
+    pub fn forward_layout_from(
+        &self,
+        x: Tensor<4>,
+        start: usize,
+        earlier: &Tensor<2>,
+    ) -> (Tensor<4>, Tensor<2>) {
+        let mut x = x;
+        let mut stages = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate().skip(start) {
+            x = block.forward(x);
+            if self.stage_ends_at(i) {
+                stages.push(x.clone());
+            }
+        }
+        let map = relu6(self.head.forward(x));
+        let total = self.stage_count();
+        let first = total - stages.len();
+        let earlier = LayoutParts::unflat(earlier, &self.stage_channels(), first);
+        let later = LayoutParts::of(&stages, first, total);
+        (map, LayoutParts::join(earlier, later))
+    }
+
     /// The last feature map `[batch, 1280, h/32, w/32]` (after the head conv's ReLU6).
     /// With `frozen > 0` the stem and the first `frozen` blocks run detached from
     /// autodiff (beyond the block count, the head conv too): only the rest is trained,
@@ -279,6 +467,13 @@ impl EfficientNet {
         summary: Summary,
     ) -> (Tensor<4>, Tensor<2>) {
         let (map, stages) = self.run(images, frozen, summary.stages());
+        if summary == Summary::Layout {
+            let first = self.stage_count() - stages.len();
+            return (
+                map,
+                LayoutParts::of(&stages, first, self.stage_count()).flat(),
+            );
+        }
         let mean = |x: Tensor<4>| {
             let [b, c, _, _] = x.dims();
             x.mean_dim(3).mean_dim(2).reshape([b, c])
@@ -297,16 +492,6 @@ impl EfficientNet {
                     .sqrt(),
             );
         }
-        if summary == Summary::Layout {
-            let first = stages.len().saturating_sub(MID_STAGES);
-            for band in 0..BANDS {
-                for x in &stages[first..] {
-                    let [b, c, h, w] = x.dims();
-                    let (top, bottom) = band_rows(h, band);
-                    all.push(mean(x.clone().slice([0..b, 0..c, top..bottom, 0..w])));
-                }
-            }
-        }
         (map, Tensor::cat(all, 1))
     }
 
@@ -321,9 +506,7 @@ impl EfficientNet {
                 x = x.detach();
             }
             x = block.forward(x);
-            // A stage ends where the next block cannot add its input (new shape).
-            let stage_end = self.blocks.get(i + 1).is_none_or(|next| !next.residual);
-            if taps > 0 && stage_end {
+            if taps > 0 && self.stage_ends_at(i) {
                 stages.push(if frozen > i {
                     x.clone().detach()
                 } else {
@@ -678,6 +861,49 @@ mod tests {
         assert!((f16_to_f32(0x0001) - 5.960_464_5e-8).abs() < 1e-12);
         assert_eq!(f16_to_f32(0x7bff), 65504.0);
         assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+
+    #[test]
+    fn layout_from_a_cached_stage_input_equals_the_whole_pass() {
+        let device = Device::flex();
+        let net = pretrained(Arch::EfficientnetLite0, false, &device).unwrap();
+        assert_eq!(net.stage_count(), 7);
+        let values: Vec<f32> = (0..2 * 3 * 96 * 64)
+            .map(|i| ((i * 37 % 255) as f32 - 127.0) / 128.0)
+            .collect();
+        let images: Tensor<4> = Tensor::from_data(TensorData::new(values, [2, 3, 96, 64]), &device);
+        let (map, whole) = net.forward_levels(images.clone(), usize::MAX, Summary::Layout);
+        let whole: Vec<f32> = whole.into_data().try_into_vec::<f32>().unwrap();
+        let map: Vec<f32> = map.into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(whole.len(), 2 * Arch::EfficientnetLite0.layout_channels());
+        // Stage 7 alone (block 15), stages 6–7 (block 11) and 5–7 (block 8).
+        for start in [15, 11, 8] {
+            let (input, earlier) = net.forward_until_layout(images.clone(), start);
+            assert_eq!(
+                earlier.dims()[1],
+                Arch::EfficientnetLite0.frozen_layout_len(start).unwrap()
+            );
+            let (m, s) = net.forward_layout_from(input, start, &earlier);
+            let s: Vec<f32> = s.into_data().try_into_vec::<f32>().unwrap();
+            let m: Vec<f32> = m.into_data().try_into_vec::<f32>().unwrap();
+            assert_eq!(s.len(), whole.len());
+            let worst = s
+                .iter()
+                .zip(&whole)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-4, "block {start}: summary differs by {worst}");
+            assert!(m.iter().zip(&map).all(|(a, b)| (a - b).abs() < 1e-4));
+        }
+        // Fine-tuning starts at a stage's first block only.
+        assert_eq!(Arch::EfficientnetLite0.stage_starting_at(15), Some(6));
+        assert_eq!(Arch::EfficientnetLite0.stage_starting_at(12), None);
+        assert_eq!(Arch::EfficientnetLite0.frozen_layout_len(12), None);
+        // Stage 7 alone: stats of stages 1-6 (2 x 464) and the band means of 5-6 (3 x 304).
+        assert_eq!(
+            Arch::EfficientnetLite0.frozen_layout_len(15),
+            Some(2 * 464 + 3 * 304)
+        );
     }
 
     #[test]

@@ -31,10 +31,16 @@ pub struct PosterFeatures {
 /// statistics; `v4-layout` the last map followed by the layout features.
 ///
 /// A network that fine-tunes its last blocks from cached inputs stores instead the input
-/// map of its first trainable block (`map{block}`), flattened.
+/// map of its first trainable block (`map{block}`), flattened; with the layout features
+/// (`map{block}+layout`) followed by the frozen stages' part of the layout summary
+/// ([`backbone::EfficientNet::forward_until_layout`]).
 pub fn cache_key(net: &NetworkConfig) -> Option<String> {
     let format = if net.finetune_blocks > 0 {
-        format!("map{}/v1", net.frozen_blocks())
+        if net.levels == FeatureLevels::Layout {
+            format!("map{}+layout/v1", net.frozen_blocks())
+        } else {
+            format!("map{}/v1", net.frozen_blocks())
+        }
     } else {
         match net.levels {
             FeatureLevels::Final => "v1",
@@ -177,6 +183,14 @@ pub fn extract(
         let backbone = net
             .backbone()
             .ok_or_else(|| ModelError::Data("the network has no backbone".into()))?;
+        if config.levels == FeatureLevels::Layout {
+            let (maps, earlier) = backbone.forward_until_layout(both, config.frozen_blocks());
+            let [b, c, h, w] = maps.dims();
+            return split_pairs(
+                Tensor::cat(vec![maps.reshape([b, c * h * w]), earlier], 1),
+                n,
+            );
+        }
         let maps = backbone.forward_until(both, config.frozen_blocks());
         let [b, c, h, w] = maps.dims();
         return split_pairs(maps.reshape([b, c * h * w]), n);
@@ -253,6 +267,32 @@ pub fn features_for(
     let total = samples.len();
     let mut done = total - missing.len();
     progress(done, total);
+    // Layout features complete cheaply from a fine-tuning cache of the same posters.
+    let derivable = config.finetune_blocks == 0 && config.levels == FeatureLevels::Layout;
+    if derivable && let Some(backbone) = net.backbone() {
+        let mut left = Vec::new();
+        for chunk in missing.chunks(4 * batch.max(1)) {
+            if cancelled() {
+                return Err(ModelError::Data("cancelled".into()));
+            }
+            let derived =
+                from_stage_inputs(low_quality, samples, chunk, backbone, config, cache, device)?;
+            let mut to_store = Vec::new();
+            for (&i, f) in chunk.iter().zip(derived) {
+                match f {
+                    Some(f) => {
+                        to_store.push((samples[i].key.clone(), f.clone()));
+                        out[i] = Some(head_input(config, f));
+                    }
+                    None => left.push(i),
+                }
+            }
+            cache.put_many(&key, &to_store)?;
+            done += to_store.len();
+            progress(done, total);
+        }
+        missing = left;
+    }
     let limits = crate::imaging::ImageLimits::default();
     let mut failed = Vec::new();
     let mut pending: HashMap<usize, PosterFeatures> = HashMap::new();
@@ -301,6 +341,79 @@ pub fn features_for(
         out[i] = Some(f);
     }
     Ok((out, failed))
+}
+
+/// Layout features of `chunk`'s posters (`v4-layout`, see [`cache_key`]) completed from a
+/// fine-tuning cache of the same backbone, input size and copy (`map{block}+layout`: the
+/// input of a stage and the earlier stages' summary): only the later stages and the head
+/// conv run. `None` where no such cache entry exists.
+fn from_stage_inputs(
+    low_quality: bool,
+    samples: &[data::Sample],
+    chunk: &[usize],
+    backbone: &backbone::EfficientNet,
+    config: &NetworkConfig,
+    cache: &FeatureCache,
+    device: &Device,
+) -> Result<Vec<Option<PosterFeatures>>> {
+    let arch = config.arch;
+    let blocks = arch.block_count();
+    let mut out: Vec<Option<PosterFeatures>> = vec![None; chunk.len()];
+    // Latest stage first: the least left to run.
+    for start in (1..blocks).rev() {
+        let Some(earlier) = arch.frozen_layout_len(start) else {
+            continue;
+        };
+        let mut source = config.clone();
+        source.finetune_blocks = blocks - start;
+        let Some(mut key) = cache_key(&source) else {
+            continue;
+        };
+        if low_quality {
+            key.push_str("+low");
+        }
+        let mut found = Vec::new();
+        for (slot, &i) in chunk.iter().enumerate() {
+            if out[slot].is_none()
+                && let Some(f) = cache.get(&key, &samples[i].key)?
+            {
+                found.push((slot, f));
+            }
+        }
+        if found.is_empty() {
+            continue;
+        }
+        let probe: Tensor<4> =
+            Tensor::zeros([1, 3, config.input_height, config.input_width], device);
+        let [_, c, h, w] = backbone.forward_until(probe, start).dims();
+        let row = c * h * w + earlier;
+        found.retain(|(_, f)| f.plain.len() == row && f.flipped.len() == row);
+        let n = found.len();
+        if n == 0 {
+            continue;
+        }
+        let mut values = Vec::with_capacity(2 * n * row);
+        for (_, f) in &found {
+            values.extend_from_slice(&f.plain);
+        }
+        for (_, f) in &found {
+            values.extend_from_slice(&f.flipped);
+        }
+        let rows: Tensor<2> = Tensor::from_data(TensorData::new(values, [2 * n, row]), device);
+        let maps = rows.clone().slice([0..2 * n, 0..c * h * w]);
+        let summary = rows.slice([0..2 * n, c * h * w..row]);
+        let (last, summary) =
+            backbone.forward_layout_from(maps.reshape([2 * n, c, h, w]), start, &summary);
+        let last = last
+            .mean_dim(3)
+            .mean_dim(2)
+            .reshape([2 * n, backbone::FEATURES]);
+        let pairs = split_pairs(Tensor::cat(vec![last, summary], 1), n)?;
+        for ((slot, _), f) in found.iter().zip(pairs) {
+            out[*slot] = Some(f);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

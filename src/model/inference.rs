@@ -47,6 +47,9 @@ pub struct Prediction {
     pub eras: Vec<(String, f64)>,
     /// Index of the most likely era.
     pub best_era: usize,
+    /// The two readings, when the decade distribution has two separated modes (later art
+    /// of an older film, or retro art of a newer one).
+    pub two_readings: Option<super::readings::TwoReadings>,
     /// The year bins of `bin_probs` (to describe them for another scheme).
     #[serde(skip)]
     pub bins: YearBins,
@@ -61,13 +64,15 @@ impl Prediction {
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map_or(0, |(i, _)| i);
+        let decades = bins.decade_probs(&bin_probs);
         Self {
             year: bins.estimated_year(&bin_probs),
             interval: (
                 bins.quantile(&bin_probs, 0.1),
                 bins.quantile(&bin_probs, 0.9),
             ),
-            decades: bins.decade_probs(&bin_probs),
+            two_readings: super::readings::two_readings(&decades),
+            decades,
             eras: scheme
                 .eras
                 .iter()

@@ -39,6 +39,21 @@ pub struct Evaluation {
     pub decades: Vec<i32>,
     /// `[true decade][predicted decade]` counts.
     pub decade_confusion: Vec<Vec<u64>>,
+    /// Where the release years fell on the posters that read two ways.
+    #[serde(default)]
+    pub two_readings: TwoReadingsScore,
+}
+
+/// How the two readings ([`super::readings`]) fared: on the posters whose distribution has
+/// two separated modes, how often the release decade was near each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TwoReadingsScore {
+    /// Posters that read two ways.
+    pub shown: usize,
+    /// Of those, released within one decade of the art reading (the main mode).
+    pub near_art: usize,
+    /// Of those, released within one decade of the second reading.
+    pub near_other: usize,
 }
 
 /// What always answering the most common decade scores.
@@ -83,6 +98,7 @@ pub fn evaluate(
     let mut era_confusion = vec![vec![0u64; k]; k];
     let mut decade_confusion = vec![vec![0u64; decades.len()]; decades.len()];
     let (mut top1, mut within, mut abs_err) = (0usize, 0usize, 0f64);
+    let mut two = TwoReadingsScore::default();
     for i in 0..n {
         let p = &probs[i];
         let year = years[i];
@@ -100,6 +116,12 @@ pub fn evaluate(
             within += 1;
         }
         abs_err += (bins.estimated_year(p) - f64::from(year)).abs();
+        if let Some(r) = super::readings::two_readings(&dp) {
+            let decade = year.clamp(first_decade, last).div_euclid(10) * 10;
+            two.shown += 1;
+            two.near_art += usize::from((decade - r.art_decade).abs() <= 10);
+            two.near_other += usize::from((decade - r.other_decade).abs() <= 10);
+        }
         let te = scheme.era_index(year);
         let pe = argmax(&bins.era_probs(p, scheme));
         era_confusion[te][pe] += 1;
@@ -184,6 +206,7 @@ pub fn evaluate(
         era_confusion,
         decades,
         decade_confusion,
+        two_readings: two,
     }
 }
 
@@ -303,6 +326,17 @@ impl Evaluation {
             100.0 * self.era_accuracy,
             self.macro_f1
         );
+        let t = &self.two_readings;
+        if t.shown > 0 {
+            let share = |k: usize| 100.0 * k as f64 / t.shown as f64;
+            s.push_str(&format!(
+                "two readings on {} posters ({:.1}%): released within one decade of the art reading {:.1}%, of the second reading {:.1}%\n",
+                t.shown,
+                100.0 * t.shown as f64 / self.count.max(1) as f64,
+                share(t.near_art),
+                share(t.near_other)
+            ));
+        }
         for (name, acc) in self.eras.iter().zip(&self.per_era_accuracy) {
             match acc {
                 Some(a) => s.push_str(&format!("  {name:<24} {:5.1}%\n", 100.0 * a)),
@@ -328,6 +362,28 @@ mod tests {
         let mut p = vec![0.0; bins.count];
         p[bins.bin(year)] = 1.0;
         p
+    }
+
+    #[test]
+    fn two_readings_are_scored_where_the_release_year_fell() {
+        let bins = YearBins::default();
+        let schemes = EraSchemes::builtin();
+        let h = schemes.get("hollywood").unwrap();
+        // 60% on 2012 and 30% on 1952, 10% spread: a re-release look.
+        let mut two = vec![0.1 / bins.count as f32; bins.count];
+        two[bins.bin(2012)] += 0.6;
+        two[bins.bin(1952)] += 0.3;
+        let probs = vec![two.clone(), two, one_hot(&bins, 1990)];
+        let e = evaluate(&probs, &[1955, 2015, 1990], &bins, h);
+        assert_eq!(
+            e.two_readings,
+            TwoReadingsScore {
+                shown: 2,
+                near_art: 1,
+                near_other: 1
+            }
+        );
+        assert!(e.report().contains("two readings on 2 posters (66.7%)"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod inference;
 pub mod library;
 pub mod metrics;
 pub mod network;
+pub mod readings;
 pub mod saliency;
 pub mod train_job;
 pub mod training;

@@ -359,7 +359,9 @@ impl CachedPart for EraHead {
 }
 
 /// The backbone's blocks from `start` on, its head conv and the era head: what fine-tunes
-/// on cached block inputs (flattened `[channels, height, width]` maps).
+/// on cached block inputs (flattened `[channels, height, width]` maps). With the layout
+/// features each cached row also holds, after the map, the frozen stages' part of the
+/// layout summary (`earlier` values), and the tail recomputes the trained stages' part.
 #[derive(Module, Debug)]
 pub struct EraTail {
     backbone: EfficientNet,
@@ -368,11 +370,21 @@ pub struct EraTail {
     channels: usize,
     height: usize,
     width: usize,
+    /// Values of the frozen stages' layout summary after each map (0: the head reads the
+    /// pooled last map only).
+    earlier: usize,
 }
 
 impl EraTail {
-    /// The tail of `net` from block `start` on, reading maps of `shape` (`[c, h, w]`).
-    pub fn new(net: &EraNet, start: usize, shape: [usize; 3]) -> super::Result<Self> {
+    /// The tail of `net` from block `start` on, reading maps of `shape` (`[c, h, w]`)
+    /// followed by `earlier` values of the frozen stages' layout summary (0 for a head on
+    /// the last map alone).
+    pub fn new(
+        net: &EraNet,
+        start: usize,
+        shape: [usize; 3],
+        earlier: usize,
+    ) -> super::Result<Self> {
         let backbone = net
             .backbone()
             .cloned()
@@ -385,6 +397,7 @@ impl EraTail {
             channels,
             height,
             width,
+            earlier,
         })
     }
 }
@@ -392,10 +405,21 @@ impl EraTail {
 impl CachedPart for EraTail {
     fn forward_cached(&self, x: Tensor<2>) -> Tensor<2> {
         let n = x.dims()[0];
-        let x = x.reshape([n, self.channels, self.height, self.width]);
-        let f = self.backbone.forward_from(x, self.start);
-        let [b, c, _, _] = f.dims();
-        self.head.forward(f.mean_dim(3).mean_dim(2).reshape([b, c]))
+        let size = self.channels * self.height * self.width;
+        let map = x.clone().slice([0..n, 0..size]);
+        let map = map.reshape([n, self.channels, self.height, self.width]);
+        let features = if self.earlier == 0 {
+            let f = self.backbone.forward_from(map, self.start);
+            let [b, c, _, _] = f.dims();
+            f.mean_dim(3).mean_dim(2).reshape([b, c])
+        } else {
+            let earlier = x.slice([0..n, size..size + self.earlier]);
+            let (f, summary) = self.backbone.forward_layout_from(map, self.start, &earlier);
+            let [b, c, _, _] = f.dims();
+            let last = f.mean_dim(3).mean_dim(2).reshape([b, c]);
+            Tensor::cat(vec![last, summary], 1)
+        };
+        self.head.forward(features)
     }
 
     fn install(&self, net: EraNet) -> EraNet {

@@ -41,6 +41,8 @@ pub struct TrainRequest {
     pub sigma: f64,
     /// Weight of the expected-year term of the loss.
     pub year_loss: f64,
+    /// Share of each batch's highest-loss posters left out (noisy labels).
+    pub small_loss: f64,
     /// Keep near-duplicate posters on one side of the split.
     pub near_duplicates: bool,
     /// Epochs in all (default: per regime; a resumed run: the checkpoint's).
@@ -90,6 +92,7 @@ impl Default for TrainRequest {
             weight_decay: None,
             sigma: d.sigma,
             year_loss: 0.0,
+            small_loss: 0.0,
             near_duplicates: true,
             epochs: None,
             batch: d.batch,
@@ -188,6 +191,18 @@ impl TrainRequest {
         if !(0.0..=10.0).contains(&self.year_loss) {
             return bad("the year-loss weight must be in [0, 10]".into());
         }
+        if !(0.0..0.9).contains(&self.small_loss) {
+            return bad("the small-loss share must be in [0, 0.9)".into());
+        }
+        if self.small_loss > 0.0
+            && (self.scratch() || (self.finetune_blocks > 0 && !self.finetune_cached))
+        {
+            return bad(
+                "small-loss selection trains on cached features: a head on a backbone, or \
+                 --finetune-cached"
+                    .into(),
+            );
+        }
         if !(0.0..0.9).contains(&self.val_share) || !(0.0..=1.0).contains(&self.balance) {
             return bad("validation share must be in [0, 0.9) and balance in [0, 1]".into());
         }
@@ -215,6 +230,7 @@ impl TrainRequest {
             init_from: self.init_from.clone(),
             finetune_cached: self.finetune_cached,
             year_loss: self.year_loss,
+            small_loss: self.small_loss,
             network: base,
             ..TrainOptions::default()
         };
@@ -235,6 +251,20 @@ impl TrainRequest {
         }
         opts.network.dropout = dropout;
         opts.augment.rescale = rescale;
+        // From cached block inputs the layout features are completed stage by stage.
+        if self.finetune_cached
+            && opts.network.levels == FeatureLevels::Layout
+            && self
+                .arch
+                .stage_starting_at(opts.network.frozen_blocks())
+                .is_none()
+        {
+            return bad(format!(
+                "fine-tune blocks {}: with the layout features, cached fine-tuning trains \
+                 whole stages (1: stage 7; 5: stages 6-7; 8: stages 5-7)",
+                self.finetune_blocks
+            ));
+        }
         Ok(opts)
     }
 

@@ -95,6 +95,20 @@ pub struct TrainOptions {
     /// of the expected year, in decades, added to the cross-entropy (0: none).
     #[serde(default)]
     pub year_loss: f64,
+    /// Small-loss selection for noisy labels (Han et al., co-teaching's criterion): the
+    /// share of each batch's posters with the highest loss left out of it, ramped up
+    /// linearly over the first [`SMALL_LOSS_RAMP`] epochs (0: every poster counts).
+    #[serde(default)]
+    pub small_loss: f64,
+}
+
+/// Epochs over which the small-loss share ramps up from 0 (the network first learns the
+/// easy, clean posters; noisy ones are fitted later).
+pub const SMALL_LOSS_RAMP: usize = 5;
+
+/// The share of a batch left out by small-loss selection in `epoch` (1-based).
+pub fn small_loss_share(share: f64, epoch: usize) -> f64 {
+    share * (epoch as f64 / SMALL_LOSS_RAMP as f64).min(1.0)
 }
 
 impl Default for TrainOptions {
@@ -119,6 +133,7 @@ impl Default for TrainOptions {
             init_from: None,
             finetune_cached: false,
             year_loss: 0.0,
+            small_loss: 0.0,
         }
     }
 }
@@ -301,6 +316,48 @@ pub fn training_loss(
     bins: &YearBins,
     year_weight: f64,
 ) -> Tensor<1> {
+    selected_loss(logits, targets, years, bins, year_weight, 0.0)
+}
+
+/// [`training_loss`] over the posters of the batch whose cross-entropy is among the
+/// smallest `1 − leave_out` (small-loss selection; at least one poster counts).
+pub fn selected_loss(
+    logits: Tensor<2>,
+    targets: Tensor<2>,
+    years: &[i32],
+    bins: &YearBins,
+    year_weight: f64,
+    leave_out: f64,
+) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    let keep = ((n as f64 * (1.0 - leave_out)).round() as usize).clamp(1, n.max(1));
+    if keep < n {
+        // Per-poster cross-entropy, read back to choose the posters (no gradient needed).
+        let each = (targets.clone() * log_softmax(logits.clone().detach(), 1))
+            .sum_dim(1)
+            .neg();
+        let values: Vec<f32> = each.into_data().try_into_vec::<f32>().unwrap_or_default();
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+        order.truncate(keep);
+        order.sort_unstable();
+        if order.len() == keep {
+            let device = logits.device();
+            let rows: Tensor<1, Int> = Tensor::from_data(
+                TensorData::new(order.iter().map(|&i| i as i64).collect::<Vec<_>>(), [keep]),
+                &device,
+            );
+            let kept_years: Vec<i32> = order.iter().map(|&i| years[i]).collect();
+            return selected_loss(
+                logits.select(0, rows.clone()),
+                targets.select(0, rows),
+                &kept_years,
+                bins,
+                year_weight,
+                0.0,
+            );
+        }
+    }
     let ce = loss(logits.clone(), targets);
     if year_weight <= 0.0 {
         return ce;
@@ -621,14 +678,8 @@ pub fn train(
             let head = net.head();
             return train_head(&run, net, head, config, history, first_epoch, resume);
         }
-        // The last blocks on cached input maps of the first of them.
-        if opts.network.levels != FeatureLevels::Final {
-            return Err(ModelError::Data(
-                "fine-tuning from cached block inputs reads the last feature map only: \
-                 train it with --levels final"
-                    .into(),
-            ));
-        }
+        // The last blocks on cached input maps of the first of them (with the layout
+        // features, and the frozen stages' part of them).
         let start = opts.network.frozen_blocks();
         let probe: Tensor<4> = Tensor::zeros(
             [1, 3, opts.network.input_height, opts.network.input_width],
@@ -637,8 +688,24 @@ pub fn train(
         let backbone = net
             .backbone()
             .ok_or_else(|| ModelError::Data("the network has no backbone".into()))?;
-        let [_, c, h, w] = backbone.forward_until(probe, start).dims();
-        let tail = EraTail::new(&net, start, [c, h, w])?;
+        let tail = match opts.network.levels {
+            FeatureLevels::Final => {
+                let [_, c, h, w] = backbone.forward_until(probe, start).dims();
+                EraTail::new(&net, start, [c, h, w], 0)?
+            }
+            FeatureLevels::Layout => {
+                let (map, earlier) = backbone.forward_until_layout(probe, start);
+                let [_, c, h, w] = map.dims();
+                EraTail::new(&net, start, [c, h, w], earlier.dims()[1])?
+            }
+            _ => {
+                return Err(ModelError::Data(
+                    "fine-tuning from cached block inputs reads the last feature map \
+                     (--levels final) or the layout features (--levels layout)"
+                        .into(),
+                ));
+            }
+        };
         return train_head(&run, net, tail, config, history, first_epoch, resume);
     }
     events.report(TrainEvent::Started {
@@ -690,6 +757,8 @@ trait Regime {
     ) -> Tensor<1>;
     /// Bin probabilities of the validation posters.
     fn validate(&self, part: &Self::Part) -> Result<Vec<Vec<f32>>>;
+    /// Called before each epoch's steps (1-based epoch).
+    fn begin_epoch(&self, _epoch: usize) {}
     /// `net` with `part`'s weights, as it is saved.
     fn install(&self, part: &Self::Part, net: EraNet) -> EraNet;
 }
@@ -763,6 +832,7 @@ fn run_epochs<R: Regime>(
     let members = regime.members().max(1);
     let mut cancelled = false;
     for epoch in first_epoch..=opts.epochs {
+        regime.begin_epoch(epoch);
         let started = Instant::now();
         let mut rng = data::rng(opts.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
         let orders: Vec<Vec<usize>> = (0..members)
@@ -1035,7 +1105,9 @@ fn extract_features(
     Option<SplitFeatures>,
 )> {
     let mut cache = FeatureCache::open(&source.cache)?;
-    let low = opts.augment.rescale > 0.0 && config.network.finetune_blocks == 0;
+    // Shrunken copies serve heads on pooled features and tails with the layout features.
+    let low = opts.augment.rescale > 0.0
+        && (config.network.finetune_blocks == 0 || config.network.levels == FeatureLevels::Layout);
     let total = source.train.len() * (1 + usize::from(low)) + source.val.len();
     let started = Instant::now();
     let mut first_done: Option<usize> = None;
@@ -1273,6 +1345,7 @@ fn train_head<P: CachedPart>(
         opts,
         device,
         chosen,
+        leave_out: std::cell::Cell::new(0.0),
         part: std::marker::PhantomData::<P>,
     };
     let epochs = Epochs {
@@ -1304,6 +1377,8 @@ struct CachedRegime<'a, P> {
     opts: &'a TrainOptions,
     device: Device,
     chosen: &'a ChosenBackend,
+    /// This epoch's small-loss share ([`small_loss_share`]).
+    leave_out: std::cell::Cell<f64>,
     part: std::marker::PhantomData<P>,
 }
 
@@ -1312,6 +1387,11 @@ impl<P: CachedPart> Regime for CachedRegime<'_, P> {
 
     fn members(&self) -> usize {
         self.members
+    }
+
+    fn begin_epoch(&self, epoch: usize) {
+        self.leave_out
+            .set(small_loss_share(self.opts.small_loss, epoch));
     }
 
     fn loss(
@@ -1347,7 +1427,14 @@ impl<P: CachedPart> Regime for CachedRegime<'_, P> {
         let t: Tensor<2> =
             Tensor::from_data(TensorData::new(t, [n, opts.bins.count]), &self.device);
         let logits = head.forward_member(member, x);
-        training_loss(logits, t, &years, &opts.bins, opts.year_loss)
+        selected_loss(
+            logits,
+            t,
+            &years,
+            &opts.bins,
+            opts.year_loss,
+            self.leave_out.get(),
+        )
     }
 
     fn validate(&self, head: &P) -> Result<Vec<Vec<f32>>> {
@@ -1359,5 +1446,54 @@ impl<P: CachedPart> Regime for CachedRegime<'_, P> {
             Some((m, sd)) => head.valid().fold_scaling(m, sd, false).install(net),
             None => head.clone().install(net),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_loss_selection_leaves_out_the_worst_fitted_posters() {
+        let device = Device::flex();
+        let bins = YearBins::default();
+        let k = bins.count;
+        // Three posters: the first two predicted well, the third confidently wrong.
+        let years = [1950, 1990, 2010];
+        let mut logits = vec![0f32; 3 * k];
+        logits[bins.bin(1950)] = 6.0;
+        logits[k + bins.bin(1990)] = 5.0;
+        logits[2 * k + bins.bin(1930)] = 8.0;
+        let targets: Vec<f32> = years
+            .iter()
+            .flat_map(|&y| data::soft_target(y, &bins, 4.0))
+            .collect();
+        let l: Tensor<2> = Tensor::from_data(TensorData::new(logits.clone(), [3, k]), &device);
+        let t: Tensor<2> = Tensor::from_data(TensorData::new(targets.clone(), [3, k]), &device);
+        let scalar = |x: Tensor<1>| x.into_data().try_into_vec::<f32>().unwrap()[0];
+        let all = scalar(selected_loss(l.clone(), t.clone(), &years, &bins, 0.0, 0.0));
+        let kept = scalar(selected_loss(
+            l.clone(),
+            t.clone(),
+            &years,
+            &bins,
+            0.0,
+            1.0 / 3.0,
+        ));
+        let first_two = scalar(loss(
+            l.clone().slice([0..2, 0..k]),
+            t.clone().slice([0..2, 0..k]),
+        ));
+        assert!((kept - first_two).abs() < 1e-5, "{kept} vs {first_two}");
+        assert!(kept < all);
+        // Nothing left out is the plain loss; at least one poster always counts.
+        assert!(
+            (all - scalar(training_loss(l.clone(), t.clone(), &years, &bins, 0.0))).abs() < 1e-6
+        );
+        assert!(scalar(selected_loss(l, t, &years, &bins, 0.0, 0.99)).is_finite());
+        // The share ramps up over the first epochs.
+        assert_eq!(small_loss_share(0.2, 0), 0.0);
+        assert!((small_loss_share(0.2, 1) - 0.04).abs() < 1e-12);
+        assert!((small_loss_share(0.2, 9) - 0.2).abs() < 1e-12);
     }
 }
