@@ -14,11 +14,12 @@ pub const MAX_VALLEY: f64 = 0.6;
 /// Two separated modes of a poster's decade distribution.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct TwoReadings {
-    /// The decade the art looks like (first year): the distribution's highest mode.
+    /// The decade the art looks like (first year): the peak of the hump holding more of
+    /// the probability.
     pub art_decade: i32,
     /// Probability of the main mode's hump (its decades up to the valley).
     pub art_share: f64,
-    /// The other reading's peak decade.
+    /// The other reading's peak decade (the smaller hump's).
     pub other_decade: i32,
     /// Probability of the other reading's hump.
     pub other_share: f64,
@@ -70,11 +71,19 @@ pub fn two_readings(decades: &[(i32, f64)]) -> Option<TwoReadings> {
         }
         let other_share = hump(&p, other, valley);
         let art_share = hump(&p, main, valley);
-        if other_share < MIN_SHARE || best.is_some_and(|b| b.other_share >= other_share) {
+        let smaller = other_share.min(art_share);
+        if smaller < MIN_SHARE || best.is_some_and(|b| b.other_share >= smaller) {
             continue;
         }
+        // The art reading is the hump with more of the probability (a broad hump can
+        // outweigh a taller, narrower one).
+        let (art, other, art_share, other_share) = if other_share > art_share {
+            (other, main, other_share, art_share)
+        } else {
+            (main, other, art_share, other_share)
+        };
         best = Some(TwoReadings {
-            art_decade: decades[main].0,
+            art_decade: decades[art].0,
             art_share,
             other_decade: decades[other].0,
             other_share,
@@ -191,6 +200,18 @@ mod tests {
             "{}",
             r.sentence()
         );
+    }
+
+    #[test]
+    fn the_heavier_hump_is_the_art_reading() {
+        // The 1960s peak is the tallest decade, but the broad 2000s–2010s hump holds more.
+        let d = decades(&[
+            0.0, 0.01, 0.04, 0.1, 0.24, 0.05, 0.02, 0.04, 0.16, 0.2, 0.14,
+        ]);
+        let r = two_readings(&d).expect("two modes");
+        assert_eq!((r.art_decade, r.other_decade), (2010, 1960));
+        assert!(r.art_share > r.other_share, "{r:?}");
+        assert!(r.other_is_older());
     }
 
     #[test]
