@@ -391,32 +391,7 @@ fn finetuning_from_cached_block_inputs_trains_the_same_layers_and_reuses_the_map
     );
     assert_only_the_last_block_changed(&out);
     // The figures the cached path reported are those of the saved network on pixels.
-    let reported = &summary.epochs[0].validation;
-    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
-    let model = EraModel::load(&out, &device).unwrap();
-    assert!(!model.uses_cached_features());
-    let catalog = Catalog::open(&data.catalog_path()).unwrap();
-    let tx = Progress::ignore();
-    let split = training::load_data(&catalog, &data, &opts, &tx).unwrap();
-    let val = &split.for_features.as_ref().unwrap().val;
-    let (prepared, _) = movie_eras::model::data::prepare(val, &model.config.network);
-    let probs = training::predict_prepared(&model.net, &prepared, &model.config, &device, 16, true)
-        .unwrap();
-    let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
-    let scheme = EraSchemes::builtin();
-    let eval = movie_eras::model::metrics::evaluate(
-        &probs,
-        &years,
-        &model.config.bins,
-        scheme.get("hollywood").unwrap(),
-    );
-    assert_eq!(eval.count, reported.count);
-    assert!(
-        (eval.mae_years - reported.mae_years).abs() < 0.01,
-        "{} vs {}",
-        eval.mae_years,
-        reported.mae_years
-    );
+    assert_reported_figures_are_the_saved_networks(&data, &out, &opts, &summary);
     // A second run finds every map in the cache: one report per set, no batch run.
     let (_, events) = run(&data, &tmp.path().join("again"), &opts, false, &cancel);
     let reports: Vec<(usize, usize)> = events
@@ -428,6 +403,40 @@ fn finetuning_from_cached_block_inputs_trains_the_same_layers_and_reuses_the_map
         .collect();
     assert_eq!(reports.len(), 2, "{reports:?}");
     assert_eq!(reports[1].0, reports[1].1, "{reports:?}");
+}
+
+/// Checks that the validation figures a cached fine-tuning run reported for its last
+/// epoch are those of the network it saved in `out`, run on the validation posters' pixels.
+fn assert_reported_figures_are_the_saved_networks(
+    data: &DataDir,
+    out: &Path,
+    opts: &TrainOptions,
+    summary: &training::TrainSummary,
+) {
+    let reported = &summary.epochs.last().unwrap().validation;
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    let model = EraModel::load(out, &device).unwrap();
+    assert!(!model.uses_cached_features());
+    let catalog = Catalog::open(&data.catalog_path()).unwrap();
+    let split = training::load_data(&catalog, data, opts, &Progress::ignore()).unwrap();
+    let val = &split.for_features.as_ref().unwrap().val;
+    let (prepared, _) = movie_eras::model::data::prepare(val, &model.config.network);
+    let probs = training::predict_prepared(&model.net, &prepared, &model.config, &device, 16, true)
+        .unwrap();
+    let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
+    let eval = movie_eras::model::metrics::evaluate(
+        &probs,
+        &years,
+        &model.config.bins,
+        EraSchemes::builtin().get("hollywood").unwrap(),
+    );
+    assert_eq!(eval.count, reported.count);
+    assert!(
+        (eval.mae_years - reported.mae_years).abs() < 0.01,
+        "{} vs {}",
+        eval.mae_years,
+        reported.mae_years
+    );
 }
 
 /// Checks that a fine-tuned model in `out` differs from the pretrained backbone in the
@@ -516,29 +525,7 @@ fn finetuning_with_the_layout_features_from_cached_stage_inputs_matches_the_save
     assert_only_the_last_block_changed(&out);
     // What the tail computed from the cached stage input and the earlier stages' summary
     // is what the saved network computes from pixels.
-    let reported = &summary.epochs[0].validation;
-    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
-    let model = EraModel::load(&out, &device).unwrap();
-    let catalog = Catalog::open(&data.catalog_path()).unwrap();
-    let split = training::load_data(&catalog, &data, &opts, &Progress::ignore()).unwrap();
-    let val = &split.for_features.as_ref().unwrap().val;
-    let (prepared, _) = movie_eras::model::data::prepare(val, &model.config.network);
-    let probs = training::predict_prepared(&model.net, &prepared, &model.config, &device, 16, true)
-        .unwrap();
-    let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
-    let eval = movie_eras::model::metrics::evaluate(
-        &probs,
-        &years,
-        &model.config.bins,
-        EraSchemes::builtin().get("hollywood").unwrap(),
-    );
-    assert_eq!(eval.count, reported.count);
-    assert!(
-        (eval.mae_years - reported.mae_years).abs() < 0.01,
-        "{} vs {}",
-        eval.mae_years,
-        reported.mae_years
-    );
+    assert_reported_figures_are_the_saved_networks(&data, &out, &opts, &summary);
     // Whole stages only: block 12 is inside stage 6.
     let request = movie_eras::model::train_job::TrainRequest {
         finetune_blocks: 4,
@@ -595,19 +582,22 @@ fn layout_features_are_completed_from_cached_stage_inputs() {
             split_key: None,
         })
         .collect();
-    let (got, failed) = features::features_for(
-        false,
-        &samples,
-        &net,
-        &head,
-        &norm,
-        &mut cache,
-        &device,
-        2,
-        |_, _| {},
-        || false,
-    )
-    .unwrap();
+    let complete = |low: bool, cache: &mut FeatureCache| {
+        features::features_for(
+            low,
+            &samples,
+            &net,
+            &head,
+            &norm,
+            cache,
+            &device,
+            2,
+            |_, _| {},
+            || false,
+        )
+        .unwrap()
+    };
+    let (got, failed) = complete(false, &mut cache);
     assert!(failed.is_empty(), "{failed:?}");
     for (g, d) in got.iter().zip(&direct) {
         let g = g.as_ref().unwrap();
@@ -629,19 +619,7 @@ fn layout_features_are_completed_from_cached_stage_inputs() {
             .is_some()
     );
     // A copy with another change (shrunken) has no stage inputs cached: it is unreadable here.
-    let (low, failed) = features::features_for(
-        true,
-        &samples,
-        &net,
-        &head,
-        &norm,
-        &mut cache,
-        &device,
-        2,
-        |_, _| {},
-        || false,
-    )
-    .unwrap();
+    let (low, failed) = complete(true, &mut cache);
     assert!(low.iter().all(Option::is_none));
     assert_eq!(failed.len(), 3);
 }

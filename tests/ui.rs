@@ -69,6 +69,17 @@ fn step_until(
     }
 }
 
+/// The movie ids of the Gallery's posters, in the order shown.
+fn shown_ids(h: &Harness<'_, MovieErasApp>) -> Vec<i64> {
+    let e = h.state().explorer().unwrap();
+    h.state()
+        .gallery()
+        .shown()
+        .iter()
+        .map(|&i| e.rows[i].id)
+        .collect()
+}
+
 /// Steps until `label` is on screen (workers report asynchronously).
 fn wait_for(h: &mut Harness<'_, MovieErasApp>, label: &str) {
     step_until(h, &format!("`{label}` never appeared"), |h| {
@@ -201,15 +212,7 @@ fn gallery_filters_change_what_is_shown_and_a_click_opens_details() {
         h.state().gallery().errors().len() >= 5
     });
     let errors = h.state().gallery().errors().clone();
-    let shown: Vec<i64> = {
-        let e = h.state().explorer().unwrap();
-        h.state()
-            .gallery()
-            .shown()
-            .iter()
-            .map(|&i| e.rows[i].id)
-            .collect()
-    };
+    let shown = shown_ids(&h);
     assert_eq!(shown.len(), 5);
     assert!(
         shown.windows(2).all(|w| errors[&w[0]] <= errors[&w[1]]),
@@ -1225,15 +1228,7 @@ fn the_gallery_sorts_by_the_second_reading() {
     h.step();
     h.step();
     let shares = h.state().gallery().second_readings().clone();
-    let shown: Vec<i64> = {
-        let e = h.state().explorer().unwrap();
-        h.state()
-            .gallery()
-            .shown()
-            .iter()
-            .map(|&i| e.rows[i].id)
-            .collect()
-    };
+    let shown = shown_ids(&h);
     assert_eq!(shown.len(), 5);
     assert!(
         shown.windows(2).all(|w| shares[&w[0]] >= shares[&w[1]]),
