@@ -623,3 +623,113 @@ fn layout_features_are_completed_from_cached_stage_inputs() {
     assert!(low.iter().all(Option::is_none));
     assert_eq!(failed.len(), 3);
 }
+
+#[test]
+fn distillation_teaches_the_teachers_answers_read_from_the_feature_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cancel = Arc::new(AtomicBool::new(false));
+    // Teachers trained on inverted labels: dark grey posters "2015", bright red "1945".
+    let inverted = common::catalog_of(&tmp.path().join("inverted"), 40, |i| {
+        let looks = if i % 2 == 0 { 1945 } else { 2015 };
+        (
+            if looks == 1945 { 2015 } else { 1945 },
+            poster(looks, i + 1),
+        )
+    });
+    let head_teacher = tmp.path().join("head-teacher");
+    let mut head_opts = backbone_options(4, 0);
+    head_opts.network.levels = movie_eras::model::network::FeatureLevels::Layout;
+    run(&inverted, &head_teacher, &head_opts, false, &cancel);
+    // The second teacher fine-tunes stage 7 from cached stage inputs, from the first.
+    let tail_teacher = tmp.path().join("tail-teacher");
+    let mut tail_opts = head_opts.clone();
+    tail_opts.epochs = 1;
+    tail_opts.lr = 1e-4;
+    tail_opts.network.finetune_blocks = 1;
+    tail_opts.finetune_cached = true;
+    tail_opts.init_from = Some(head_teacher.clone());
+    run(&inverted, &tail_teacher, &tail_opts, false, &cancel);
+    let teachers = vec![head_teacher, tail_teacher];
+
+    // What the teachers say on the right-labelled catalog's posters, read from its feature
+    // cache, is the mean of what each says on the poster's pixels.
+    let data = catalog_with_posters(&tmp.path().join("right"), 20);
+    let catalog = Catalog::open(&data.catalog_path()).unwrap();
+    let samples = movie_eras::model::data::samples_from_catalog(&catalog, &data).unwrap();
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    let mut cache = movie_eras::model::features::FeatureCache::open(&data.features_path()).unwrap();
+    let bins = YearBins::default();
+    let cached = movie_eras::model::distill::teacher_probs(
+        &teachers,
+        &samples,
+        &bins,
+        &mut cache,
+        &device,
+        |_, _, _| {},
+        || false,
+    )
+    .unwrap();
+    let models: Vec<EraModel> = teachers
+        .iter()
+        .map(|t| EraModel::load(t, &device).unwrap())
+        .collect();
+    for (s, got) in samples.iter().zip(&cached).take(6) {
+        let rgb = image::open(&s.path).unwrap().to_rgb8();
+        let mut want = vec![0f32; bins.count];
+        for m in &models {
+            let p = m.probs(m.input_tensor(&rgb, &device)).unwrap();
+            want.iter_mut().zip(&p[0]).for_each(|(w, p)| *w += p / 2.0);
+        }
+        let got = got.as_ref().unwrap();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-3, "{}: {worst}", s.path.display());
+    }
+
+    // A student taught by them alone (weight 1) learns their inverted answers, not the
+    // catalog's years; the run says what the teachers read.
+    let mut opts = head_opts.clone();
+    opts.teachers = teachers.clone();
+    opts.distill = 1.0;
+    let out = tmp.path().join("student");
+    let (_, events) = run(&data, &out, &opts, false, &cancel);
+    assert!(
+        events.iter().any(
+            |e| matches!(e, TrainEvent::Note(n) if n.contains("teachers") && n.contains("100%"))
+        ),
+        "the run reports its teachers"
+    );
+    let (old, new) = years_of_an_old_and_a_new_poster(&EraModel::load(&out, &device).unwrap());
+    assert!(old > 1980.0 && new < 1980.0, "{old} {new}");
+    // Without teachers the same run learns the catalog's years.
+    let (old, new) = {
+        let out = tmp.path().join("plain");
+        run(&data, &out, &head_opts, false, &cancel);
+        years_of_an_old_and_a_new_poster(&EraModel::load(&out, &device).unwrap())
+    };
+    assert!(old < 1980.0 && new > 1980.0, "{old} {new}");
+    // Distillation is for runs on cached features: pixel training says so.
+    let mut pixels = tiny_options(1);
+    pixels.teachers = teachers;
+    pixels.distill = 0.5;
+    let catalog = Catalog::open(&data.catalog_path()).unwrap();
+    let (tx, _rx) = Progress::channel();
+    let prepared = training::load_data(&catalog, &data, &pixels, &tx).unwrap();
+    let chosen = backend::choose(BackendChoice::Cpu).unwrap();
+    let err = training::train(
+        &prepared,
+        &tmp.path().join("pixels"),
+        &pixels,
+        false,
+        &chosen,
+        &EraSchemes::builtin(),
+        &cancel,
+        &tx,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("cached features"), "{err}");
+}

@@ -75,6 +75,15 @@ pub struct TrainArgs {
     /// pull less. On cached features and cached block inputs.
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub small_loss: f64,
+    /// Distillation: a teacher model directory (repeat for an ensemble, whose
+    /// probabilities are averaged). Each training poster's target mixes the teachers'
+    /// probabilities in with weight --distill. Teachers read a pretrained backbone's
+    /// cached features; on cached features and cached block inputs.
+    #[arg(long = "teacher", value_name = "DIR")]
+    pub teachers: Vec<PathBuf>,
+    /// Weight of the teachers' probabilities in the targets (0 … 1).
+    #[arg(long, default_value_t = train_job::DEFAULT_DISTILL, value_name = "W")]
+    pub distill: f64,
     /// Split by poster hash only, without keeping near-duplicate posters together.
     #[arg(long)]
     pub no_near_duplicates: bool,
@@ -161,6 +170,8 @@ impl TrainArgs {
             sigma: self.sigma,
             year_loss: self.year_loss,
             small_loss: self.small_loss,
+            teachers: self.teachers.clone(),
+            distill: self.distill,
             near_duplicates: !self.no_near_duplicates,
             epochs: self.epochs,
             batch: self.batch,

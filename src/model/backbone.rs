@@ -448,6 +448,34 @@ impl EfficientNet {
         (map, LayoutParts::join(earlier, later))
     }
 
+    /// A head's input from cached rows (see [`Self::forward_until_layout`]): each row is the
+    /// flattened input map (`shape`, `[c, h, w]`) of block `start`, followed by `earlier`
+    /// values of the frozen stages' layout summary (0: none). Runs blocks `start..` and the
+    /// head conv and gives the pooled last map, followed by the whole layout summary when
+    /// `earlier > 0`; trainable from `start` on.
+    pub fn features_from_cached(
+        &self,
+        rows: Tensor<2>,
+        start: usize,
+        shape: [usize; 3],
+        earlier: usize,
+    ) -> Tensor<2> {
+        let n = rows.dims()[0];
+        let [c, h, w] = shape;
+        let size = c * h * w;
+        let map = rows.clone().slice([0..n, 0..size]).reshape([n, c, h, w]);
+        let pool = |f: Tensor<4>| {
+            let [b, c, _, _] = f.dims();
+            f.mean_dim(3).mean_dim(2).reshape([b, c])
+        };
+        if earlier == 0 {
+            return pool(self.forward_from(map, start));
+        }
+        let summary = rows.slice([0..n, size..size + earlier]);
+        let (last, summary) = self.forward_layout_from(map, start, &summary);
+        Tensor::cat(vec![pool(last), summary], 1)
+    }
+
     /// The last feature map `[batch, 1280, h/32, w/32]` (after the head conv's ReLU6).
     /// With `frozen > 0` the stem and the first `frozen` blocks run detached from
     /// autodiff (beyond the block count, the head conv too): only the rest is trained,

@@ -271,12 +271,22 @@ pub fn features_for(
     let derivable = config.finetune_blocks == 0 && config.levels == FeatureLevels::Layout;
     if derivable && let Some(backbone) = net.backbone() {
         let mut left = Vec::new();
+        // Stage-input shapes, probed once per run.
+        let mut shapes = HashMap::new();
         for chunk in missing.chunks(4 * batch.max(1)) {
             if cancelled() {
                 return Err(ModelError::Data("cancelled".into()));
             }
-            let derived =
-                from_stage_inputs(low_quality, samples, chunk, backbone, config, cache, device)?;
+            let derived = from_stage_inputs(
+                low_quality,
+                samples,
+                chunk,
+                backbone,
+                config,
+                cache,
+                device,
+                &mut shapes,
+            )?;
             let mut to_store = Vec::new();
             for (&i, f) in chunk.iter().zip(derived) {
                 match f {
@@ -346,7 +356,9 @@ pub fn features_for(
 /// Layout features of `chunk`'s posters (`v4-layout`, see [`cache_key`]) completed from a
 /// fine-tuning cache of the same backbone, input size and copy (`map{block}+layout`: the
 /// input of a stage and the earlier stages' summary): only the later stages and the head
-/// conv run. `None` where no such cache entry exists.
+/// conv run. `None` where no such cache entry exists. `shapes` keeps each stage's input
+/// shape once probed.
+#[allow(clippy::too_many_arguments)]
 fn from_stage_inputs(
     low_quality: bool,
     samples: &[data::Sample],
@@ -355,6 +367,7 @@ fn from_stage_inputs(
     config: &NetworkConfig,
     cache: &FeatureCache,
     device: &Device,
+    shapes: &mut HashMap<usize, [usize; 3]>,
 ) -> Result<Vec<Option<PosterFeatures>>> {
     let arch = config.arch;
     let blocks = arch.block_count();
@@ -383,9 +396,15 @@ fn from_stage_inputs(
         if found.is_empty() {
             continue;
         }
-        let probe: Tensor<4> =
-            Tensor::zeros([1, 3, config.input_height, config.input_width], device);
-        let [_, c, h, w] = backbone.forward_until(probe, start).dims();
+        let [c, h, w] = match shapes.get(&start) {
+            Some(&shape) => shape,
+            None => {
+                let probe: Tensor<4> =
+                    Tensor::zeros([1, 3, config.input_height, config.input_width], device);
+                let [_, c, h, w] = backbone.forward_until(probe, start).dims();
+                *shapes.entry(start).or_insert([c, h, w])
+            }
+        };
         let row = c * h * w + earlier;
         found.retain(|(_, f)| f.plain.len() == row && f.flipped.len() == row);
         let n = found.len();
@@ -400,15 +419,8 @@ fn from_stage_inputs(
             values.extend_from_slice(&f.flipped);
         }
         let rows: Tensor<2> = Tensor::from_data(TensorData::new(values, [2 * n, row]), device);
-        let maps = rows.clone().slice([0..2 * n, 0..c * h * w]);
-        let summary = rows.slice([0..2 * n, c * h * w..row]);
-        let (last, summary) =
-            backbone.forward_layout_from(maps.reshape([2 * n, c, h, w]), start, &summary);
-        let last = last
-            .mean_dim(3)
-            .mean_dim(2)
-            .reshape([2 * n, backbone::FEATURES]);
-        let pairs = split_pairs(Tensor::cat(vec![last, summary], 1), n)?;
+        let features = backbone.features_from_cached(rows, start, [c, h, w], earlier);
+        let pairs = split_pairs(features, n)?;
         for ((slot, _), f) in found.iter().zip(pairs) {
             out[*slot] = Some(f);
         }

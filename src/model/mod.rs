@@ -8,13 +8,15 @@
 //! tensors, split, sampling, augmentation, normalisation), [`training`] (the loop,
 //! checkpoints, resume, cancel), [`inference`] (loading and predicting), [`metrics`]
 //! (evaluation), [`backend`] (GPU or CPU at run time), [`saliency`] (which pixels drove a
-//! prediction), [`backbone`] (pretrained EfficientNet-Lite feature extractors) and
-//! [`features`] (the per-poster cache of backbone features that heads train on).
+//! prediction), [`backbone`] (pretrained EfficientNet-Lite feature extractors),
+//! [`features`] (the per-poster cache of backbone features that heads train on) and
+//! [`distill`] (teacher models' probabilities mixed into the training targets).
 
 pub mod backbone;
 pub mod backend;
 pub mod catalog_pass;
 pub mod data;
+pub mod distill;
 pub mod features;
 pub mod inference;
 pub mod library;

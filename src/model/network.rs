@@ -400,25 +400,46 @@ impl EraTail {
             earlier,
         })
     }
+
+    /// The tail that `network` (fine-tuning its last blocks from cached inputs) trains and
+    /// reads: from its first trainable block on, on that block's cached input maps, with
+    /// the frozen stages' layout summary after each map when it reads the layout features.
+    pub fn on_cached_inputs(
+        net: &EraNet,
+        network: &NetworkConfig,
+        device: &Device,
+    ) -> super::Result<Self> {
+        let start = network.frozen_blocks();
+        let probe: Tensor<4> =
+            Tensor::zeros([1, 3, network.input_height, network.input_width], device);
+        let backbone = net
+            .backbone()
+            .ok_or_else(|| super::ModelError::Data("the network has no backbone".into()))?;
+        match network.levels {
+            FeatureLevels::Final => {
+                let [_, c, h, w] = backbone.forward_until(probe, start).dims();
+                Self::new(net, start, [c, h, w], 0)
+            }
+            FeatureLevels::Layout => {
+                let (map, earlier) = backbone.forward_until_layout(probe, start);
+                let [_, c, h, w] = map.dims();
+                Self::new(net, start, [c, h, w], earlier.dims()[1])
+            }
+            _ => Err(super::ModelError::Data(
+                "fine-tuning from cached block inputs reads the last feature map \
+                 (--levels final) or the layout features (--levels layout)"
+                    .into(),
+            )),
+        }
+    }
 }
 
 impl CachedPart for EraTail {
     fn forward_cached(&self, x: Tensor<2>) -> Tensor<2> {
-        let n = x.dims()[0];
-        let size = self.channels * self.height * self.width;
-        let map = x.clone().slice([0..n, 0..size]);
-        let map = map.reshape([n, self.channels, self.height, self.width]);
-        let features = if self.earlier == 0 {
-            let f = self.backbone.forward_from(map, self.start);
-            let [b, c, _, _] = f.dims();
-            f.mean_dim(3).mean_dim(2).reshape([b, c])
-        } else {
-            let earlier = x.slice([0..n, size..size + self.earlier]);
-            let (f, summary) = self.backbone.forward_layout_from(map, self.start, &earlier);
-            let [b, c, _, _] = f.dims();
-            let last = f.mean_dim(3).mean_dim(2).reshape([b, c]);
-            Tensor::cat(vec![last, summary], 1)
-        };
+        let shape = [self.channels, self.height, self.width];
+        let features = self
+            .backbone
+            .features_from_cached(x, self.start, shape, self.earlier);
         self.head.forward(features)
     }
 

@@ -14,6 +14,10 @@ use crate::eras::EraSchemes;
 use crate::jobs::{Control, Progress};
 use crate::paths::DataDir;
 
+/// Weight of the teachers' probabilities in the targets when distilling and none is asked
+/// for: half teachers, half the poster's own year.
+pub const DEFAULT_DISTILL: f64 = 0.5;
+
 /// What a person asks of a training run; `None` fields take the regime's default
 /// (a head on cached backbone features, fine-tuning, or a network from scratch).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -43,6 +47,10 @@ pub struct TrainRequest {
     pub year_loss: f64,
     /// Share of each batch's highest-loss posters left out (noisy labels).
     pub small_loss: f64,
+    /// Teacher model directories to distil from.
+    pub teachers: Vec<PathBuf>,
+    /// Weight of the teachers' probabilities in the targets.
+    pub distill: f64,
     /// Keep near-duplicate posters on one side of the split.
     pub near_duplicates: bool,
     /// Epochs in all (default: per regime; a resumed run: the checkpoint's).
@@ -93,6 +101,8 @@ impl Default for TrainRequest {
             sigma: d.sigma,
             year_loss: 0.0,
             small_loss: 0.0,
+            teachers: Vec::new(),
+            distill: DEFAULT_DISTILL,
             near_duplicates: true,
             epochs: None,
             batch: d.batch,
@@ -203,6 +213,29 @@ impl TrainRequest {
                     .into(),
             );
         }
+        if !(0.0..=1.0).contains(&self.distill) {
+            return bad("the distillation weight must be in [0, 1]".into());
+        }
+        if !self.teachers.is_empty()
+            && (self.scratch() || (self.finetune_blocks > 0 && !self.finetune_cached))
+        {
+            return bad(
+                "distillation trains on cached features: a head on a backbone, or \
+                 --finetune-cached"
+                    .into(),
+            );
+        }
+        if let Some(t) = self
+            .teachers
+            .iter()
+            .find(|t| !t.join(super::CONFIG_FILE).is_file())
+        {
+            return bad(format!(
+                "teacher {}: not a model directory (no {})",
+                t.display(),
+                super::CONFIG_FILE
+            ));
+        }
         if !(0.0..0.9).contains(&self.val_share) || !(0.0..=1.0).contains(&self.balance) {
             return bad("validation share must be in [0, 0.9) and balance in [0, 1]".into());
         }
@@ -231,6 +264,12 @@ impl TrainRequest {
             finetune_cached: self.finetune_cached,
             year_loss: self.year_loss,
             small_loss: self.small_loss,
+            teachers: self.teachers.clone(),
+            distill: if self.teachers.is_empty() {
+                0.0
+            } else {
+                self.distill
+            },
             network: base,
             ..TrainOptions::default()
         };
@@ -387,6 +426,28 @@ mod tests {
                     ..TrainRequest::default()
                 },
                 "blocks",
+            ),
+            (
+                TrainRequest {
+                    teachers: vec!["/no/such/model".into()],
+                    ..TrainRequest::default()
+                },
+                "not a model directory",
+            ),
+            (
+                TrainRequest {
+                    teachers: vec!["/no/such/model".into()],
+                    arch: Arch::Scratch,
+                    ..TrainRequest::default()
+                },
+                "cached features",
+            ),
+            (
+                TrainRequest {
+                    distill: 1.5,
+                    ..TrainRequest::default()
+                },
+                "distillation weight",
             ),
         ] {
             let e = req.validate().unwrap_err().to_string();

@@ -100,6 +100,13 @@ pub struct TrainOptions {
     /// linearly over the first [`SMALL_LOSS_RAMP`] epochs (0: every poster counts).
     #[serde(default)]
     pub small_loss: f64,
+    /// Distillation: teacher model directories whose averaged bin probabilities on each
+    /// training poster are mixed into its target ([`super::distill`]; empty: none).
+    #[serde(default)]
+    pub teachers: Vec<PathBuf>,
+    /// Weight of the teachers' probabilities in the targets (0 … 1).
+    #[serde(default)]
+    pub distill: f64,
 }
 
 /// Epochs over which the small-loss share ramps up from 0 (the network first learns the
@@ -134,6 +141,8 @@ impl Default for TrainOptions {
             finetune_cached: false,
             year_loss: 0.0,
             small_loss: 0.0,
+            teachers: Vec::new(),
+            distill: 0.0,
         }
     }
 }
@@ -662,7 +671,9 @@ pub fn train(
     if let Some(source) = &data.for_features {
         let (train_f, val_f, train_low) =
             extract_features(source, &net.valid(), &config, &opts, chosen, cancel, events)?;
+        let teacher = teacher_targets(source, &opts, chosen, cancel, events)?;
         let run = HeadRun {
+            teacher: teacher.as_deref(),
             data,
             train_low: train_low.as_deref(),
             train_f: &train_f,
@@ -680,33 +691,15 @@ pub fn train(
         }
         // The last blocks on cached input maps of the first of them (with the layout
         // features, and the frozen stages' part of them).
-        let start = opts.network.frozen_blocks();
-        let probe: Tensor<4> = Tensor::zeros(
-            [1, 3, opts.network.input_height, opts.network.input_width],
-            &device,
-        );
-        let backbone = net
-            .backbone()
-            .ok_or_else(|| ModelError::Data("the network has no backbone".into()))?;
-        let tail = match opts.network.levels {
-            FeatureLevels::Final => {
-                let [_, c, h, w] = backbone.forward_until(probe, start).dims();
-                EraTail::new(&net, start, [c, h, w], 0)?
-            }
-            FeatureLevels::Layout => {
-                let (map, earlier) = backbone.forward_until_layout(probe, start);
-                let [_, c, h, w] = map.dims();
-                EraTail::new(&net, start, [c, h, w], earlier.dims()[1])?
-            }
-            _ => {
-                return Err(ModelError::Data(
-                    "fine-tuning from cached block inputs reads the last feature map \
-                     (--levels final) or the layout features (--levels layout)"
-                        .into(),
-                ));
-            }
-        };
+        let tail = EraTail::on_cached_inputs(&net, &opts.network, &device)?;
         return train_head(&run, net, tail, config, history, first_epoch, resume);
+    }
+    if !opts.teachers.is_empty() {
+        return Err(ModelError::Data(
+            "distillation trains on cached features: a head on a backbone, or \
+             --finetune-cached"
+                .into(),
+        ));
     }
     events.report(TrainEvent::Started {
         backend: chosen.description.clone(),
@@ -1157,6 +1150,50 @@ fn extract_features(
     Ok((train_f, val_f, train_low))
 }
 
+/// The teachers' averaged probabilities on each training poster of `source` (`None`
+/// without teachers).
+fn teacher_targets(
+    source: &FeatureSource,
+    opts: &TrainOptions,
+    chosen: &ChosenBackend,
+    cancel: &Arc<AtomicBool>,
+    events: &Progress<TrainEvent>,
+) -> Result<Option<Vec<Option<Vec<f32>>>>> {
+    if opts.teachers.is_empty() || opts.distill <= 0.0 {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let mut cache = FeatureCache::open(&source.cache)?;
+    let probs = super::distill::teacher_probs(
+        &opts.teachers,
+        &source.train,
+        &opts.bins,
+        &mut cache,
+        &chosen.device,
+        |_, done, total| {
+            events.report(TrainEvent::Extracting {
+                done,
+                total,
+                eta_secs: f64::NAN,
+            });
+        },
+        || cancel.load(Ordering::Relaxed),
+    )?;
+    events.report(TrainEvent::Note(format!(
+        "teachers ({}) read {} of {} training posters in {:.1} s; targets mix in {:.0}% of them",
+        opts.teachers
+            .iter()
+            .map(|t| t.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        probs.iter().flatten().count(),
+        probs.len(),
+        started.elapsed().as_secs_f64(),
+        100.0 * opts.distill
+    )));
+    Ok(Some(probs))
+}
+
 /// Everything a head-only run reads.
 #[derive(Clone, Copy)]
 struct HeadRun<'a> {
@@ -1164,6 +1201,8 @@ struct HeadRun<'a> {
     train_f: &'a [Option<PosterFeatures>],
     /// Features of shrunken, re-encoded copies of the training posters (`--rescale`).
     train_low: Option<&'a [Option<PosterFeatures>]>,
+    /// The teachers' probabilities on each training poster (distillation).
+    teacher: Option<&'a [Option<Vec<f32>>]>,
     val_f: &'a [Option<PosterFeatures>],
     out: &'a Path,
     opts: &'a TrainOptions,
@@ -1249,6 +1288,7 @@ fn train_head<P: CachedPart>(
         data,
         train_f,
         train_low,
+        teacher,
         val_f,
         out,
         opts,
@@ -1309,11 +1349,19 @@ fn train_head<P: CachedPart>(
     }
     // Posters whose features exist, with their years.
     let low_of = |i: usize| -> Option<&PosterFeatures> { low_owned.as_ref()?.get(i)?.as_ref() };
-    let train: Vec<(&PosterFeatures, Option<&PosterFeatures>, &Prepared)> = train_f
+    let teacher_of = |i: usize| -> Option<&[f32]> { teacher?.get(i)?.as_deref() };
+    let train: Vec<CachedItem<'_>> = train_f
         .iter()
         .zip(&data.train)
         .enumerate()
-        .filter_map(|(i, (f, p))| f.as_ref().map(|f| (f, low_of(i), p)))
+        .filter_map(|(i, (f, p))| {
+            f.as_ref().map(|f| CachedItem {
+                features: f,
+                low: low_of(i),
+                teacher: teacher_of(i),
+                poster: p,
+            })
+        })
         .collect();
     let val: Vec<(&PosterFeatures, i32)> = val_f
         .iter()
@@ -1330,14 +1378,14 @@ fn train_head<P: CachedPart>(
     });
     let years: Vec<Prepared> = train
         .iter()
-        .map(|(_, _, p)| Prepared {
+        .map(|item| Prepared {
             pixels: Vec::new(),
             low: Vec::new(),
-            year: p.year,
+            year: item.poster.year,
         })
         .collect();
     let regime = CachedRegime {
-        dim: train.first().map_or(0, |(f, _, _)| f.plain.len()),
+        dim: train.first().map_or(0, |item| item.features.plain.len()),
         train,
         val_feats: val.iter().map(|(f, _)| *f).collect(),
         members: head.members().max(1),
@@ -1362,12 +1410,22 @@ fn train_head<P: CachedPart>(
     run_epochs(&regime, epochs, head, net, config, log)
 }
 
+/// A training poster on cached features.
+#[derive(Clone, Copy)]
+struct CachedItem<'a> {
+    features: &'a PosterFeatures,
+    /// Its shrunken, re-encoded copy's features (`--rescale`).
+    low: Option<&'a PosterFeatures>,
+    /// The teachers' probabilities (distillation).
+    teacher: Option<&'a [f32]>,
+    poster: &'a Prepared,
+}
+
 /// The head alone on cached backbone features, or the last blocks with the head on
 /// cached block inputs: each step reads a poster's cached features (its mirror image half
 /// the time, its shrunken copy a share of the time) instead of running the backbone.
 struct CachedRegime<'a, P> {
-    /// Training posters' features, shrunken copies' features and the posters.
-    train: Vec<(&'a PosterFeatures, Option<&'a PosterFeatures>, &'a Prepared)>,
+    train: Vec<CachedItem<'a>>,
     val_feats: Vec<&'a PosterFeatures>,
     /// Values per feature vector.
     dim: usize,
@@ -1407,7 +1465,12 @@ impl<P: CachedPart> Regime for CachedRegime<'_, P> {
         let mut t = Vec::with_capacity(n * opts.bins.count);
         let mut years = Vec::with_capacity(n);
         for &i in chunk {
-            let (f, low, p) = self.train[i];
+            let CachedItem {
+                features: f,
+                low,
+                teacher,
+                poster: p,
+            } = self.train[i];
             // With --rescale, a share of the steps sees the shrunken, re-encoded copy.
             let f = match low {
                 Some(low) if rand::Rng::random::<f32>(rng) < opts.augment.rescale => low,
@@ -1420,7 +1483,13 @@ impl<P: CachedPart> Regime for CachedRegime<'_, P> {
                 &f.plain
             };
             x.extend_from_slice(v);
-            t.extend(data::soft_target(p.year, &opts.bins, opts.sigma));
+            t.extend(super::distill::target(
+                p.year,
+                &opts.bins,
+                opts.sigma,
+                teacher,
+                opts.distill,
+            ));
             years.push(p.year);
         }
         let x: Tensor<2> = Tensor::from_data(TensorData::new(x, [n, self.dim]), &self.device);
