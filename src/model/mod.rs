@@ -296,8 +296,10 @@ pub fn default_model_dir() -> Option<PathBuf> {
         .or_else(embedded_model_dir)
 }
 
-/// The shipped model's files, compiled into the binary so that it works from any folder.
-const EMBEDDED_MODEL: [(&str, &[u8]); 2] = [
+/// The shipped model's files, compiled into the binary so that it works from any folder:
+/// its config, its head and its backbone (pretrained, with stage 7 and the head conv
+/// fine-tuned).
+const EMBEDDED_MODEL: [(&str, &[u8]); 3] = [
     (
         CONFIG_FILE,
         include_bytes!(concat!(
@@ -310,6 +312,13 @@ const EMBEDDED_MODEL: [(&str, &[u8]); 2] = [
         include_bytes!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/resources/model/model.bpk"
+        )),
+    ),
+    (
+        BACKBONE_FILE,
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/resources/model/backbone.bpk"
         )),
     ),
 ];
