@@ -298,8 +298,11 @@ pub fn normalisation() -> super::Normalisation {
     }
 }
 
+/// ReLU6 as two one-sided clamps: the same values as `clamp(0, 6)`, but Flex runs each
+/// one-sided clamp as a vectorised, parallel pass, and the two-sided one as a scalar loop
+/// on one thread (about 4× slower on a feature map of the feature pass).
 fn relu6(x: Tensor<4>) -> Tensor<4> {
-    x.clamp(0.0, 6.0)
+    x.clamp_min(0.0).clamp_max(6.0)
 }
 
 fn conv(
