@@ -272,15 +272,7 @@ fn head_on_cached_backbone_features_learns_resumes_and_reuses_the_cache() {
         vec![3, 4]
     );
     // Everything is cached: one report per set, no batch extracted.
-    let reports: Vec<(usize, usize)> = events
-        .iter()
-        .filter_map(|e| match e {
-            TrainEvent::Extracting { done, total, .. } => Some((*done, *total)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(reports.len(), 2, "{reports:?}");
-    assert_eq!(reports[1].0, reports[1].1, "{reports:?}");
+    assert_every_feature_came_from_the_cache(&events);
     // About ten held-out posters: one miss is 10 points, so the bar is the baseline's.
     let eval = &summary.epochs[1].validation;
     assert!(
@@ -394,6 +386,12 @@ fn finetuning_from_cached_block_inputs_trains_the_same_layers_and_reuses_the_map
     assert_reported_figures_are_the_saved_networks(&data, &out, &opts, &summary);
     // A second run finds every map in the cache: one report per set, no batch run.
     let (_, events) = run(&data, &tmp.path().join("again"), &opts, false, &cancel);
+    assert_every_feature_came_from_the_cache(&events);
+}
+
+/// Checks that a run found every feature (or block input) in the cache: one progress
+/// report per set (training, validation), complete at once, no batch extracted.
+fn assert_every_feature_came_from_the_cache(events: &[TrainEvent]) {
     let reports: Vec<(usize, usize)> = events
         .iter()
         .filter_map(|e| match e {
@@ -665,7 +663,7 @@ fn distillation_teaches_the_teachers_answers_read_from_the_feature_cache() {
         &bins,
         &mut cache,
         &device,
-        |_, _, _| {},
+        |_, _| {},
         || false,
     )
     .unwrap();

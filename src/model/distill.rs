@@ -20,7 +20,7 @@ use super::{ModelError, Result, YearBins};
 
 /// The averaged bin probabilities of `teachers` (model directories) on each of `samples`
 /// (averaged with its mirror image), `None` where a teacher has no features for a poster.
-/// `progress(teacher, done, total)` follows the feature lookups; `cancelled()` stops
+/// `progress(done, total)` follows each teacher's feature lookups; `cancelled()` stops
 /// between batches.
 #[allow(clippy::too_many_arguments)]
 pub fn teacher_probs(
@@ -29,20 +29,12 @@ pub fn teacher_probs(
     bins: &YearBins,
     cache: &mut FeatureCache,
     device: &Device,
-    mut progress: impl FnMut(usize, usize, usize),
+    mut progress: impl FnMut(usize, usize),
     cancelled: impl Fn() -> bool,
 ) -> Result<Vec<Option<Vec<f32>>>> {
     let mut sums: Vec<Option<Vec<f32>>> = vec![Some(vec![0.0; bins.count]); samples.len()];
-    for (t, dir) in teachers.iter().enumerate() {
-        let probs = one_teacher(
-            dir,
-            samples,
-            bins,
-            cache,
-            device,
-            |d, n| progress(t, d, n),
-            &cancelled,
-        )?;
+    for dir in teachers {
+        let probs = one_teacher(dir, samples, bins, cache, device, &mut progress, &cancelled)?;
         for (sum, p) in sums.iter_mut().zip(probs) {
             match (sum.as_mut(), p) {
                 (Some(s), Some(p)) => s.iter_mut().zip(p).for_each(|(s, p)| *s += p),

@@ -396,15 +396,12 @@ fn from_stage_inputs(
         if found.is_empty() {
             continue;
         }
-        let [c, h, w] = match shapes.get(&start) {
-            Some(&shape) => shape,
-            None => {
-                let probe: Tensor<4> =
-                    Tensor::zeros([1, 3, config.input_height, config.input_width], device);
-                let [_, c, h, w] = backbone.forward_until(probe, start).dims();
-                *shapes.entry(start).or_insert([c, h, w])
-            }
-        };
+        let [c, h, w] = *shapes.entry(start).or_insert_with(|| {
+            let probe: Tensor<4> =
+                Tensor::zeros([1, 3, config.input_height, config.input_width], device);
+            let [_, c, h, w] = backbone.forward_until(probe, start).dims();
+            [c, h, w]
+        });
         let row = c * h * w + earlier;
         found.retain(|(_, f)| f.plain.len() == row && f.flipped.len() == row);
         let n = found.len();

@@ -219,11 +219,7 @@ impl TrainRequest {
         if !self.teachers.is_empty()
             && (self.scratch() || (self.finetune_blocks > 0 && !self.finetune_cached))
         {
-            return bad(
-                "distillation trains on cached features: a head on a backbone, or \
-                 --finetune-cached"
-                    .into(),
-            );
+            return bad(training::DISTILL_NEEDS_CACHE.into());
         }
         if let Some(t) = self
             .teachers

@@ -109,6 +109,10 @@ pub struct TrainOptions {
     pub distill: f64,
 }
 
+/// Why a run on pixels cannot distil.
+pub const DISTILL_NEEDS_CACHE: &str =
+    "distillation trains on cached features: a head on a backbone, or --finetune-cached";
+
 /// Epochs over which the small-loss share ramps up from 0 (the network first learns the
 /// easy, clean posters; noisy ones are fitted later).
 pub const SMALL_LOSS_RAMP: usize = 5;
@@ -695,11 +699,7 @@ pub fn train(
         return train_head(&run, net, tail, config, history, first_epoch, resume);
     }
     if !opts.teachers.is_empty() {
-        return Err(ModelError::Data(
-            "distillation trains on cached features: a head on a backbone, or \
-             --finetune-cached"
-                .into(),
-        ));
+        return Err(ModelError::Data(DISTILL_NEEDS_CACHE.into()));
     }
     events.report(TrainEvent::Started {
         backend: chosen.description.clone(),
@@ -1170,7 +1170,7 @@ fn teacher_targets(
         &opts.bins,
         &mut cache,
         &chosen.device,
-        |_, done, total| {
+        |done, total| {
             events.report(TrainEvent::Extracting {
                 done,
                 total,
