@@ -133,6 +133,29 @@ fn tiny_model_learns_saves_loads_and_resumes() {
         new.year,
         old.year
     );
+    // The training year mix is recorded (strength 0: answers as trained); at strength 1
+    // the model answers the raw probabilities divided by the mix, renormalised.
+    let mix = a
+        .config
+        .prior
+        .clone()
+        .expect("a trained model records its year mix");
+    assert_eq!(mix.strength, 0.0);
+    assert_eq!(mix.train_share.len(), a.config.bins.count);
+    assert!((mix.train_share.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    let mut corrected = EraModel::load(&out, &device).unwrap();
+    corrected.config.prior = Some(mix.with_strength(1.0));
+    let moved = corrected.predict(&poster(1945, 999), h).unwrap();
+    let mut expected = old.bin_probs.clone();
+    mix.with_strength(1.0).apply(&mut expected);
+    assert_ne!(moved.bin_probs, old.bin_probs);
+    for (x, y) in moved.bin_probs.iter().zip(&expected) {
+        assert!(
+            (x - y).abs() < 1e-6,
+            "{:?} vs {expected:?}",
+            moved.bin_probs
+        );
+    }
     // Saving the loaded model again and loading that gives the same outputs bit for bit
     // (the file itself also records random parameter ids, so bytes are not compared).
     let reloaded_dir = tmp.path().join("copy");

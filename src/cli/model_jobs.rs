@@ -14,6 +14,7 @@ use crate::model::backend::{self, BackendChoice};
 use crate::model::catalog_pass;
 use crate::model::inference::EraModel;
 use crate::model::network::FeatureLevels;
+use crate::model::prior::PriorCorrection;
 use crate::model::saliency::{self, OverlayMode, SaliencyMethod, SaliencySettings};
 use crate::model::train_job::{self, TrainRequest};
 use crate::model::training::{self, TrainEvent};
@@ -84,6 +85,12 @@ pub struct TrainArgs {
     /// Weight of the teachers' probabilities in the targets (0 … 1).
     #[arg(long, default_value_t = train_job::DEFAULT_DISTILL, value_name = "W")]
     pub distill: f64,
+    /// Correct the model's answers for the training year mix with this strength τ
+    /// (0 … 2; 0: answers as trained): bin probabilities are divided by the training
+    /// share of their bin raised to τ. The mix is recorded with the model; `prior`
+    /// changes the strength later.
+    #[arg(long, default_value_t = train_job::DEFAULT_PRIOR_STRENGTH, value_name = "TAU")]
+    pub prior_strength: f32,
     /// Split by poster hash only, without keeping near-duplicate posters together.
     #[arg(long)]
     pub no_near_duplicates: bool,
@@ -172,6 +179,7 @@ impl TrainArgs {
             small_loss: self.small_loss,
             teachers: self.teachers.clone(),
             distill: self.distill,
+            prior_strength: self.prior_strength,
             near_duplicates: !self.no_near_duplicates,
             epochs: self.epochs,
             batch: self.batch,
@@ -438,6 +446,17 @@ pub struct EvaluateArgs {
     /// imported folders, say); without --images.
     #[arg(long, value_name = "DIR", conflicts_with = "images")]
     pub under: Option<PathBuf>,
+    /// Only the held-out posters that a split with this smaller validation share would
+    /// train on: with a model trained at --val-share 0.3, `--outside-share 0.15` scores
+    /// the band between the two, which a model trained at 0.15 trains on and is never
+    /// tested on (where to tune a setting honestly); without --images.
+    #[arg(long, value_name = "SHARE", conflicts_with = "images")]
+    pub outside_share: Option<f64>,
+    /// Score the model at each of these prior-correction strengths (comma-separated,
+    /// 0 … 2, the training year mix the model's own, or on the catalog its training
+    /// split's) instead of at the model's own strength.
+    #[arg(long, value_name = "TAU,...", value_delimiter = ',')]
+    pub prior_strength: Vec<f32>,
     /// Model, scheme, backend, output.
     #[command(flatten)]
     pub common: ModelArgs,
@@ -471,8 +490,14 @@ fn read_labels(images: &Path, labels: &Path) -> Result<Vec<data::Sample>> {
 
 /// Runs `evaluate`.
 pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArgs) -> Result<()> {
-    let model = args.common.load(data_dir)?;
+    let mut model = args.common.load(data_dir)?;
     let scheme = schemes.get(&args.common.scheme)?;
+    for &tau in &args.prior_strength {
+        PriorCorrection::check_strength(tau).map_err(anyhow::Error::msg)?;
+    }
+    // Raw probabilities here; the correction is applied once below, at each strength.
+    let own_prior = model.config.prior.take();
+    let mut train_years = Vec::new();
     let samples = match (&args.images, &args.labels) {
         (Some(images), Some(labels)) => read_labels(images, labels)?,
         _ => {
@@ -488,7 +513,15 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
             if (grouped || args.near_duplicates) && !args.no_near_duplicates {
                 data::group_near_duplicates(&mut all);
             }
-            let mut held_out = data::split(all, share, seed).1;
+            let (train, mut held_out) = data::split(all, share, seed);
+            train_years = train.iter().map(|s| s.year).collect();
+            if let Some(inner) = args.outside_share {
+                anyhow::ensure!(
+                    (0.0..share).contains(&inner),
+                    "--outside-share must be below the model's validation share ({share})"
+                );
+                held_out = data::split(held_out, inner, seed).0;
+            }
             if let Some(dir) = &args.under {
                 let dir = dir
                     .canonicalize()
@@ -521,8 +554,9 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
     )?;
     let mut probs = probs;
     if let Some(dir) = &args.ensemble {
-        let other = EraModel::load(dir, &model.device)
+        let mut other = EraModel::load(dir, &model.device)
             .with_context(|| format!("loading the model in {}", dir.display()))?;
+        other.config.prior = None;
         anyhow::ensure!(
             other.config.bins == model.config.bins,
             "--ensemble: the models' year bins differ"
@@ -547,6 +581,24 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         }
     }
     let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
+    if !args.prior_strength.is_empty() {
+        let mix = match own_prior {
+            Some(p) => p,
+            None if !train_years.is_empty() => {
+                PriorCorrection::from_years(train_years, &model.config.bins, 0.0)
+            }
+            None => anyhow::bail!(
+                "--prior-strength: this model records no training year mix; score it on the \
+                 catalog's split (without --images), or record one with `prior`"
+            ),
+        };
+        return report_strengths(&probs, &years, &mix, &model.config.bins, scheme, args);
+    }
+    if let Some(prior) = &own_prior {
+        for p in &mut probs {
+            prior.apply(p);
+        }
+    }
     let e = metrics::evaluate(&probs, &years, &model.config.bins, scheme);
     if let Some(out) = &args.confusion_png {
         let png = imaging::encode_png(&metrics::confusion_image(&e.era_confusion))?;
@@ -560,6 +612,59 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         if !failed.is_empty() {
             println!("({} files could not be read)", failed.len());
         }
+    }
+    Ok(())
+}
+
+/// `evaluate --prior-strength`: the figures at each strength, as a table or JSON.
+fn report_strengths(
+    probs: &[Vec<f32>],
+    years: &[i32],
+    mix: &PriorCorrection,
+    bins: &crate::model::YearBins,
+    scheme: &crate::eras::EraScheme,
+    args: &EvaluateArgs,
+) -> Result<()> {
+    let mut rows = Vec::new();
+    for &tau in &args.prior_strength {
+        let prior = mix.with_strength(tau);
+        let corrected: Vec<Vec<f32>> = probs
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                prior.apply(&mut p);
+                p
+            })
+            .collect();
+        rows.push((tau, metrics::evaluate(&corrected, years, bins, scheme)));
+    }
+    if args.common.json {
+        let out: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(tau, e)| serde_json::json!({"prior_strength": tau, "evaluation": e}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{} posters; always {}s: top-1 {:.1}%, balanced {:.1}%",
+        rows.first().map_or(0, |(_, e)| e.count),
+        rows.first().map_or(0, |(_, e)| e.baseline.decade),
+        rows.first()
+            .map_or(0.0, |(_, e)| 100.0 * e.baseline.decade_top1),
+        rows.first()
+            .map_or(0.0, |(_, e)| 100.0 * e.baseline.balanced_decade_accuracy),
+    );
+    println!("strength   top-1  balanced  within one   MAE (y)   era acc.");
+    for (tau, e) in &rows {
+        println!(
+            "{tau:>8.2}  {:>5.1}%  {:>7.1}%  {:>9.1}%  {:>8.2}  {:>8.1}%",
+            100.0 * e.decade_top1,
+            100.0 * e.balanced_decade_accuracy,
+            100.0 * e.within_one_decade,
+            e.mae_years,
+            100.0 * e.era_accuracy
+        );
     }
     Ok(())
 }

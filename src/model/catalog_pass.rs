@@ -310,7 +310,9 @@ fn backbone_batch(
         .map(|(id, f)| (id, features::head_input(&model.config.network, f)))
         .collect();
     let refs: Vec<&PosterFeatures> = found.iter().map(|(_, f)| f).collect();
-    let probs = head_probs(&model.net.head(), &refs, &model.device).map_err(model_err)?;
+    let probs = model
+        .config
+        .corrected(head_probs(&model.net.head(), &refs, &model.device).map_err(model_err)?);
     Ok(found
         .iter()
         .zip(probs)

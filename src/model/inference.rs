@@ -280,7 +280,8 @@ impl EraModel {
         )
     }
 
-    /// Bin probabilities for a batch of input tensors `[n, 3, h, w]`.
+    /// Bin probabilities for a batch of input tensors `[n, 3, h, w]` (corrected for the
+    /// training year mix where the model says so).
     pub fn probs(&self, images: Tensor<4>) -> Result<Vec<Vec<f32>>> {
         let [n, _, _, _] = images.dims();
         let p = if self.flip_average {
@@ -300,7 +301,9 @@ impl EraModel {
                 flat.len()
             )));
         }
-        Ok(flat.chunks(k).map(<[f32]>::to_vec).collect())
+        Ok(self
+            .config
+            .corrected(flat.chunks(k).map(<[f32]>::to_vec).collect()))
     }
 
     /// Bin probabilities and embeddings (pooled last-block features) for posters, in
@@ -338,10 +341,13 @@ impl EraModel {
         if probs.len() != n * k || emb.len() != n * c {
             return Err(ModelError::Inference("unexpected output sizes".into()));
         }
+        let probs = self
+            .config
+            .corrected(probs.chunks(k).map(<[f32]>::to_vec).collect());
         Ok(probs
-            .chunks(k)
+            .into_iter()
             .zip(emb.chunks(c))
-            .map(|(p, e)| (p.to_vec(), e.to_vec()))
+            .map(|(p, e)| (p, e.to_vec()))
             .collect())
     }
 

@@ -10,7 +10,8 @@
 //! (evaluation), [`backend`] (GPU or CPU at run time), [`saliency`] (which pixels drove a
 //! prediction), [`backbone`] (pretrained EfficientNet-Lite feature extractors),
 //! [`features`] (the per-poster cache of backbone features that heads train on) and
-//! [`distill`] (teacher models' probabilities mixed into the training targets).
+//! [`distill`] (teacher models' probabilities mixed into the training targets) and
+//! [`prior`] (correcting answers for the training year mix).
 
 pub mod backbone;
 pub mod backend;
@@ -22,6 +23,7 @@ pub mod inference;
 pub mod library;
 pub mod metrics;
 pub mod network;
+pub mod prior;
 pub mod readings;
 pub mod saliency;
 pub mod train_job;
@@ -219,8 +221,12 @@ pub struct ModelConfig {
     pub era_schemes: Vec<String>,
     /// How it was trained (free-form record of the recipe).
     pub recipe: serde_json::Value,
-    /// Validation figures at the end of training, if any.
+    /// Validation figures at the end of training, if any (as the model answers).
     pub validation: Option<metrics::Evaluation>,
+    /// The training year mix and how strongly answers are corrected for it (none in
+    /// models from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<prior::PriorCorrection>,
 }
 
 /// Current `model.json` format.
@@ -236,6 +242,17 @@ pub const WEIGHTS_FILE: &str = "model.bpk";
 pub const BACKBONE_FILE: &str = "backbone.bpk";
 
 impl ModelConfig {
+    /// The network's bin probabilities as the model answers them: corrected for the
+    /// training year mix where the model says so.
+    pub fn corrected(&self, mut probs: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+        if let Some(prior) = self.prior.as_ref().filter(|p| p.is_active()) {
+            for p in &mut probs {
+                prior.apply(p);
+            }
+        }
+        probs
+    }
+
     /// Reads `dir/model.json`.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG_FILE);

@@ -18,6 +18,10 @@ use crate::paths::DataDir;
 /// for: half teachers, half the poster's own year.
 pub const DEFAULT_DISTILL: f64 = 0.5;
 
+/// Strength of the correction for the training year mix recorded with a new model when
+/// none is asked for ([`super::prior`]).
+pub const DEFAULT_PRIOR_STRENGTH: f32 = 0.0;
+
 /// What a person asks of a training run; `None` fields take the regime's default
 /// (a head on cached backbone features, fine-tuning, or a network from scratch).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -51,6 +55,8 @@ pub struct TrainRequest {
     pub teachers: Vec<PathBuf>,
     /// Weight of the teachers' probabilities in the targets.
     pub distill: f64,
+    /// Strength of the correction for the training year mix ([`super::prior`]).
+    pub prior_strength: f32,
     /// Keep near-duplicate posters on one side of the split.
     pub near_duplicates: bool,
     /// Epochs in all (default: per regime; a resumed run: the checkpoint's).
@@ -103,6 +109,7 @@ impl Default for TrainRequest {
             small_loss: 0.0,
             teachers: Vec::new(),
             distill: DEFAULT_DISTILL,
+            prior_strength: DEFAULT_PRIOR_STRENGTH,
             near_duplicates: true,
             epochs: None,
             batch: d.batch,
@@ -213,6 +220,9 @@ impl TrainRequest {
                     .into(),
             );
         }
+        if let Err(why) = super::prior::PriorCorrection::check_strength(self.prior_strength) {
+            return bad(why);
+        }
         if !(0.0..=1.0).contains(&self.distill) {
             return bad("the distillation weight must be in [0, 1]".into());
         }
@@ -266,6 +276,7 @@ impl TrainRequest {
             } else {
                 self.distill
             },
+            prior_strength: self.prior_strength,
             network: base,
             ..TrainOptions::default()
         };

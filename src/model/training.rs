@@ -21,6 +21,7 @@ use super::features::{self, FeatureCache, PosterFeatures};
 use super::inference::{EraModel, load_net, save_model};
 use super::metrics::{self, Evaluation};
 use super::network::{CachedPart, EraNet, EraTail, FeatureLevels, NetworkConfig};
+use super::prior::PriorCorrection;
 use super::{MODEL_FORMAT, ModelConfig, ModelError, Result, YearBins};
 use crate::eras::EraSchemes;
 
@@ -107,6 +108,10 @@ pub struct TrainOptions {
     /// Weight of the teachers' probabilities in the targets (0 … 1).
     #[serde(default)]
     pub distill: f64,
+    /// Strength of the correction for the training year mix recorded with the model
+    /// ([`super::prior`]; 0: answers as trained).
+    #[serde(default)]
+    pub prior_strength: f32,
 }
 
 /// Why a run on pixels cannot distil.
@@ -147,6 +152,7 @@ impl Default for TrainOptions {
             small_loss: 0.0,
             teachers: Vec::new(),
             distill: 0.0,
+            prior_strength: 0.0,
         }
     }
 }
@@ -601,6 +607,11 @@ pub fn train(
         era_schemes: schemes.iter().map(|s| s.name.clone()).collect(),
         recipe: serde_json::Value::Null,
         validation: None,
+        prior: Some(PriorCorrection::from_years(
+            data.train.iter().map(|p| p.year),
+            &opts.bins,
+            opts.prior_strength,
+        )),
     };
     // Seeded so that a rerun with the same seed starts from the same weights.
     device.seed(opts.seed);
@@ -711,7 +722,11 @@ pub fn train(
     let regime = PixelRegime {
         data,
         opts: &opts,
-        config: config.clone(),
+        // Raw probabilities: the shared loop applies the prior correction once.
+        config: ModelConfig {
+            prior: None,
+            ..config.clone()
+        },
         device,
         chosen,
     };
@@ -867,7 +882,7 @@ fn run_epochs<R: Regime>(
             break;
         }
         let train_secs = started.elapsed().as_secs_f64();
-        let probs = regime.validate(&part)?;
+        let probs = config.corrected(regime.validate(&part)?);
         let validation = metrics::evaluate(&probs, &val_years, &opts.bins, scheme);
         let report = EpochReport::new(epoch, (loss_sum, seen), train_secs, started, &validation);
         net = regime.install(&part, net);
