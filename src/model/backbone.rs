@@ -11,6 +11,8 @@
 //! Weights come from `tools/convert_efficientnet.py` as float16 safetensors; Lite0 is
 //! compiled into the binary, the others are read from `resources/backbones/`.
 
+mod fused;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -351,6 +353,9 @@ pub struct EfficientNet {
     blocks: Vec<MbConv>,
     head: Conv2d,
     classifier: Option<Linear>,
+    /// The frozen layers' weights as the fused CPU kernels read them.
+    #[module(skip)]
+    fused: fused::Cache,
 }
 
 impl EfficientNet {
@@ -380,6 +385,7 @@ impl EfficientNet {
             blocks,
             head: conv(cin, FEATURES, 1, 1, 1, device),
             classifier: with_classifier.then(|| LinearConfig::new(FEATURES, 1000).init(device)),
+            fused: fused::Cache::default(),
         })
     }
 
@@ -413,6 +419,14 @@ impl EfficientNet {
     /// layout summary of the stages before it (`[batch, Arch::frozen_layout_len]`), both
     /// detached. [`Self::forward_layout_from`] completes them.
     pub fn forward_until_layout(&self, images: Tensor<4>, start: usize) -> (Tensor<4>, Tensor<2>) {
+        if let Some((map, summary)) = self.fused(&images, start, false, true) {
+            return (map, summary);
+        }
+        self.until_layout_layers(images, start)
+    }
+
+    /// [`Self::forward_until_layout`] on Burn's layers.
+    fn until_layout_layers(&self, images: Tensor<4>, start: usize) -> (Tensor<4>, Tensor<2>) {
         let mut x = relu6(self.stem.forward(images));
         let mut stages = Vec::new();
         for (i, block) in self.blocks.iter().enumerate().take(start) {
@@ -485,6 +499,11 @@ impl EfficientNet {
     /// and what runs detached costs no gradient memory. `0` keeps everything
     /// differentiable, the input included (saliency).
     pub fn forward_frozen(&self, images: Tensor<4>, frozen: usize) -> Tensor<4> {
+        if frozen > self.blocks.len()
+            && let Some((map, _)) = self.fused(&images, self.blocks.len(), true, false)
+        {
+            return map;
+        }
         self.run(images, frozen, 0).0
     }
 
@@ -497,6 +516,12 @@ impl EfficientNet {
         frozen: usize,
         summary: Summary,
     ) -> (Tensor<4>, Tensor<2>) {
+        if summary == Summary::Layout
+            && frozen > self.blocks.len()
+            && let Some(out) = self.fused(&images, self.blocks.len(), true, true)
+        {
+            return out;
+        }
         let (map, stages) = self.run(images, frozen, summary.stages());
         if summary == Summary::Layout {
             let first = self.stage_count() - stages.len();
@@ -524,6 +549,49 @@ impl EfficientNet {
             );
         }
         (map, Tensor::cat(all, 1))
+    }
+
+    /// On the CPU, the stem and blocks `..blocks` (with `head`, the head conv too) as fused
+    /// kernels ([`fused`]): the last map and, with `layout`, the layout summary of those
+    /// stages (else an empty `[batch, 0]`), detached; `None` elsewhere (a GPU, or with
+    /// `MOVIE_ERAS_FUSED=0`), where Burn's layers run.
+    fn fused(
+        &self,
+        images: &Tensor<4>,
+        blocks: usize,
+        head: bool,
+        layout: bool,
+    ) -> Option<(Tensor<4>, Tensor<2>)> {
+        let device = images.device();
+        if device != Device::flex()
+            || std::env::var_os("MOVIE_ERAS_FUSED").is_some_and(|v| v == "0")
+        {
+            return None;
+        }
+        let run = || -> Result<(Tensor<4>, Tensor<2>)> {
+            let net = self.fused.get(self, blocks, head)?;
+            let out = net.run(images.clone().detach(), layout)?;
+            let n = out.len();
+            let [c, h, w] = out.first().map_or([0, 0, 0], |o| o.shape);
+            let l = out.first().map_or(0, |o| o.layout.len());
+            let mut maps = Vec::with_capacity(n * c * h * w);
+            let mut summary = Vec::with_capacity(n * l);
+            for o in out {
+                maps.extend(o.map);
+                summary.extend(o.layout);
+            }
+            Ok((
+                Tensor::from_data(TensorData::new(maps, [n, c, h, w]), &device),
+                Tensor::from_data(TensorData::new(summary, [n, l]), &device),
+            ))
+        };
+        match run() {
+            Ok(out) => Some(out),
+            Err(e) => {
+                log::warn!("the fused CPU pass failed, running Burn's layers: {e}");
+                None
+            }
+        }
     }
 
     /// Runs the network; also returns the outputs of the last `taps` stages.
@@ -558,6 +626,9 @@ impl EfficientNet {
     /// The stem and blocks `..start`, detached: the input of block `start` (what a
     /// fine-tuning run from cached maps stores once per poster).
     pub fn forward_until(&self, images: Tensor<4>, start: usize) -> Tensor<4> {
+        if let Some((map, _)) = self.fused(&images, start, false, false) {
+            return map;
+        }
         let mut x = relu6(self.stem.forward(images));
         for block in self.blocks.iter().take(start) {
             x = block.forward(x);
@@ -573,6 +644,12 @@ impl EfficientNet {
             x = block.forward(x);
         }
         relu6(self.head.forward(x))
+    }
+
+    /// The last feature map on Burn's layers alone, never the fused CPU kernels (what
+    /// those are tested and timed against).
+    pub fn forward_layers(&self, images: Tensor<4>) -> Tensor<4> {
+        self.run(images, usize::MAX, 0).0
     }
 
     /// The last feature map, everything trainable.
@@ -935,6 +1012,66 @@ mod tests {
             Arch::EfficientnetLite0.frozen_layout_len(15),
             Some(2 * 464 + 3 * 304)
         );
+    }
+
+    #[test]
+    fn the_fused_cpu_pass_equals_burns_layers() {
+        let device = Device::flex();
+        let net = pretrained(Arch::EfficientnetLite0, false, &device).unwrap();
+        let read = |t: Tensor<2>| t.into_data().try_into_vec::<f32>().unwrap();
+        let read4 = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}: sizes");
+            let worst = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-4, "{what}: differs by {worst}");
+        };
+        // Odd sizes (TensorFlow's padding puts the odd pixel after) and the app's input.
+        for (h, w) in [(97, 65), (240, 160)] {
+            let values: Vec<f32> = (0..3 * 3 * h * w)
+                .map(|i| ((i * 53 % 251) as f32 - 125.0) / 128.0)
+                .collect();
+            let images: Tensor<4> =
+                Tensor::from_data(TensorData::new(values, [3, 3, h, w]), &device);
+            let (map, stages) = net.run(images.clone(), usize::MAX, 7);
+            let summary = LayoutParts::of(&stages, 0, 7).flat();
+            let (fused_map, fused_summary) =
+                net.forward_levels(images.clone(), usize::MAX, Summary::Layout);
+            assert_eq!(fused_map.dims(), map.dims());
+            close(&read4(fused_map), &read4(map.clone()), "last map");
+            close(&read(fused_summary), &read(summary), "layout summary");
+            close(
+                &read4(net.forward_frozen(images.clone(), usize::MAX)),
+                &read4(map),
+                "forward_frozen",
+            );
+            for start in [15, 8] {
+                let (m, e) = net.until_layout_layers(images.clone(), start);
+                let (fm, fe) = net.forward_until_layout(images.clone(), start);
+                assert_eq!(fm.dims(), m.dims());
+                close(&read4(fm), &read4(m), "stage input");
+                close(&read(fe), &read(e), "earlier stages' summary");
+            }
+        }
+        // Changed weights (a copy of the network shares its cache of fused weights) are
+        // read again, not taken from the cache.
+        struct Scale;
+        impl burn::module::ModuleMapper for Scale {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                param.map(|t| t * 1.01)
+            }
+        }
+        let values: Vec<f32> = (0..3 * 64 * 48).map(|i| (i % 7) as f32 / 7.0).collect();
+        let x: Tensor<4> = Tensor::from_data(TensorData::new(values, [1, 3, 64, 48]), &device);
+        let before = read4(net.forward_frozen(x.clone(), usize::MAX));
+        let scaled = net.clone().map(&mut Scale);
+        let fused = read4(scaled.forward_frozen(x.clone(), usize::MAX));
+        let (layers, _) = scaled.run(x, usize::MAX, 0);
+        close(&fused, &read4(layers), "scaled weights");
+        assert_ne!(fused, before);
     }
 
     #[test]

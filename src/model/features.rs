@@ -195,7 +195,7 @@ pub fn extract(
         let [b, c, h, w] = maps.dims();
         return split_pairs(maps.reshape([b, c * h * w]), n);
     }
-    let out = net.forward_full(both);
+    let out = net.forward_detached(both);
     let [b, c, _, _] = out.features.dims();
     let last = out.features.mean_dim(3).mean_dim(2).reshape([b, c]);
     let all = match out.mid {

@@ -286,9 +286,9 @@ impl EraModel {
         let [n, _, _, _] = images.dims();
         let p = if self.flip_average {
             let mirrored = images.clone().flip([3]);
-            (softmax(self.net.forward(images), 1) + softmax(self.net.forward(mirrored), 1)) * 0.5
+            (softmax(self.net.predict(images), 1) + softmax(self.net.predict(mirrored), 1)) * 0.5
         } else {
-            softmax(self.net.forward(images), 1)
+            softmax(self.net.predict(images), 1)
         };
         let flat: Vec<f32> = p
             .into_data()
@@ -323,12 +323,12 @@ impl EraModel {
             &self.device,
         );
         let mirrored = self.flip_average.then(|| x.clone().flip([3]));
-        let out = self.net.forward_full(x);
+        let out = self.net.forward_detached(x);
         let [_, c, _, _] = out.features.dims();
         let emb = out.features.mean_dim(3).mean_dim(2).reshape([n, c]);
         let mut probs = softmax(out.logits, 1);
         if let Some(m) = mirrored {
-            probs = (probs + softmax(self.net.forward(m), 1)) * 0.5;
+            probs = (probs + softmax(self.net.predict(m), 1)) * 0.5;
         }
         let read = |t: Tensor<2>| {
             t.into_data()

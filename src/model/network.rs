@@ -612,6 +612,24 @@ impl EraNet {
         }
     }
 
+    /// Like [`Self::forward_full`] but nothing differentiable (inference without
+    /// saliency, the feature pass): the backbone runs detached, as fused kernels on the
+    /// CPU. The same values.
+    pub fn forward_detached(&self, images: Tensor<4>) -> ForwardOutput {
+        let (features, mid) = self.extract(images, usize::MAX);
+        let logits = self.head_from_features(features.clone(), mid.clone());
+        ForwardOutput {
+            logits,
+            features,
+            mid,
+        }
+    }
+
+    /// Logits for normalised images, nothing differentiable ([`Self::forward_detached`]).
+    pub fn predict(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_detached(images).logits
+    }
+
     /// Logits for training: a backbone's frozen blocks run detached, so only the blocks
     /// being fine-tuned and the head get gradients.
     pub fn forward_train(&self, images: Tensor<4>) -> Tensor<2> {
