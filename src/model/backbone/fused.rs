@@ -17,6 +17,47 @@ use rayon::prelude::*;
 use super::{BANDS, EfficientNet, MID_STAGES, MbConv, band_rows};
 use crate::model::{ModelError, Result};
 
+/// Defines method `$name`, which runs `$portable` compiled for AVX-512F, else AVX2,
+/// else as it is, whichever the CPU has (checked at run time; `$portable` must be
+/// `#[inline(always)]`, and so must what it calls, to be compiled for each).
+macro_rules! multiversion {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident / $avx512:ident / $avx2:ident => $portable:ident(
+            $($arg:ident: $ty:ty),* $(,)?
+        ) $(-> $ret:ty)?
+    ) => {
+        $(#[$doc])*
+        #[allow(unsafe_code)]
+        fn $name(&self, $($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { self.$avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { self.$avx2($($arg),*) };
+                }
+            }
+            self.$portable($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        fn $avx512(&self, $($arg: $ty),*) $(-> $ret)? {
+            self.$portable($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn $avx2(&self, $($arg: $ty),*) $(-> $ret)? {
+            self.$portable($($arg),*)
+        }
+    };
+}
+
 /// Output rows of a 1×1 convolution computed as one tile (its bias, residual and ReLU6
 /// are applied while the tile is still in cache).
 const TILE_ROWS: usize = 192;
@@ -402,33 +443,9 @@ impl Depthwise {
         )
     }
 
-    /// [`Self::run`] compiled for the widest vector instructions the CPU has.
-    #[allow(unsafe_code)]
-    fn run_simd(&self, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked just above).
-                return unsafe { self.run_avx512(input, h, w, out) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                return unsafe { self.run_avx2(input, h, w, out) };
-            }
-        }
-        self.run(input, h, w, out);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn run_avx512(&self, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
-        self.run(input, h, w, out);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn run_avx2(&self, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
-        self.run(input, h, w, out);
+    multiversion! {
+        /// [`Self::run`] compiled for the widest vector instructions the CPU has.
+        fn run_simd / run_avx512 / run_avx2 => run(input: &[f32], h: usize, w: usize, out: &mut [f32])
     }
 }
 
@@ -702,59 +719,18 @@ impl FusedBackbone {
         self.blocks.len()
     }
 
-    /// The stem and blocks `..split` of one poster, compiled for the widest vector
-    /// instructions the CPU has (the kernels are plain loops over contiguous channels,
-    /// which the compiler vectorises for each).
-    #[allow(unsafe_code)]
-    fn early(
-        &self,
-        image: &[f32],
-        h: usize,
-        w: usize,
-        split: usize,
-        layout: bool,
-        s: &mut Scratch,
-    ) -> Early {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked just above).
-                return unsafe { self.early_avx512(image, h, w, split, layout, s) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                return unsafe { self.early_avx2(image, h, w, split, layout, s) };
-            }
-        }
-        self.early_portable(image, h, w, split, layout, s)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn early_avx512(
-        &self,
-        image: &[f32],
-        h: usize,
-        w: usize,
-        split: usize,
-        layout: bool,
-        s: &mut Scratch,
-    ) -> Early {
-        self.early_portable(image, h, w, split, layout, s)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn early_avx2(
-        &self,
-        image: &[f32],
-        h: usize,
-        w: usize,
-        split: usize,
-        layout: bool,
-        s: &mut Scratch,
-    ) -> Early {
-        self.early_portable(image, h, w, split, layout, s)
+    multiversion! {
+        /// The stem and blocks `..split` of one poster, compiled for the widest vector
+        /// instructions the CPU has (the kernels are plain loops over contiguous channels,
+        /// which the compiler vectorises for each).
+        fn early / early_avx512 / early_avx2 => early_portable(
+            image: &[f32],
+            h: usize,
+            w: usize,
+            split: usize,
+            layout: bool,
+            s: &mut Scratch
+        ) -> Early
     }
 
     #[inline(always)]
