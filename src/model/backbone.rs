@@ -563,7 +563,8 @@ impl EfficientNet {
         layout: bool,
     ) -> Option<(Tensor<4>, Tensor<2>)> {
         let device = images.device();
-        if device != Device::flex()
+        if images.dims()[0] == 0
+            || device != Device::flex()
             || std::env::var_os("MOVIE_ERAS_FUSED").is_some_and(|v| v == "0")
         {
             return None;

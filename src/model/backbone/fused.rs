@@ -635,7 +635,13 @@ impl FusedBackbone {
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| ModelError::Inference(format!("reading the input: {e:?}")))?;
-        if n == 0 || pixels.len() != n * 3 * h * w {
+        if pixels.len() != n * 3 * h * w {
+            return Err(ModelError::Inference(format!(
+                "the fused pass takes RGB images; got {} values for {n} images of {w}×{h}",
+                pixels.len()
+            )));
+        }
+        if n == 0 {
             return Ok(Vec::new());
         }
         let split = self.batched_from(h, w);
