@@ -87,8 +87,8 @@ pub struct TrainArgs {
     pub distill: f64,
     /// Correct the model's answers for the training year mix with this strength τ
     /// (0 … 2; 0: answers as trained): bin probabilities are divided by the training
-    /// share of their bin raised to τ. The mix is recorded with the model; `prior`
-    /// changes the strength later.
+    /// share of their bin raised to τ. The mix is recorded with the model (`evaluate
+    /// --prior-strength` scores other strengths).
     #[arg(long, default_value_t = train_job::DEFAULT_PRIOR_STRENGTH, value_name = "TAU")]
     pub prior_strength: f32,
     /// Split by poster hash only, without keeping near-duplicate posters together.
@@ -589,7 +589,7 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
             }
             None => anyhow::bail!(
                 "--prior-strength: this model records no training year mix; score it on the \
-                 catalog's split (without --images), or record one with `prior`"
+                 catalog's split (without --images), or train it again, which records one"
             ),
         };
         return report_strengths(&probs, &years, &mix, &model.config.bins, scheme, args);
