@@ -595,9 +595,7 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         return report_strengths(&probs, &years, &mix, &model.config.bins, scheme, args);
     }
     if let Some(prior) = &own_prior {
-        for p in &mut probs {
-            prior.apply(p);
-        }
+        prior.apply_all(&mut probs);
     }
     let e = metrics::evaluate(&probs, &years, &model.config.bins, scheme);
     if let Some(out) = &args.confusion_png {
@@ -627,15 +625,8 @@ fn report_strengths(
 ) -> Result<()> {
     let mut rows = Vec::new();
     for &tau in &args.prior_strength {
-        let prior = mix.with_strength(tau);
-        let corrected: Vec<Vec<f32>> = probs
-            .iter()
-            .map(|p| {
-                let mut p = p.clone();
-                prior.apply(&mut p);
-                p
-            })
-            .collect();
+        let mut corrected = probs.to_vec();
+        mix.with_strength(tau).apply_all(&mut corrected);
         rows.push((tau, metrics::evaluate(&corrected, years, bins, scheme)));
     }
     if args.common.json {

@@ -245,10 +245,8 @@ impl ModelConfig {
     /// The network's bin probabilities as the model answers them: corrected for the
     /// training year mix where the model says so.
     pub fn corrected(&self, mut probs: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
-        if let Some(prior) = self.prior.as_ref().filter(|p| p.is_active()) {
-            for p in &mut probs {
-                prior.apply(p);
-            }
+        if let Some(prior) = &self.prior {
+            prior.apply_all(&mut probs);
         }
         probs
     }

@@ -603,20 +603,20 @@ impl EraNet {
     /// Logits and last feature map for normalised images `[batch, 3, h, w]`, every layer
     /// differentiable (inference and saliency).
     pub fn forward_full(&self, images: Tensor<4>) -> ForwardOutput {
-        let (features, mid) = self.extract(images, 0);
-        let logits = self.head_from_features(features.clone(), mid.clone());
-        ForwardOutput {
-            logits,
-            features,
-            mid,
-        }
+        self.forward_with(images, 0)
     }
 
     /// Like [`Self::forward_full`] but nothing differentiable (inference without
     /// saliency, the feature pass): the backbone runs detached, as fused kernels on the
     /// CPU. The same values.
     pub fn forward_detached(&self, images: Tensor<4>) -> ForwardOutput {
-        let (features, mid) = self.extract(images, usize::MAX);
+        self.forward_with(images, usize::MAX)
+    }
+
+    /// Logits, last feature map and mid-level features with the backbone's first
+    /// `frozen` blocks detached ([`Self::extract`]).
+    fn forward_with(&self, images: Tensor<4>, frozen: usize) -> ForwardOutput {
+        let (features, mid) = self.extract(images, frozen);
         let logits = self.head_from_features(features.clone(), mid.clone());
         ForwardOutput {
             logits,

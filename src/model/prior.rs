@@ -71,6 +71,15 @@ impl PriorCorrection {
         }
     }
 
+    /// Corrects many posters' bin probabilities in place ([`Self::apply`] on each).
+    pub fn apply_all(&self, probs: &mut [Vec<f32>]) {
+        if self.is_active() {
+            for p in probs {
+                self.apply(p);
+            }
+        }
+    }
+
     /// Checks a strength given by a person: finite and within 0..=2.
     pub fn check_strength(strength: f32) -> Result<f32, String> {
         if strength.is_finite() && (0.0..=2.0).contains(&strength) {
