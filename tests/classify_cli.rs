@@ -407,6 +407,33 @@ fn evaluate_sweeps_prior_strengths_and_scores_a_tuning_band() {
         "{}",
         text(&o)
     );
+    // --probs-csv writes each poster's bin probabilities, from which the decade top-1
+    // comes out as reported.
+    let csv_path = tmp.path().join("probs.csv");
+    let o = run(&["--json", "--probs-csv", csv_path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = std::fs::read_to_string(&csv_path).unwrap();
+    let mut lines = rows.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&header[..3], &["file", "year", "1890-1894"]);
+    let (mut n, mut right) = (0u64, 0u64);
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells.len(), header.len(), "{line}");
+        assert!(Path::new(cells[0]).is_file(), "{line}");
+        let year: i32 = cells[1].parse().unwrap();
+        let p: Vec<f64> = cells[2..].iter().map(|c| c.parse().unwrap()).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-3, "{line}");
+        // Two five-year bins per decade from 1890.
+        let decade = (0..p.len() / 2)
+            .max_by(|&a, &b| (p[2 * a] + p[2 * a + 1]).total_cmp(&(p[2 * b] + p[2 * b + 1])))
+            .unwrap();
+        n += 1;
+        right += u64::from(1890 + 10 * decade as i32 == year.div_euclid(10) * 10);
+    }
+    assert_eq!(Some(n), plain["count"].as_u64());
+    let top1 = right as f64 / n as f64;
+    assert!((top1 - plain["decade_top1"].as_f64().unwrap()).abs() < 1e-9);
     // A band inside the held-out posters holds fewer of them.
     let o = run(&["--json", "--outside-share", "0.1"]);
     assert!(o.status.success(), "{}", text(&o));

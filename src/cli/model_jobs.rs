@@ -457,6 +457,11 @@ pub struct EvaluateArgs {
     /// split's) instead of at the model's own strength.
     #[arg(long, value_name = "TAU,...", value_delimiter = ',')]
     pub prior_strength: Vec<f32>,
+    /// Also write each scored poster's file, release year and bin probabilities (after
+    /// any --ensemble and the model's own prior correction) to this CSV file, for
+    /// analysis in other tools.
+    #[arg(long, value_name = "OUT.csv", conflicts_with = "prior_strength")]
+    pub probs_csv: Option<PathBuf>,
     /// Model, scheme, backend, output.
     #[command(flatten)]
     pub common: ModelArgs,
@@ -597,6 +602,15 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
     if let Some(prior) = &own_prior {
         prior.apply_all(&mut probs);
     }
+    if let Some(out) = &args.probs_csv {
+        let failed: std::collections::HashSet<&Path> =
+            failed.iter().map(|(p, _)| p.as_path()).collect();
+        let paths = samples
+            .iter()
+            .map(|s| s.path.as_path())
+            .filter(|p| !failed.contains(p));
+        write_probs_csv(out, paths, &years, &probs, &model.config.bins)?;
+    }
     let e = metrics::evaluate(&probs, &years, &model.config.bins, scheme);
     if let Some(out) = &args.confusion_png {
         let png = imaging::encode_png(&metrics::confusion_image(&e.era_confusion))?;
@@ -612,6 +626,31 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         }
     }
     Ok(())
+}
+
+/// `evaluate --probs-csv`: one row per poster (file, year, then each bin's probability,
+/// the header naming each bin by its years), written atomically.
+fn write_probs_csv<'a>(
+    out: &Path,
+    paths: impl Iterator<Item = &'a Path>,
+    years: &[i32],
+    probs: &[Vec<f32>],
+    bins: &crate::model::YearBins,
+) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["file".to_string(), "year".to_string()];
+    header.extend((0..bins.count).map(|b| {
+        let (first, last) = bins.range(b);
+        format!("{first}-{last}")
+    }));
+    w.write_record(&header)?;
+    for ((path, year), p) in paths.zip(years).zip(probs) {
+        let mut row = vec![path.display().to_string(), year.to_string()];
+        row.extend(p.iter().map(|x| format!("{x:.6}")));
+        w.write_record(&row)?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::fsutil::write_atomic(out, &bytes).with_context(|| format!("writing {}", out.display()))
 }
 
 /// `evaluate --prior-strength`: the figures at each strength, as a table or JSON.

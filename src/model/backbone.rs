@@ -1030,8 +1030,9 @@ mod tests {
                 .fold(0.0, f32::max);
             assert!(worst < 1e-4, "{what}: differs by {worst}");
         };
-        // Odd sizes (TensorFlow's padding puts the odd pixel after) and the app's input.
-        for (h, w) in [(97, 65), (240, 160)] {
+        // Odd sizes (TensorFlow's padding puts the odd pixel after) and the app's input,
+        // then the odd size again through the buffers the larger input left behind.
+        for (h, w) in [(97, 65), (240, 160), (97, 65)] {
             let values: Vec<f32> = (0..3 * 3 * h * w)
                 .map(|i| ((i * 53 % 251) as f32 - 125.0) / 128.0)
                 .collect();

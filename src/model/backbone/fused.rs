@@ -71,10 +71,6 @@ struct Pointwise {
     b: Vec<f32>,
 }
 
-/// Depthwise convolutions with fewer channels than this (and stride 1) run each tap over
-/// a whole row at once; with more, pixel by pixel over the channels.
-const CONTIGUOUS_BELOW: usize = 96;
-
 /// A depthwise convolution with TensorFlow "same" padding: weights `[k·k][c]`.
 #[derive(Debug)]
 struct Depthwise {
@@ -83,6 +79,21 @@ struct Depthwise {
     stride: usize,
     w: Vec<f32>,
     b: Vec<f32>,
+}
+
+/// Where one output pixel of a depthwise convolution reads: the input (channels last,
+/// `w` pixels a row, `c` channels), the pixel's corner in it before padding, and the
+/// ranges of kernel rows and columns that fall inside it.
+struct Taps<'a> {
+    input: &'a [f32],
+    w: usize,
+    c: usize,
+    y0: usize,
+    x0: usize,
+    pad_t: usize,
+    pad_l: usize,
+    ky: (usize, usize),
+    kx: (usize, usize),
 }
 
 /// The stem: a 3×3, stride-2 convolution of the RGB input, as a product of the image's
@@ -109,6 +120,8 @@ pub struct FusedBackbone {
     blocks: Vec<Block>,
     head: Option<Pointwise>,
     stages: usize,
+    /// Buffers kept from call to call.
+    scratch: Mutex<Vec<Scratch>>,
 }
 
 /// The last [`FusedBackbone`] built from a network, with what it was built from: kept
@@ -246,22 +259,7 @@ impl Pointwise {
         for start in (0..rows).step_by(tile_rows.max(1)) {
             let m = tile_rows.min(rows - start);
             let dst = &mut out[start * cout..(start + m) * cout];
-            match residual {
-                Some(r) => {
-                    let r = &r[start * cout..(start + m) * cout];
-                    for (d, r) in dst.chunks_exact_mut(cout).zip(r.chunks_exact(cout)) {
-                        for ((d, r), b) in d.iter_mut().zip(r).zip(&self.b) {
-                            *d = r + b;
-                        }
-                    }
-                }
-                None => {
-                    for d in dst.chunks_exact_mut(cout) {
-                        d.copy_from_slice(&self.b);
-                    }
-                }
-            }
-            matmul_add(
+            matmul(
                 dst,
                 &input[start * cin..(start + m) * cin],
                 &self.w,
@@ -269,8 +267,29 @@ impl Pointwise {
                 cin,
                 cout,
             );
-            if relu {
-                relu6(dst);
+            // Bias, residual and ReLU6 in one pass over the tile, still in cache.
+            match (residual, relu) {
+                (Some(r), _) => {
+                    let r = &r[start * cout..(start + m) * cout];
+                    let b = &self.b[..cout];
+                    for (d, r) in dst.chunks_exact_mut(cout).zip(r.chunks_exact(cout)) {
+                        let (d, r) = (&mut d[..cout], &r[..cout]);
+                        for j in 0..cout {
+                            let v = d[j] + b[j] + r[j];
+                            d[j] = if relu { v.clamp(0.0, 6.0) } else { v };
+                        }
+                    }
+                }
+                (None, true) => bias_relu6(dst, &self.b),
+                (None, false) => {
+                    let b = &self.b[..cout];
+                    for d in dst.chunks_exact_mut(cout) {
+                        let d = &mut d[..cout];
+                        for j in 0..cout {
+                            d[j] += b[j];
+                        }
+                    }
+                }
             }
         }
     }
@@ -301,10 +320,10 @@ impl Pointwise {
     }
 }
 
-/// `dst[m × n] += lhs[m × k] · rhs[k × n]`, all row-major, on this thread (gemm's
-/// kernels, chosen for the CPU at run time).
+/// `dst[m × n] = lhs[m × k] · rhs[k × n]`, all row-major, on this thread (gemm's
+/// kernels, chosen for the CPU at run time; `dst` is written, never read).
 #[allow(unsafe_code)]
-fn matmul_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
+fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
     assert!(
         dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n,
         "matrix sizes"
@@ -323,14 +342,14 @@ fn matmul_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: 
             dst.as_mut_ptr(),
             1,
             n as isize,
-            true,
+            false,
             lhs.as_ptr(),
             1,
             k as isize,
             rhs.as_ptr(),
             1,
             n as isize,
-            1.0,
+            0.0,
             1.0,
             false,
             false,
@@ -340,11 +359,25 @@ fn matmul_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: 
     }
 }
 
+/// `v = relu6(v + b)` for each pixel (`b.len()` channels) of a channels-last map.
 #[inline(always)]
-fn relu6(v: &mut [f32]) {
-    for x in v {
-        *x = x.clamp(0.0, 6.0);
+fn bias_relu6(v: &mut [f32], b: &[f32]) {
+    let c = b.len();
+    for pixel in v.chunks_exact_mut(c) {
+        let pixel = &mut pixel[..c];
+        for j in 0..c {
+            pixel[j] = (pixel[j] + b[j]).clamp(0.0, 6.0);
+        }
     }
+}
+
+/// The first `n` values of `v`, grown (zero-filled) only when it is shorter: a buffer
+/// reused for maps of many sizes, every value of which the caller writes.
+fn grown(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
 }
 
 /// Output size and padding before the first row of TensorFlow's "same" padding (the odd
@@ -374,64 +407,85 @@ impl Depthwise {
         })
     }
 
-    /// `out = relu6(depthwise(input) + b)`, channels last; the output's height and width.
+    /// `out = relu6(depthwise(input) + b)`, channels last (`out` holds the output's
+    /// height × width pixels). Each output pixel sums its taps in registers, a block of
+    /// up to 64 channels at a time (several vectors side by side, so that their sums do
+    /// not wait on each other), and is written once.
     #[inline(always)]
     fn run(&self, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
         let (c, k, s) = (self.c, self.k, self.stride);
         let (oh, pad_t) = same(h, k, s);
         let (ow, pad_l) = same(w, k, s);
         debug_assert_eq!(out.len(), oh * ow * c);
-        for pixel in out.chunks_exact_mut(c) {
-            pixel.copy_from_slice(&self.b);
-        }
-        // With stride 1 and few channels a tap reads a contiguous run of each input row:
-        // one long loop against the tap's weights repeated along the row.
-        let contiguous = s == 1 && c < CONTIGUOUS_BELOW;
-        let repeated: Vec<f32> = if contiguous {
-            (0..k * k)
-                .flat_map(|tap| self.w[tap * c..(tap + 1) * c].repeat(ow))
-                .collect()
-        } else {
-            Vec::new()
+        // The taps that fall inside the input, for an output row or column at `o`.
+        let taps = |o: usize, pad: usize, size: usize| {
+            let first = pad.saturating_sub(o * s);
+            let end = (size + pad).saturating_sub(o * s).min(k);
+            (first, end.max(first))
         };
-        for (oy, out_row) in out.chunks_exact_mut(ow * c).enumerate() {
-            for ky in 0..k {
-                let Some(iy) = (oy * s + ky).checked_sub(pad_t).filter(|&y| y < h) else {
-                    continue;
-                };
-                let in_row = &input[iy * w * c..(iy + 1) * w * c];
-                for kx in 0..k {
-                    // Output columns whose input column ox·s + kx − pad_l lies in the row.
-                    let first = pad_l.saturating_sub(kx).div_ceil(s);
-                    let Some(last) = (w + pad_l).checked_sub(kx + 1).map(|v| v / s + 1) else {
-                        continue;
+        // Channel blocks outermost: a block's weights stay in cache for every pixel.
+        let mut ch = 0;
+        while ch < c {
+            let n = match c - ch {
+                64.. => 64,
+                32.. => 32,
+                16.. => 16,
+                _ => 1,
+            };
+            for (oy, out_row) in out.chunks_exact_mut(ow * c).enumerate() {
+                let ky = taps(oy, pad_t, h);
+                for (ox, pixel) in out_row.chunks_exact_mut(c).enumerate() {
+                    let at = Taps {
+                        input,
+                        w,
+                        c,
+                        y0: oy * s,
+                        x0: ox * s,
+                        pad_t,
+                        pad_l,
+                        ky,
+                        kx: taps(ox, pad_l, w),
                     };
-                    let end = last.min(ow);
-                    if first >= end {
-                        continue;
-                    }
-                    let ix = first * s + kx - pad_l;
-                    let tap = ky * k + kx;
-                    if contiguous {
-                        let n = (end - first) * c;
-                        let o = &mut out_row[first * c..first * c + n];
-                        let i = &in_row[ix * c..ix * c + n];
-                        let t = &repeated[tap * ow * c..tap * ow * c + n];
-                        for ((o, i), t) in o.iter_mut().zip(i).zip(t) {
-                            *o += i * t;
-                        }
-                    } else {
-                        let t = &self.w[tap * c..(tap + 1) * c];
-                        let pixels = in_row[ix * c..].chunks_exact(c).step_by(s);
-                        for (o, i) in out_row[first * c..end * c].chunks_exact_mut(c).zip(pixels) {
-                            for ((o, i), t) in o.iter_mut().zip(i).zip(t) {
-                                *o += i * t;
-                            }
-                        }
+                    let out = &mut pixel[ch..ch + n];
+                    match n {
+                        64 => self.channels::<64>(&at, ch, out),
+                        32 => self.channels::<32>(&at, ch, out),
+                        16 => self.channels::<16>(&at, ch, out),
+                        _ => self.channels::<1>(&at, ch, out),
                     }
                 }
             }
-            relu6(out_row);
+            ch += n;
+        }
+    }
+
+    /// Channels `ch..ch + N` of one output pixel: bias, the taps in `at`, ReLU6.
+    #[inline(always)]
+    fn channels<const N: usize>(&self, at: &Taps<'_>, ch: usize, out: &mut [f32]) {
+        // Index loops over arrays: the compiler keeps them in vector registers (iterator
+        // adapters here were left as calls in the multiversioned copies).
+        let Some(&bias) = self.b[ch..].first_chunk::<N>() else {
+            return;
+        };
+        let mut acc = bias;
+        for ky in at.ky.0..at.ky.1 {
+            let iy = at.y0 + ky - at.pad_t;
+            for kx in at.kx.0..at.kx.1 {
+                let ix = at.x0 + kx - at.pad_l;
+                let (Some(i), Some(t)) = (
+                    at.input[(iy * at.w + ix) * at.c + ch..].first_chunk::<N>(),
+                    self.w[(ky * self.k + kx) * at.c + ch..].first_chunk::<N>(),
+                ) else {
+                    continue;
+                };
+                for l in 0..N {
+                    acc[l] += i[l] * t[l];
+                }
+            }
+        }
+        let out = &mut out[..N];
+        for l in 0..N {
+            out[l] = acc[l].clamp(0.0, 6.0);
         }
     }
 
@@ -489,39 +543,66 @@ impl Stem {
         let cin = 3;
         let (oh, pad_t) = same(h, K, 2);
         let (ow, pad_l) = same(w, K, 2);
-        patches.clear();
-        patches.resize(oh * ow * K * K * cin, 0.0);
+        let patches = grown(patches, oh * ow * K * K * cin);
+        // Every value is written: the image's, or 0 outside it.
         for (p, patch) in patches.chunks_exact_mut(K * K * cin).enumerate() {
             let (oy, ox) = (p / ow, p % ow);
             for ky in 0..K {
-                let Some(iy) = (oy * 2 + ky).checked_sub(pad_t).filter(|&y| y < h) else {
-                    continue;
-                };
+                let iy = (oy * 2 + ky).checked_sub(pad_t).filter(|&y| y < h);
                 for kx in 0..K {
-                    let Some(ix) = (ox * 2 + kx).checked_sub(pad_l).filter(|&x| x < w) else {
-                        continue;
-                    };
+                    let ix = (ox * 2 + kx).checked_sub(pad_l).filter(|&x| x < w);
                     for ci in 0..cin {
-                        patch[(ky * K + kx) * cin + ci] = image[(ci * h + iy) * w + ix];
+                        patch[(ky * K + kx) * cin + ci] = match (iy, ix) {
+                            (Some(iy), Some(ix)) => image[(ci * h + iy) * w + ix],
+                            _ => 0.0,
+                        };
                     }
                 }
             }
         }
-        out.clear();
-        out.resize(oh * ow * self.conv.cout, 0.0);
+        let out = grown(out, oh * ow * self.conv.cout);
         self.conv.run(patches, oh * ow, None, true, out);
         (oh, ow)
     }
 }
 
-/// Buffers one thread reuses from poster to poster.
-#[derive(Default)]
+/// Buffers one thread reuses from poster to poster (and, kept in a pool, from call to
+/// call: fresh buffers of this size cost the kernel a page fault and a page cleared per
+/// 4 KiB).
+#[derive(Debug, Default)]
 struct Scratch {
     x: Vec<f32>,
     next: Vec<f32>,
     expanded: Vec<f32>,
     depthwise: Vec<f32>,
     patches: Vec<f32>,
+}
+
+/// A [`Scratch`] taken from a pool and given back to it when dropped.
+struct Pooled<'a> {
+    buffers: Scratch,
+    pool: &'a Mutex<Vec<Scratch>>,
+}
+
+impl<'a> Pooled<'a> {
+    fn take(pool: &'a Mutex<Vec<Scratch>>) -> Self {
+        let buffers = pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        Self { buffers, pool }
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        // One per worker thread and one for the batched stages.
+        if pool.len() <= rayon::current_num_threads() {
+            pool.push(std::mem::take(&mut self.buffers));
+        }
+    }
 }
 
 /// Maps with at most this many pixels per poster run batched: the 1×1 convolutions of
@@ -550,17 +631,22 @@ fn stage_stats(x: &[f32], h: usize, w: usize, c: usize, banded: bool) -> StageSt
     let mut sum = vec![0f64; c];
     let mut square = vec![0f64; c];
     let mut band_sums: [Vec<f64>; BANDS] = std::array::from_fn(|_| vec![0f64; c]);
+    let mut row_sum = vec![0f64; c];
     for y in 0..h {
         let row = &x[y * w * c..(y + 1) * w * c];
-        let mut row_sum = vec![0f64; c];
+        row_sum.fill(0.0);
+        let (rs, sq) = (&mut row_sum[..c], &mut square[..c]);
         for pixel in row.chunks_exact(c) {
-            for ((s, q), &v) in row_sum.iter_mut().zip(square.iter_mut()).zip(pixel) {
-                *s += f64::from(v);
-                *q += f64::from(v) * f64::from(v);
+            let pixel = &pixel[..c];
+            for j in 0..c {
+                let v = f64::from(pixel[j]);
+                rs[j] += v;
+                sq[j] += v * v;
             }
         }
-        for (s, r) in sum.iter_mut().zip(&row_sum) {
-            *s += r;
+        let sum = &mut sum[..c];
+        for j in 0..c {
+            sum[j] += rs[j];
         }
         if banded {
             for (band, acc) in band_sums.iter_mut().enumerate() {
@@ -611,6 +697,7 @@ impl FusedBackbone {
                 .then(|| Pointwise::of(&net.head))
                 .transpose()?,
             stages: net.stage_count(),
+            scratch: Mutex::default(),
         })
     }
 
@@ -647,47 +734,52 @@ impl FusedBackbone {
         let split = self.batched_from(h, w);
         let early: Vec<Early> = pixels
             .par_chunks(3 * h * w)
-            .map_init(Scratch::default, |scratch, image| {
-                self.early(image, h, w, split, layout, scratch)
-            })
+            .map_init(
+                || Pooled::take(&self.scratch),
+                |scratch, image| self.early(image, h, w, split, layout, &mut scratch.buffers),
+            )
             .collect();
         let (mut h, mut w, mut c) = early[0].hwc;
         let mut stats: Vec<Vec<StageStats>> = Vec::with_capacity(n);
-        let mut x = Vec::with_capacity(n * h * w * c);
+        let mut late = Pooled::take(&self.scratch);
+        let Scratch {
+            x,
+            next,
+            expanded,
+            depthwise,
+            ..
+        } = &mut late.buffers;
+        x.clear();
         for e in early {
             x.extend(e.x);
             stats.push(e.stats);
         }
         let banded_from = self.stages.saturating_sub(MID_STAGES);
-        let mut expanded = Vec::new();
-        let mut depthwise = Vec::new();
-        let mut next = Vec::new();
         for block in &self.blocks[split..] {
             let source = match &block.expand {
                 Some(e) => {
-                    expanded.resize(n * h * w * e.cout, 0.0);
-                    e.run_batched(&x, n * h * w, None, true, &mut expanded);
-                    &expanded
+                    let rows = n * h * w;
+                    e.run_batched(x, rows, None, true, grown(expanded, rows * e.cout));
+                    &expanded[..rows * e.cout]
                 }
-                None => &x,
+                None => &x[..n * h * w * c],
             };
             let mid = block.depthwise.c;
             let (oh, ow) = block.depthwise.out_size(h, w);
-            depthwise.resize(n * oh * ow * mid, 0.0);
-            depthwise
+            grown(depthwise, n * oh * ow * mid)
                 .par_chunks_mut(oh * ow * mid)
                 .zip(source.par_chunks(h * w * mid))
                 .for_each(|(out, input)| block.depthwise.run_simd(input, h, w, out));
             let cout = block.project.cout;
-            next.resize(n * oh * ow * cout, 0.0);
             let residual = block.residual.then_some(&x[..]);
+            let rows = n * oh * ow;
             block
                 .project
-                .run_batched(&depthwise, n * oh * ow, residual, false, &mut next);
-            std::mem::swap(&mut x, &mut next);
+                .run_batched(depthwise, rows, residual, false, grown(next, rows * cout));
+            std::mem::swap(x, next);
             (h, w, c) = (oh, ow, cout);
             if layout && block.ends_stage {
-                let more: Vec<StageStats> = x
+                let more: Vec<StageStats> = x[..n * h * w * c]
                     .par_chunks(h * w * c)
                     .zip(stats.par_iter())
                     .map(|(one, st)| stage_stats(one, h, w, c, st.len() >= banded_from))
@@ -698,12 +790,13 @@ impl FusedBackbone {
             }
         }
         if let Some(head) = &self.head {
-            next.resize(n * h * w * head.cout, 0.0);
-            head.run_batched(&x, n * h * w, None, true, &mut next);
-            std::mem::swap(&mut x, &mut next);
+            let rows = n * h * w;
+            head.run_batched(x, rows, None, true, grown(next, rows * head.cout));
+            std::mem::swap(x, next);
             c = head.cout;
         }
-        Ok(x.par_chunks(h * w * c)
+        Ok(x[..n * h * w * c]
+            .par_chunks(h * w * c)
             .zip(stats.par_iter())
             .map(|(one, st)| FusedOutput {
                 map: channels_first(one, c),
@@ -756,21 +849,21 @@ impl FusedBackbone {
         for block in &self.blocks[..split] {
             let source = match &block.expand {
                 Some(e) => {
-                    s.expanded.resize(h * w * e.cout, 0.0);
-                    e.run(&s.x, h * w, None, true, &mut s.expanded);
-                    &s.expanded
+                    let expanded = grown(&mut s.expanded, h * w * e.cout);
+                    e.run(&s.x, h * w, None, true, expanded);
+                    &s.expanded[..h * w * e.cout]
                 }
-                None => &s.x,
+                None => &s.x[..h * w * c],
             };
             let (oh, ow) = block.depthwise.out_size(h, w);
-            s.depthwise.resize(oh * ow * block.depthwise.c, 0.0);
-            block.depthwise.run(source, h, w, &mut s.depthwise);
+            let depthwise = grown(&mut s.depthwise, oh * ow * block.depthwise.c);
+            block.depthwise.run(source, h, w, depthwise);
             let cout = block.project.cout;
-            s.next.resize(oh * ow * cout, 0.0);
+            let next = grown(&mut s.next, oh * ow * cout);
             let residual = block.residual.then_some(&s.x[..]);
             block
                 .project
-                .run(&s.depthwise, oh * ow, residual, false, &mut s.next);
+                .run(&s.depthwise, oh * ow, residual, false, next);
             std::mem::swap(&mut s.x, &mut s.next);
             (h, w, c) = (oh, ow, cout);
             if layout && block.ends_stage {
@@ -816,4 +909,35 @@ fn summary(stats: &[StageStats]) -> Vec<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::backbone::{Arch, pretrained};
+
+    #[test]
+    fn buffers_kept_from_a_larger_input_give_the_same_answers() {
+        let device = Device::flex();
+        let net = pretrained(Arch::EfficientnetLite0, false, &device).unwrap();
+        let fused = FusedBackbone::of(&net, net.blocks.len(), true).unwrap();
+        let input = |h: usize, w: usize| {
+            let values: Vec<f32> = (0..2 * 3 * h * w)
+                .map(|i| ((i * 31 % 239) as f32 - 119.0) / 120.0)
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(values, [2, 3, h, w]), &device)
+        };
+        let first = fused.run(input(97, 65), true).unwrap();
+        fused.run(input(240, 160), true).unwrap();
+        assert!(
+            !fused.scratch.lock().unwrap().is_empty(),
+            "buffers were kept"
+        );
+        let again = fused.run(input(97, 65), true).unwrap();
+        for (a, b) in first.iter().zip(&again) {
+            assert_eq!(a.shape, b.shape);
+            assert_eq!(a.map, b.map);
+            assert_eq!(a.layout, b.layout);
+        }
+    }
 }
