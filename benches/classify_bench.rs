@@ -74,14 +74,13 @@ fn main() {
     let decoded = imaging::decode_poster(&bytes, &limits).unwrap();
     let net = &model.config.network;
     println!(
-        "poster: {} ({}x{}), model: {} ({:?}, input {}x{}, widths {:?}), backend: {}, {} runs each",
+        "poster: {} ({}x{}), model: {} ({:?}, input {}, widths {:?}; saliency explains the first), backend: {}, {} runs each",
         poster.map_or_else(|| "generated".into(), |p| p.display().to_string()),
         decoded.rgb.width(),
         decoded.rgb.height(),
         dir.display(),
         net.arch,
-        net.input_width,
-        net.input_height,
+        model.input_sizes(),
         net.widths,
         chosen.description,
         runs

@@ -124,6 +124,9 @@ pub enum Command {
     Evaluate(model_jobs::EvaluateArgs),
     /// Predict the era and year of poster images.
     Classify(model_jobs::ClassifyArgs),
+    /// Join trained models into one whose answer is the mean of theirs (the same recipe
+    /// at two input sizes, say), scored on the catalog's held-out split.
+    Combine(model_jobs::CombineArgs),
     /// Write poster walls of chosen eras side by side as one labelled PNG (what the
     /// Compare tab's "Export wall…" writes).
     Compare(walls::CompareArgs),
@@ -366,6 +369,10 @@ pub fn run(cli: Cli) -> Result<()> {
             model_jobs::cmd_classify(&data_dir, &schemes, &args)
         }
         Command::Predict(args) => model_jobs::cmd_predict(&data_dir, &args),
+        Command::Combine(args) => {
+            let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
+            model_jobs::cmd_combine(&data_dir, &schemes, &args)
+        }
         Command::Compare(args) => {
             let schemes = load_schemes(&data_dir, cli.eras_file.as_deref())?;
             walls::cmd_compare(&data_dir, &schemes, &args)

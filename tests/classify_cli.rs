@@ -7,18 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_movie-eras");
+use std::process::Output;
 
 fn classify(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .arg("classify")
-        .args(args)
-        .output()
-        .unwrap()
+    common::run_cli(data, &[&["classify"], args].concat())
 }
 
 fn text(o: &Output) -> String {
@@ -27,6 +19,17 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// A catalog of `count` generated posters, one decade each from the 1930s to the 2010s in
+/// turn (`salt` varies the pictures).
+fn decades_catalog(dir: &Path, count: u32, salt: u32) -> movie_eras::paths::DataDir {
+    common::catalog_of(dir, count, |i| {
+        (
+            1930 + 10 * (i as i32 % 9),
+            common::poster(i + salt, 154, 231),
+        )
+    })
 }
 
 #[test]
@@ -171,14 +174,7 @@ fn predict_stores_the_catalogs_predictions_once_and_export_carries_them() {
     let data = common::catalog_of(tmp.path(), 6, |i| {
         (1950 + 10 * i as i32, common::poster(i + 40, 154, 231))
     });
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data.root())
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| common::run_cli(data.root(), args);
     // Before: export has no model columns filled, and says how to fill them.
     let o = run(&["export", "--format", "json"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -235,15 +231,7 @@ fn compare_writes_one_labelled_block_per_era_and_refuses_bad_input_clearly() {
             common::poster(i + 70, 60, 90),
         )
     });
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data.root())
-            .arg("compare")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| common::run_cli(data.root(), &[&["compare"], args].concat());
     let out = tmp.path().join("wall.png");
     let o = run(&[
         "--scheme",
@@ -327,18 +315,8 @@ fn compare_writes_one_labelled_block_per_era_and_refuses_bad_input_clearly() {
 #[test]
 fn evaluate_scores_the_held_out_posters_under_a_folder_and_reports_two_readings() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = common::catalog_of(tmp.path(), 40, |i| {
-        (1930 + 10 * (i as i32 % 9), common::poster(i + 7, 154, 231))
-    });
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data.root())
-            .arg("evaluate")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let data = decades_catalog(tmp.path(), 40, 7);
+    let run = |args: &[&str]| common::run_cli(data.root(), &[&["evaluate"], args].concat());
     let o = run(&["--json", "--scheme", "decades"]);
     assert!(o.status.success(), "{}", text(&o));
     let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -366,18 +344,12 @@ fn evaluate_scores_the_held_out_posters_under_a_folder_and_reports_two_readings(
 #[test]
 fn evaluate_sweeps_prior_strengths_and_scores_a_tuning_band() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = common::catalog_of(tmp.path(), 60, |i| {
-        (1930 + 10 * (i as i32 % 9), common::poster(i + 3, 154, 231))
-    });
+    let data = decades_catalog(tmp.path(), 60, 3);
     let run = |args: &[&str]| {
-        Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data.root())
-            .arg("evaluate")
-            .args(["--scheme", "decades"])
-            .args(args)
-            .output()
-            .unwrap()
+        common::run_cli(
+            data.root(),
+            &[&["evaluate", "--scheme", "decades"], args].concat(),
+        )
     };
     let o = run(&["--json"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -448,6 +420,114 @@ fn evaluate_sweeps_prior_strengths_and_scores_a_tuning_band() {
         (&["--prior-strength", "3"][..], "not within 0 and 2"),
     ] {
         let o = run(args);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(text(&o).contains(says), "{args:?}: {}", text(&o));
+        assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    }
+}
+
+/// Bin probabilities per file of an `evaluate --probs-csv` file.
+fn probs_by_file(csv: &Path) -> std::collections::BTreeMap<String, Vec<f64>> {
+    std::fs::read_to_string(csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            let p = cells[2..].iter().map(|c| c.parse().unwrap()).collect();
+            (cells[0].to_owned(), p)
+        })
+        .collect()
+}
+
+#[test]
+fn combine_joins_the_shipped_networks_and_evaluate_averages_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = decades_catalog(tmp.path(), 40, 11);
+    let run = |args: &[&str]| common::run_cli(data.root(), args);
+    // The shipped model's two networks as models of their own.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/model");
+    let small = tmp.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    for f in ["model.bpk", "backbone.bpk"] {
+        std::fs::copy(shipped.join(f), small.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped.join("model.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["members"], serde_json::json!(["192x288"]));
+    config.as_object_mut().unwrap().remove("members");
+    std::fs::write(small.join("model.json"), config.to_string()).unwrap();
+    let large = shipped.join("192x288");
+
+    let both = tmp.path().join("both");
+    let paths =
+        |p: &[&Path]| -> Vec<String> { p.iter().map(|p| p.display().to_string()).collect() };
+    let [s, l, b] = &paths(&[&small, &large, &both])[..] else {
+        unreachable!()
+    };
+    let o = run(&["combine", s, l, "--out", b, "--scheme", "decades", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("160×240 + 192×288"), "{}", text(&o));
+    let made: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(made["members"], serde_json::json!(["192x288"]));
+    // Scored on the held-out posters: the figures the model menus show.
+    let n = made["validation"]["count"].as_u64().unwrap();
+    assert!(n > 0, "{made}");
+    for f in ["backbone.bpk", "192x288/model.bpk", "192x288/backbone.bpk"] {
+        assert_eq!(
+            std::fs::read(both.join(f)).unwrap(),
+            std::fs::read(shipped.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // evaluate scores each network on its own input size and averages their answers.
+    let mut scored = Vec::new();
+    for (name, model) in [("small", s), ("large", l), ("both", b)] {
+        let csv = tmp.path().join(format!("{name}.csv"));
+        let o = run(&[
+            "evaluate",
+            "--model",
+            model,
+            "--json",
+            "--probs-csv",
+            csv.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        scored.push(probs_by_file(&csv));
+    }
+    assert_eq!(scored[2].len() as u64, n);
+    for (file, p) in &scored[2] {
+        let (x, y) = (&scored[0][file], &scored[1][file]);
+        for i in 0..p.len() {
+            assert!((p[i] - 0.5 * (x[i] + y[i])).abs() < 2e-6, "{file} bin {i}");
+        }
+    }
+    assert_ne!(scored[0], scored[1]);
+    // A folder in use, a combined model as a part, or one model alone: refused clearly.
+    for (args, says) in [
+        (vec!["combine", s, l, "--out", b], "not empty"),
+        (
+            vec![
+                "combine",
+                b,
+                l,
+                "--out",
+                tmp.path().join("x").to_str().unwrap(),
+            ],
+            "members already",
+        ),
+        (
+            vec![
+                "combine",
+                s,
+                "--out",
+                tmp.path().join("y").to_str().unwrap(),
+            ],
+            "MEMBER",
+        ),
+    ] {
+        let o = run(&args);
         assert!(!o.status.success(), "{args:?} was accepted");
         assert!(text(&o).contains(says), "{args:?}: {}", text(&o));
         assert!(!text(&o).contains("panicked"), "{}", text(&o));

@@ -14,12 +14,7 @@ use common::{huge_png_header, poster, write_jpeg};
 const BIN: &str = env!("CARGO_BIN_EXE_movie-eras");
 
 fn run(data: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
+    common::run_cli(data, args)
 }
 
 #[test]

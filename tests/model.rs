@@ -754,3 +754,141 @@ fn distillation_teaches_the_teachers_answers_read_from_the_feature_cache() {
     .unwrap();
     assert!(err.to_string().contains("cached features"), "{err}");
 }
+
+/// A model's config file as JSON, edited by `edit`.
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("model.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn models_at_two_input_sizes_combine_into_one_that_averages_them() {
+    use movie_eras::model::inference::{combine_models, fingerprint};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog_with_posters(tmp.path(), 24);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let small = tmp.path().join("small");
+    let large = tmp.path().join("large");
+    run(&data, &small, &tiny_options(1), false, &cancel);
+    let mut opts = tiny_options(1);
+    opts.network.input_width = 32;
+    opts.network.input_height = 48;
+    run(&data, &large, &opts, false, &cancel);
+
+    let both = tmp.path().join("both");
+    let config = combine_models(&small, std::slice::from_ref(&large), &both).unwrap();
+    assert_eq!(config.members, ["32x48"]);
+    assert!(
+        config.validation.is_none(),
+        "figures of the first model alone"
+    );
+    assert!(both.join("32x48/model.bpk").is_file());
+    let device = backend::choose(BackendChoice::Cpu).unwrap().device;
+    let a = EraModel::load(&small, &device).unwrap();
+    let b = EraModel::load(&large, &device).unwrap();
+    let m = EraModel::load(&both, &device).unwrap();
+    assert_eq!(m.input_sizes(), "24×36 + 32×48");
+    assert!(!m.uses_cached_features());
+    let scheme = EraSchemes::builtin();
+    let h = scheme.get("hollywood").unwrap();
+    for p in [poster(1945, 5), poster(2015, 6)] {
+        let (pa, pb) = (a.predict(&p, h).unwrap(), b.predict(&p, h).unwrap());
+        let pm = m.predict(&p, h).unwrap();
+        assert_ne!(pa.bin_probs, pb.bin_probs, "two different networks");
+        for ((x, y), z) in pa.bin_probs.iter().zip(&pb.bin_probs).zip(&pm.bin_probs) {
+            assert!((z - 0.5 * (x + y)).abs() < 1e-6, "{z} vs {x}, {y}");
+        }
+        // The Gallery's batch path answers the same.
+        let batch = m.probs_and_embeddings(std::slice::from_ref(&p)).unwrap();
+        for (x, y) in batch[0].0.iter().zip(&pm.bin_probs) {
+            assert!((x - y).abs() < 1e-6);
+        }
+    }
+    // The fingerprint (the key of stored predictions) covers the member's weights.
+    assert_ne!(m.fingerprint, a.fingerprint);
+    let member_weights = both.join("32x48/model.bpk");
+    let original = std::fs::read(&member_weights).unwrap();
+    let mut changed = original.clone();
+    *changed.last_mut().unwrap() ^= 1;
+    std::fs::write(&member_weights, &changed).unwrap();
+    assert_ne!(fingerprint(&both).unwrap(), m.fingerprint);
+    std::fs::write(&member_weights, &original).unwrap();
+    assert_eq!(fingerprint(&both).unwrap(), m.fingerprint);
+
+    // The new folder must be new or empty; a combined model is not combined again; the
+    // models must share their split.
+    let refused = |first: &Path, member: &Path, out: &Path| {
+        combine_models(first, &[member.to_path_buf()], out)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(refused(&small, &large, &both).contains("not empty"));
+    let again = tmp.path().join("again");
+    assert!(refused(&both, &large, &again).contains("members already"));
+    assert!(!again.exists());
+    let other_split = tmp.path().join("other-split");
+    copy_dir(&large, &other_split);
+    edit_config(&other_split, |v| v["recipe"]["seed"] = 7.into());
+    assert!(refused(&small, &other_split, &again).contains("another split"));
+
+    // Broken member lists are refused with a reason, never followed out of the folder.
+    // (what the refusal says, which config, its key, the new value)
+    let cases = [
+        (
+            "not a plain, unique folder name",
+            "",
+            "members",
+            serde_json::json!(["../small"]),
+        ),
+        (
+            "not a plain, unique folder name",
+            "",
+            "members",
+            serde_json::json!(["32x48", "32x48"]),
+        ),
+        (
+            "at most 4",
+            "",
+            "members",
+            serde_json::json!(["a", "b", "c", "d", "e"]),
+        ),
+        ("missing", "", "members", serde_json::json!(["missing"])),
+        (
+            "cannot have members of its own",
+            "32x48",
+            "members",
+            serde_json::json!(["x"]),
+        ),
+        (
+            "year bins differ",
+            "32x48",
+            "bins",
+            serde_json::json!({"first": 1900, "width": 5, "count": 28}),
+        ),
+    ];
+    for (i, (says, part, key, value)) in cases.into_iter().enumerate() {
+        let bad = tmp.path().join(format!("bad-{i}"));
+        copy_dir(&both, &bad);
+        edit_config(&bad.join(part), |v| v[key] = value);
+        let e = EraModel::load(&bad, &device)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains(says), "case {i}: {e}");
+    }
+}

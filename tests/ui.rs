@@ -450,6 +450,10 @@ fn saliency_overlay_appears_for_the_predicted_and_a_clicked_era() {
     h.step();
     wait_for(&mut h, "Grad-CAM for");
     h.get_by_label("Export overlay PNG…");
+    // The shipped model averages two networks; saliency says which one it explains.
+    h.get_by_label_contains(
+        "Explains the model's 160×240 network; its answer averages 2 networks (160×240 + 192×288)",
+    );
     // Clicking an era's name explains that era instead.
     h.get_by_label("Golden Age").click();
     h.step();
@@ -1138,7 +1142,11 @@ fn two_peak_model(dir: &std::path::Path) {
     use burn::module::Module;
     use movie_eras::model::{ModelConfig, inference};
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/model");
-    let config = ModelConfig::load(&shipped).unwrap();
+    // Its 160×240 network alone, with the last layer's weights replaced.
+    let config = ModelConfig {
+        members: Vec::new(),
+        ..ModelConfig::load(&shipped).unwrap()
+    };
     let net = inference::load_net(&shipped, &config, &Device::flex()).unwrap();
     let net = net.map(&mut TwoPeaks);
     std::fs::create_dir_all(dir).unwrap();

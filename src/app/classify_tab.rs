@@ -89,6 +89,8 @@ struct Overlay {
     /// Texture of the overlay layer and what it shows (the opacity is a tint when drawn).
     texture: Option<(egui::TextureHandle, SaliencyKey, OverlayMode)>,
     export_status: Option<String>,
+    /// Which of the model's networks saliency explains, when it has several.
+    scope: Option<String>,
 }
 
 /// One poster on screen.
@@ -116,8 +118,9 @@ enum EntryState {
 
 /// What the classifier's worker reports.
 enum WorkerEvent {
-    /// The model loaded (its label) or could not be.
-    Model(Result<String, String>),
+    /// The model loaded (its label, and which network saliency explains when it has
+    /// several) or could not be.
+    Model(Result<(String, Option<String>), String>),
     /// A poster classified or an overlay computed.
     Outcome(Outcome),
 }
@@ -137,6 +140,8 @@ pub struct ClassifyTab {
     queued: Vec<PathBuf>,
     /// The model loaded by the worker, for people.
     model_label: String,
+    /// Which of the model's networks saliency explains, when it has several.
+    saliency_scope: Option<String>,
     /// The catalog to look dropped posters up in.
     catalog: Option<PathBuf>,
     /// Why no file dialog could be shown, when one could not.
@@ -159,6 +164,7 @@ impl ClassifyTab {
             paste_note: None,
             queued: Vec::new(),
             model_label: String::new(),
+            saliency_scope: None,
             catalog: None,
             dialog_note: None,
         }
@@ -221,7 +227,7 @@ impl ClassifyTab {
                     let shipped = m.is_shipped();
                     let label = ModelEntry::read(&dir, shipped)
                         .map_or_else(|| dir.display().to_string(), |e| e.label());
-                    events.report(WorkerEvent::Model(Ok(label)));
+                    events.report(WorkerEvent::Model(Ok((label, saliency_scope(&m)))));
                     m
                 }
                 Err(e) => {
@@ -358,10 +364,11 @@ impl ClassifyTab {
             for ev in polled.progress {
                 match ev {
                     WorkerEvent::Model(s) => {
-                        if let Ok(label) = &s {
+                        if let Ok((label, scope)) = &s {
                             self.model_label.clone_from(label);
+                            self.saliency_scope.clone_from(scope);
                         }
-                        self.model_status = s.map(|label| format!("Model: {label}"));
+                        self.model_status = s.map(|(label, _)| format!("Model: {label}"));
                     }
                     WorkerEvent::Outcome(o) => outcomes.push(o),
                 }
@@ -405,6 +412,7 @@ impl ClassifyTab {
                                     error: None,
                                     texture: None,
                                     export_status: None,
+                                    scope: self.saliency_scope.clone(),
                                 }),
                                 prediction: Box::new(prediction),
                                 poster,
@@ -725,6 +733,21 @@ fn classify(
     })
 }
 
+/// What saliency explains in a model of several networks: its first (the answer
+/// averages them all; explaining one keeps SmoothGrad within its time budget).
+fn saliency_scope(model: &EraModel) -> Option<String> {
+    let n = &model.config.network;
+    (!model.members.is_empty()).then(|| {
+        format!(
+            "Explains the model's {}×{} network; its answer averages {} networks ({}).",
+            n.input_width,
+            n.input_height,
+            model.members.len() + 1,
+            model.input_sizes()
+        )
+    })
+}
+
 fn colour_image(rgb: &RgbImage) -> egui::ColorImage {
     egui::ColorImage::from_rgb([rgb.width() as usize, rgb.height() as usize], rgb.as_raw())
 }
@@ -911,6 +934,9 @@ fn saliency_ui(
     );
     if !o.show {
         return None;
+    }
+    if let Some(scope) = &o.scope {
+        ui.weak(scope);
     }
     let before = (o.settings, o.era.clone());
     ui.horizontal(|ui| {

@@ -439,7 +439,8 @@ pub struct EvaluateArgs {
     /// Catalog split: by poster hash only, even if the model was trained with groups.
     #[arg(long)]
     pub no_near_duplicates: bool,
-    /// Also run this model and average the two models' bin probabilities (an ensemble).
+    /// Also run this model and average the two models' bin probabilities (an ensemble),
+    /// each as it answers (its members and prior correction included).
     #[arg(long, value_name = "DIR")]
     pub ensemble: Option<PathBuf>,
     /// Only the held-out posters whose file lies under this folder (one of several
@@ -493,46 +494,197 @@ fn read_labels(images: &Path, labels: &Path) -> Result<Vec<data::Sample>> {
     Ok(out)
 }
 
+/// How to choose the catalog's held-out posters (see [`EvaluateArgs`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct SplitChoice<'a> {
+    near_duplicates: bool,
+    no_near_duplicates: bool,
+    outside_share: Option<f64>,
+    under: Option<&'a Path>,
+}
+
+/// The catalog's posters that `model` was not trained on (its recipe's split, or the one
+/// `choice` asks for), and the training posters' years.
+fn held_out_samples(
+    data_dir: &DataDir,
+    model: &EraModel,
+    choice: SplitChoice<'_>,
+) -> Result<(Vec<data::Sample>, Vec<i32>)> {
+    let catalog = Catalog::open(&data_dir.catalog_path())?;
+    let mut all = data::samples_from_catalog(&catalog, data_dir)?;
+    let seed = model.config.recipe["seed"].as_u64().unwrap_or(42);
+    let share = model.config.recipe["val_share"].as_f64().unwrap_or(0.15);
+    // The split the model was trained with (near-duplicates kept together unless it
+    // predates that), or the one asked for.
+    let grouped = model.config.recipe["near_duplicates"]
+        .as_bool()
+        .unwrap_or(false);
+    if (grouped || choice.near_duplicates) && !choice.no_near_duplicates {
+        data::group_near_duplicates(&mut all);
+    }
+    let (train, mut held_out) = data::split(all, share, seed);
+    let train_years = train.iter().map(|s| s.year).collect();
+    if let Some(inner) = choice.outside_share {
+        anyhow::ensure!(
+            (0.0..share).contains(&inner),
+            "--outside-share must be below the model's validation share ({share})"
+        );
+        held_out = data::split(held_out, inner, seed).0;
+    }
+    if let Some(dir) = choice.under {
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("--under {}", dir.display()))?;
+        held_out.retain(|s| s.path.canonicalize().is_ok_and(|p| p.starts_with(&dir)));
+    }
+    Ok((held_out, train_years))
+}
+
+/// A model's answers on labelled posters.
+struct Scored {
+    /// Bin probabilities per readable poster: the mean of the model's networks'.
+    probs: Vec<Vec<f32>>,
+    /// Release year per readable poster.
+    years: Vec<i32>,
+    /// The posters that could not be read, and why.
+    failed: Failed,
+}
+
+/// Posters that could not be read, and why.
+type Failed = Vec<(PathBuf, String)>;
+
+/// Scores `samples` with `model` and its members, each network on its own input size,
+/// corrected for its training year mix as its config says unless `raw`.
+fn score_samples(
+    model: &EraModel,
+    samples: &[data::Sample],
+    reencode: &data::Reencode,
+    flip_average: bool,
+    raw: bool,
+) -> Result<Scored> {
+    let mut parts = Vec::new();
+    // The first network's years and unreadable posters.
+    let mut first: Option<(Vec<i32>, Failed)> = None;
+    for m in std::iter::once(model).chain(&model.members) {
+        let (prepared, failed) = data::prepare_with(samples, &m.config.network, reencode);
+        let config = crate::model::ModelConfig {
+            prior: if raw { None } else { m.config.prior.clone() },
+            ..m.config.clone()
+        };
+        parts.push(training::predict_prepared(
+            &m.net,
+            &prepared,
+            &config,
+            &m.device,
+            128,
+            flip_average,
+        )?);
+        match &first {
+            None => first = Some((prepared.iter().map(|p| p.year).collect(), failed)),
+            Some((_, f)) => anyhow::ensure!(
+                f.len() == failed.len(),
+                "the model's networks could not read the same posters"
+            ),
+        }
+    }
+    let (years, failed) = first.unwrap_or_default();
+    Ok(Scored {
+        probs: crate::model::inference::mean_probs(&parts),
+        years,
+        failed,
+    })
+}
+
+/// Options of `combine`.
+#[derive(Debug, clap::Args)]
+pub struct CombineArgs {
+    /// The first model: its network is the one saliency explains.
+    #[arg(value_name = "DIR")]
+    pub primary: PathBuf,
+    /// The models whose answers are averaged with the first's (typically the same recipe
+    /// at another input size).
+    #[arg(value_name = "MEMBER", required = true)]
+    pub members: Vec<PathBuf>,
+    /// The new model folder (absent or empty).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Do not score the new model on the catalog's held-out split (its validation
+    /// figures, shown in the model menus, stay empty).
+    #[arg(long)]
+    pub no_score: bool,
+    /// Era scheme of the recorded era accuracy.
+    #[arg(long, default_value = "hollywood")]
+    pub scheme: String,
+    /// Print the new model's config as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `combine`: joins trained models into one whose answer is the mean of theirs,
+/// then scores it on the catalog's held-out split and records the figures.
+pub fn cmd_combine(data_dir: &DataDir, schemes: &EraSchemes, args: &CombineArgs) -> Result<()> {
+    let scheme = schemes.get(&args.scheme)?;
+    let mut config =
+        crate::model::inference::combine_models(&args.primary, &args.members, &args.out)
+            .context("combining the models")?;
+    let model = EraModel::load(&args.out, &burn::prelude::Device::flex())
+        .with_context(|| format!("loading the combined model in {}", args.out.display()))?;
+    let samples = if args.no_score || !data_dir.catalog_path().is_file() {
+        Vec::new()
+    } else {
+        held_out_samples(data_dir, &model, SplitChoice::default())?.0
+    };
+    if samples.is_empty() {
+        eprintln!(
+            "wrote {} ({}); not scored (no held-out posters in the catalog)",
+            args.out.display(),
+            model.input_sizes()
+        );
+    } else {
+        let scored = score_samples(&model, &samples, &data::Reencode::default(), true, false)?;
+        let e = metrics::evaluate(&scored.probs, &scored.years, &config.bins, scheme);
+        eprintln!(
+            "wrote {} ({}); held-out split ({} posters): decade {:.1}%, balanced {:.1}%, \
+             within one decade {:.1}%, MAE {:.2} years",
+            args.out.display(),
+            model.input_sizes(),
+            e.count,
+            100.0 * e.decade_top1,
+            100.0 * e.balanced_decade_accuracy,
+            100.0 * e.within_one_decade,
+            e.mae_years
+        );
+        config.validation = Some(e);
+        config.save(&args.out)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+    }
+    Ok(())
+}
+
 /// Runs `evaluate`.
 pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArgs) -> Result<()> {
-    let mut model = args.common.load(data_dir)?;
+    let model = args.common.load(data_dir)?;
     let scheme = schemes.get(&args.common.scheme)?;
     for &tau in &args.prior_strength {
         PriorCorrection::check_strength(tau).map_err(anyhow::Error::msg)?;
     }
-    // Raw probabilities here; the correction is applied once below, at each strength.
-    let own_prior = model.config.prior.take();
+    // A strength sweep reads raw probabilities and applies the correction once below,
+    // at each strength; otherwise each network corrects its own as it would answer.
+    let sweep = !args.prior_strength.is_empty();
     let mut train_years = Vec::new();
     let samples = match (&args.images, &args.labels) {
         (Some(images), Some(labels)) => read_labels(images, labels)?,
         _ => {
-            let catalog = Catalog::open(&data_dir.catalog_path())?;
-            let mut all = data::samples_from_catalog(&catalog, data_dir)?;
-            let seed = model.config.recipe["seed"].as_u64().unwrap_or(42);
-            let share = model.config.recipe["val_share"].as_f64().unwrap_or(0.15);
-            // The split the model was trained with (near-duplicates kept together unless
-            // it predates that), or the one asked for.
-            let grouped = model.config.recipe["near_duplicates"]
-                .as_bool()
-                .unwrap_or(false);
-            if (grouped || args.near_duplicates) && !args.no_near_duplicates {
-                data::group_near_duplicates(&mut all);
-            }
-            let (train, mut held_out) = data::split(all, share, seed);
-            train_years = train.iter().map(|s| s.year).collect();
-            if let Some(inner) = args.outside_share {
-                anyhow::ensure!(
-                    (0.0..share).contains(&inner),
-                    "--outside-share must be below the model's validation share ({share})"
-                );
-                held_out = data::split(held_out, inner, seed).0;
-            }
-            if let Some(dir) = &args.under {
-                let dir = dir
-                    .canonicalize()
-                    .with_context(|| format!("--under {}", dir.display()))?;
-                held_out.retain(|s| s.path.canonicalize().is_ok_and(|p| p.starts_with(&dir)));
-            }
+            let choice = SplitChoice {
+                near_duplicates: args.near_duplicates,
+                no_near_duplicates: args.no_near_duplicates,
+                outside_share: args.outside_share,
+                under: args.under.as_deref(),
+            };
+            let (held_out, years) = held_out_samples(data_dir, &model, choice)?;
+            train_years = years;
             held_out
         }
     };
@@ -545,50 +697,31 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         scale: args.scale,
         jpeg_quality: args.jpeg_quality,
     };
-    let (prepared, failed) = data::prepare_with(&samples, &model.config.network, &reencode);
+    let Scored {
+        mut probs,
+        years,
+        failed,
+    } = score_samples(&model, &samples, &reencode, !args.no_flip, sweep)?;
     for (path, why) in failed.iter().take(10) {
         eprintln!("skipped {}: {why}", path.display());
     }
-    let probs = training::predict_prepared(
-        &model.net,
-        &prepared,
-        &model.config,
-        &model.device,
-        128,
-        !args.no_flip,
-    )?;
-    let mut probs = probs;
     if let Some(dir) = &args.ensemble {
-        let mut other = EraModel::load(dir, &model.device)
+        let other = EraModel::load(dir, &model.device)
             .with_context(|| format!("loading the model in {}", dir.display()))?;
-        other.config.prior = None;
         anyhow::ensure!(
             other.config.bins == model.config.bins,
             "--ensemble: the models' year bins differ"
         );
-        let (prepared2, failed2) = data::prepare_with(&samples, &other.config.network, &reencode);
+        let theirs = score_samples(&other, &samples, &reencode, !args.no_flip, sweep)?;
         anyhow::ensure!(
-            failed2.len() == failed.len(),
+            theirs.failed.len() == failed.len(),
             "--ensemble: the models could not read the same posters"
         );
-        let probs2 = training::predict_prepared(
-            &other.net,
-            &prepared2,
-            &other.config,
-            &other.device,
-            128,
-            !args.no_flip,
-        )?;
-        for (a, b) in probs.iter_mut().zip(&probs2) {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x = 0.5 * (*x + y);
-            }
-        }
+        probs = crate::model::inference::mean_probs(&[probs, theirs.probs]);
     }
-    let years: Vec<i32> = prepared.iter().map(|p| p.year).collect();
-    if !args.prior_strength.is_empty() {
-        let mix = match own_prior {
-            Some(p) => p,
+    if sweep {
+        let mix = match &model.config.prior {
+            Some(p) => p.clone(),
             None if !train_years.is_empty() => {
                 PriorCorrection::from_years(train_years, &model.config.bins, 0.0)
             }
@@ -598,9 +731,6 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
             ),
         };
         return report_strengths(&probs, &years, &mix, &model.config.bins, scheme, args);
-    }
-    if let Some(prior) = &own_prior {
-        prior.apply_all(&mut probs);
     }
     if let Some(out) = &args.probs_csv {
         let failed: std::collections::HashSet<&Path> =

@@ -64,6 +64,11 @@ fn one_teacher(
     if model.config.bins != *bins {
         return Err(bad("its year bins differ from this run's"));
     }
+    if !model.members.is_empty() {
+        return Err(bad(
+            "it combines several networks; name its member folders as teachers of their own",
+        ));
+    }
     if network.arch == super::backbone::Arch::Scratch {
         return Err(bad(
             "a teacher must read a pretrained backbone's cached features (a head, or a \

@@ -1,6 +1,6 @@
 //! Loading a model directory and predicting eras and years for posters.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -10,7 +10,8 @@ use image::RgbImage;
 use super::backbone::Arch;
 use super::network::{EraHead, EraNet};
 use super::{
-    BACKBONE_FILE, CONFIG_FILE, ModelConfig, ModelError, Result, WEIGHTS_FILE, YearBins, data,
+    BACKBONE_FILE, CONFIG_FILE, MAX_MEMBERS, ModelConfig, ModelError, Result, WEIGHTS_FILE,
+    YearBins, data,
 };
 use crate::eras::EraScheme;
 
@@ -26,10 +27,14 @@ pub struct EraModel {
     /// augmentation; on by default, the network was trained with flips).
     pub flip_average: bool,
     /// The directory it was loaded from (empty for a network in training).
-    pub source: std::path::PathBuf,
-    /// SHA-256 of its files (config, weights, fine-tuned backbone): the key of its stored
-    /// predictions. Empty for a network in training.
+    pub source: PathBuf,
+    /// SHA-256 of its files (config, weights, fine-tuned backbone, members'): the key of
+    /// its stored predictions. Empty for a network in training.
     pub fingerprint: String,
+    /// Member networks (the config's `members`, loaded from their folders): a poster's
+    /// probabilities are the mean of this network's and theirs, each corrected as its own
+    /// config says.
+    pub members: Vec<EraModel>,
 }
 
 /// A prediction for one poster.
@@ -135,6 +140,14 @@ fn save_module<M: Module>(module: M, dir: &Path, file: &str) -> Result<()> {
 /// With a pretrained backbone only the head is saved, plus the backbone when blocks of
 /// it were fine-tuned.
 pub fn save_model(net: &EraNet, config: &ModelConfig, dir: &Path) -> Result<()> {
+    if !config.members.is_empty() {
+        return Err(ModelError::Config {
+            path: dir.join(CONFIG_FILE).display().to_string(),
+            message: "one network is saved at a time; a model with members is made by \
+                      combining saved models"
+                .into(),
+        });
+    }
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
         path: dir.display().to_string(),
         source,
@@ -196,11 +209,134 @@ pub fn load_net(dir: &Path, config: &ModelConfig, device: &Device) -> Result<Era
     Ok(net)
 }
 
+/// Joins trained models into one whose answer is the mean of theirs (the same recipe at
+/// two input sizes, say), written to `out`, which must be absent or an empty folder:
+/// `primary`'s files at the top (the network saliency explains) and each of `members` in
+/// a sub-folder named after its input size ("192x288"). The models must share their year
+/// bins and their split (seed, validation share, near-duplicate grouping), so that the
+/// held-out posters stay held out for all of them. The new model has no validation
+/// figures until they are measured. Returns its config.
+pub fn combine_models(primary: &Path, members: &[PathBuf], out: &Path) -> Result<ModelConfig> {
+    if members.is_empty() || members.len() > MAX_MEMBERS {
+        return Err(ModelError::Data(format!(
+            "combine one model with 1 to {MAX_MEMBERS} others ({} given)",
+            members.len()
+        )));
+    }
+    let mut config = ModelConfig::load(primary)?;
+    let split = |c: &ModelConfig| {
+        ["seed", "val_share", "near_duplicates"].map(|k| c.recipe.get(k).cloned())
+    };
+    let mut names: Vec<String> = Vec::new();
+    for (dir, c) in std::iter::once((primary, config.clone())).chain(
+        members
+            .iter()
+            .map(|m| Ok((m.as_path(), ModelConfig::load(m)?)))
+            .collect::<Result<Vec<_>>>()?,
+    ) {
+        let bad = |why: &str| ModelError::Data(format!("{}: {why}", dir.display()));
+        if !c.members.is_empty() {
+            return Err(bad("it has members already; combine its parts instead"));
+        }
+        if !dir.join(WEIGHTS_FILE).is_file() {
+            return Err(bad("no weights (model.bpk)"));
+        }
+        if dir == primary {
+            continue;
+        }
+        if c.bins != config.bins {
+            return Err(bad("its year bins differ from the first model's"));
+        }
+        if split(&c) != split(&config) {
+            return Err(bad(
+                "it was trained on another split (seed, validation share or near-duplicate \
+                 grouping) than the first model",
+            ));
+        }
+        let base = format!("{}x{}", c.network.input_width, c.network.input_height);
+        let mut name = base.clone();
+        for i in 2.. {
+            if !names.contains(&name) {
+                break;
+            }
+            name = format!("{base}-{i}");
+        }
+        names.push(name);
+    }
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| ModelError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    match std::fs::read_dir(out).map(|mut entries| entries.next().is_none()) {
+        Ok(false) => {
+            return Err(ModelError::Data(format!(
+                "{} is not empty: name a new folder",
+                out.display()
+            )));
+        }
+        Ok(true) => std::fs::remove_dir(out).map_err(io(out))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(out)(e)),
+    }
+    // Built beside `out` and renamed into place: a crash leaves no half model.
+    let name = out
+        .file_name()
+        .ok_or_else(|| ModelError::Data(format!("{} names no folder", out.display())))?;
+    let tmp = out.with_file_name(format!(".{}.part", name.to_string_lossy()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    copy_model_files(primary, &tmp)?;
+    for (dir, name) in members.iter().zip(&names) {
+        copy_model_files(dir, &tmp.join(name))?;
+    }
+    config.members = names;
+    config.validation = None;
+    config.save(&tmp)?;
+    std::fs::rename(&tmp, out).map_err(io(out))?;
+    Ok(config)
+}
+
+/// Copies one model directory's own files (config, weights, fine-tuned backbone) into
+/// `to`.
+fn copy_model_files(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|source| ModelError::Io {
+        path: to.display().to_string(),
+        source,
+    })?;
+    for file in [CONFIG_FILE, WEIGHTS_FILE, BACKBONE_FILE] {
+        let src = from.join(file);
+        if file == BACKBONE_FILE && !src.exists() {
+            continue;
+        }
+        std::fs::copy(&src, to.join(file)).map_err(|source| ModelError::Io {
+            path: src.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// SHA-256 over a model directory's files (config, weights and, if present, the
-/// fine-tuned backbone): what identifies its predictions.
+/// fine-tuned backbone) and its members' files: what identifies its predictions.
 pub fn fingerprint(dir: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
+    hash_files(dir, &mut hasher)?;
+    for name in ModelConfig::load(dir)?.members {
+        hasher.update(b"member");
+        hasher.update(name.as_bytes());
+        hash_files(&dir.join(&name), &mut hasher)?;
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Feeds one model directory's own files (not its members') to `hasher`.
+fn hash_files(dir: &Path, hasher: &mut sha2::Sha256) -> Result<()> {
+    use sha2::Digest;
     for file in [CONFIG_FILE, WEIGHTS_FILE, BACKBONE_FILE] {
         let path = dir.join(file);
         match std::fs::read(&path) {
@@ -218,7 +354,7 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
             }
         }
     }
-    Ok(format!("{:x}", hasher.finalize()))
+    Ok(())
 }
 
 impl EraModel {
@@ -232,6 +368,23 @@ impl EraModel {
         }
         let config = ModelConfig::load(dir)?;
         let net = load_net(dir, &config, device)?.valid();
+        let mut members = Vec::with_capacity(config.members.len());
+        for name in &config.members {
+            let sub = dir.join(name);
+            let bad = |why: &str| ModelError::Config {
+                path: sub.join(CONFIG_FILE).display().to_string(),
+                message: format!("member {name:?}: {why}"),
+            };
+            // Checked before loading it, so that no folder is read twice.
+            if !ModelConfig::load(&sub)?.members.is_empty() {
+                return Err(bad("a member cannot have members of its own"));
+            }
+            let member = Self::load(&sub, device)?;
+            if member.config.bins != config.bins {
+                return Err(bad("its year bins differ from the model's"));
+            }
+            members.push(member);
+        }
         Ok(Self {
             net,
             config,
@@ -239,7 +392,20 @@ impl EraModel {
             flip_average: true,
             source: dir.to_path_buf(),
             fingerprint: fingerprint(dir)?,
+            members,
         })
+    }
+
+    /// The input sizes of its networks, this one first ("160×240 + 192×288").
+    pub fn input_sizes(&self) -> String {
+        std::iter::once(self)
+            .chain(&self.members)
+            .map(|m| {
+                let n = &m.config.network;
+                format!("{}×{}", n.input_width, n.input_height)
+            })
+            .collect::<Vec<_>>()
+            .join(" + ")
     }
 
     /// Whether this is the shipped model (loaded from [`super::default_model_dir`]).
@@ -263,7 +429,9 @@ impl EraModel {
     /// Whether this model reads a frozen pretrained backbone's features, which the data
     /// directory's feature cache can supply.
     pub fn uses_cached_features(&self) -> bool {
-        self.config.network.arch != Arch::Scratch && self.config.network.finetune_blocks == 0
+        self.config.network.arch != Arch::Scratch
+            && self.config.network.finetune_blocks == 0
+            && self.members.is_empty()
     }
 
     /// Normalised input values for a poster.
@@ -280,8 +448,8 @@ impl EraModel {
         )
     }
 
-    /// Bin probabilities for a batch of input tensors `[n, 3, h, w]` (corrected for the
-    /// training year mix where the model says so).
+    /// This network's bin probabilities (not its members') for a batch of input tensors
+    /// `[n, 3, h, w]` (corrected for the training year mix where the model says so).
     pub fn probs(&self, images: Tensor<4>) -> Result<Vec<Vec<f32>>> {
         let [n, _, _, _] = images.dims();
         let p = if self.flip_average {
@@ -312,16 +480,8 @@ impl EraModel {
         if posters.is_empty() {
             return Ok(Vec::new());
         }
-        let net = &self.config.network;
-        let mut values = Vec::with_capacity(posters.len() * 3 * net.input_width * net.input_height);
-        for p in posters {
-            values.extend(self.input(p));
-        }
         let n = posters.len();
-        let x: Tensor<4> = Tensor::from_data(
-            TensorData::new(values, [n, 3, net.input_height, net.input_width]),
-            &self.device,
-        );
+        let x = self.batch_tensor(posters);
         let mirrored = self.flip_average.then(|| x.clone().flip([3]));
         let out = self.net.forward_detached(x);
         let [_, c, _, _] = out.features.dims();
@@ -341,9 +501,16 @@ impl EraModel {
         if probs.len() != n * k || emb.len() != n * c {
             return Err(ModelError::Inference("unexpected output sizes".into()));
         }
-        let probs = self
+        let mut probs = self
             .config
             .corrected(probs.chunks(k).map(<[f32]>::to_vec).collect());
+        if !self.members.is_empty() {
+            let mut parts = vec![probs];
+            for m in &self.members {
+                parts.push(m.network_probs(posters)?);
+            }
+            probs = mean_probs(&parts);
+        }
         Ok(probs
             .into_iter()
             .zip(emb.chunks(c))
@@ -356,14 +523,65 @@ impl EraModel {
         Prediction::new(self.config.bins, bin_probs, scheme)
     }
 
+    /// This network's bin probabilities (not its members') for posters, in one batch.
+    pub fn network_probs(&self, posters: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        if posters.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.probs(self.batch_tensor(posters))
+    }
+
+    /// The input tensor `[n, 3, h, w]` for posters.
+    fn batch_tensor(&self, posters: &[RgbImage]) -> Tensor<4> {
+        let net = &self.config.network;
+        let mut values = Vec::with_capacity(posters.len() * 3 * net.input_width * net.input_height);
+        for p in posters {
+            values.extend(self.input(p));
+        }
+        Tensor::from_data(
+            TensorData::new(
+                values,
+                [posters.len(), 3, net.input_height, net.input_width],
+            ),
+            &self.device,
+        )
+    }
+
+    /// The model's bin probabilities for posters: the mean of its networks'.
+    pub fn poster_probs(&self, posters: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let mut parts = vec![self.network_probs(posters)?];
+        for m in &self.members {
+            parts.push(m.network_probs(posters)?);
+        }
+        Ok(mean_probs(&parts))
+    }
+
     /// Predicts one poster.
     pub fn predict(&self, rgb: &RgbImage, scheme: &EraScheme) -> Result<Prediction> {
-        let x = self.input_tensor(rgb, &self.device);
         let probs = self
-            .probs(x)?
+            .poster_probs(std::slice::from_ref(rgb))?
             .into_iter()
             .next()
             .ok_or_else(|| ModelError::Inference("no output for the poster".into()))?;
         Ok(self.describe(probs, scheme))
     }
+}
+
+/// The mean, poster by poster, of several networks' bin probabilities (`parts[network]
+/// [poster][bin]`, every network scoring the same posters).
+pub fn mean_probs(parts: &[Vec<Vec<f32>>]) -> Vec<Vec<f32>> {
+    let Some((first, rest)) = parts.split_first() else {
+        return Vec::new();
+    };
+    let k = parts.len() as f32;
+    let mut out = first.clone();
+    for part in rest {
+        for (a, b) in out.iter_mut().zip(part) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
+    }
+    for p in &mut out {
+        p.iter_mut().for_each(|x| *x /= k);
+    }
+    out
 }

@@ -53,6 +53,14 @@ impl ModelEntry {
         {
             recipe.push_str(&format!(", {epochs} epochs"));
         }
+        if !config.members.is_empty() {
+            recipe.push_str(&format!(
+                " at {}×{}, averaged with the {} network",
+                net.input_width,
+                net.input_height,
+                config.members.join(" and ")
+            ));
+        }
         let figures = config.validation.as_ref().map(|v| {
             format!(
                 "validation ({} posters): decade {:.1}%, balanced {:.1}%, within one decade {:.1}%, MAE {:.1} years",

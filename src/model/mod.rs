@@ -227,6 +227,25 @@ pub struct ModelConfig {
     /// models from before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prior: Option<prior::PriorCorrection>,
+    /// Further networks whose probabilities are averaged with this one's (typically the
+    /// same recipe at another input size): names of sub-folders of this model directory,
+    /// each a model directory of its own without members. Saliency explains this network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
+/// Most member networks a model may list.
+pub const MAX_MEMBERS: usize = 4;
+
+/// Whether `name` may name a member folder: a plain folder name (letters, digits, `.`,
+/// `_`, `-`; not starting with a dot; at most 64 bytes).
+pub fn valid_member_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Current `model.json` format.
@@ -274,6 +293,26 @@ impl ModelConfig {
                 message: "bin count and network outputs differ".into(),
             });
         }
+        if config.members.len() > MAX_MEMBERS {
+            return Err(ModelError::Config {
+                path: path.display().to_string(),
+                message: format!(
+                    "{} member networks (at most {MAX_MEMBERS})",
+                    config.members.len()
+                ),
+            });
+        }
+        for (i, name) in config.members.iter().enumerate() {
+            if !valid_member_name(name) || config.members[..i].contains(name) {
+                return Err(ModelError::Config {
+                    path: path.display().to_string(),
+                    message: format!(
+                        "member {name:?} is not a plain, unique folder name (letters, digits, \
+                         '.', '_', '-')"
+                    ),
+                });
+            }
+        }
         Ok(config)
     }
 
@@ -311,31 +350,31 @@ pub fn default_model_dir() -> Option<PathBuf> {
         .or_else(embedded_model_dir)
 }
 
+/// One file of the shipped model, compiled into the binary: its path inside the model
+/// directory and its bytes.
+macro_rules! shipped_file {
+    ($name:literal) => {
+        (
+            $name,
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/resources/model/",
+                $name
+            )) as &[u8],
+        )
+    };
+}
+
 /// The shipped model's files, compiled into the binary so that it works from any folder:
-/// its config, its head and its backbone (pretrained, with stage 7 and the head conv
-/// fine-tuned).
-const EMBEDDED_MODEL: [(&str, &[u8]); 3] = [
-    (
-        CONFIG_FILE,
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/resources/model/model.json"
-        )),
-    ),
-    (
-        WEIGHTS_FILE,
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/resources/model/model.bpk"
-        )),
-    ),
-    (
-        BACKBONE_FILE,
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/resources/model/backbone.bpk"
-        )),
-    ),
+/// its config, head and backbone (pretrained, with stage 7 and the head conv fine-tuned)
+/// at 160×240, and the same for its member network at 192×288.
+const EMBEDDED_MODEL: [(&str, &[u8]); 6] = [
+    shipped_file!("model.json"),
+    shipped_file!("model.bpk"),
+    shipped_file!("backbone.bpk"),
+    shipped_file!("192x288/model.json"),
+    shipped_file!("192x288/model.bpk"),
+    shipped_file!("192x288/backbone.bpk"),
 ];
 
 /// The embedded shipped model, written once (atomically) into the cache directory
@@ -359,7 +398,7 @@ pub fn embedded_model_in(cache: &Path) -> Option<PathBuf> {
         let path = dir.join(name);
         let whole = std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64);
         if !whole {
-            std::fs::create_dir_all(&dir).ok()?;
+            std::fs::create_dir_all(path.parent()?).ok()?;
             crate::fsutil::write_atomic(&path, bytes).ok()?;
         }
     }

@@ -415,6 +415,7 @@ pub fn predict_prepared(
         flip_average,
         source: PathBuf::new(),
         fingerprint: String::new(),
+        members: Vec::new(),
     };
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch.max(1)) {
@@ -612,6 +613,7 @@ pub fn train(
             &opts.bins,
             opts.prior_strength,
         )),
+        members: Vec::new(),
     };
     // Seeded so that a rerun with the same seed starts from the same weights.
     device.seed(opts.seed);

@@ -10,6 +10,16 @@ use image::{Rgb, RgbImage};
 use movie_eras::catalog::{Catalog, NewMovie, PosterRecord, PosterStatus};
 use movie_eras::paths::DataDir;
 
+/// Runs this crate's binary on the data directory `data` with `args`.
+pub fn run_cli(data: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_movie-eras"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// Writes `count` generated posters (`make(i)` gives the year and the image of poster
 /// `i`) under `dir/images` and a catalog of them under `dir/data`.
 pub fn catalog_of(dir: &Path, count: u32, make: impl Fn(u32) -> (i32, RgbImage)) -> DataDir {
