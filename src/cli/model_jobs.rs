@@ -553,6 +553,11 @@ struct Scored {
 /// Posters that could not be read, and why.
 type Failed = Vec<(PathBuf, String)>;
 
+/// Whether two networks failed on the same posters (so that their answers line up).
+fn same_posters(a: &Failed, b: &Failed) -> bool {
+    a.iter().map(|(p, _)| p).eq(b.iter().map(|(p, _)| p))
+}
+
 /// Scores `samples` with `model` and its members, each network on its own input size,
 /// corrected for its training year mix as its config says unless `raw`.
 fn score_samples(
@@ -582,7 +587,7 @@ fn score_samples(
         match &first {
             None => first = Some((prepared.iter().map(|p| p.year).collect(), failed)),
             Some((_, f)) => anyhow::ensure!(
-                f.len() == failed.len(),
+                same_posters(f, &failed),
                 "the model's networks could not read the same posters"
             ),
         }
@@ -714,7 +719,7 @@ pub fn cmd_evaluate(data_dir: &DataDir, schemes: &EraSchemes, args: &EvaluateArg
         );
         let theirs = score_samples(&other, &samples, &reencode, !args.no_flip, sweep)?;
         anyhow::ensure!(
-            theirs.failed.len() == failed.len(),
+            same_posters(&theirs.failed, &failed),
             "--ensemble: the models could not read the same posters"
         );
         probs = crate::model::inference::mean_probs(&[probs, theirs.probs]);

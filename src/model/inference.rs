@@ -29,7 +29,8 @@ pub struct EraModel {
     /// The directory it was loaded from (empty for a network in training).
     pub source: PathBuf,
     /// SHA-256 of its files (config, weights, fine-tuned backbone, members'): the key of
-    /// its stored predictions. Empty for a network in training.
+    /// its stored predictions. Empty for a network in training and for a member (the
+    /// model's own covers it).
     pub fingerprint: String,
     /// Member networks (the config's `members`, loaded from their folders): a poster's
     /// probabilities are the mean of this network's and theirs, each corrected as its own
@@ -223,17 +224,9 @@ pub fn combine_models(primary: &Path, members: &[PathBuf], out: &Path) -> Result
             members.len()
         )));
     }
-    let mut config = ModelConfig::load(primary)?;
-    let split = |c: &ModelConfig| {
-        ["seed", "val_share", "near_duplicates"].map(|k| c.recipe.get(k).cloned())
-    };
-    let mut names: Vec<String> = Vec::new();
-    for (dir, c) in std::iter::once((primary, config.clone())).chain(
-        members
-            .iter()
-            .map(|m| Ok((m.as_path(), ModelConfig::load(m)?)))
-            .collect::<Result<Vec<_>>>()?,
-    ) {
+    // A part: one network, with its weights.
+    let part = |dir: &Path| -> Result<ModelConfig> {
+        let c = ModelConfig::load(dir)?;
         let bad = |why: &str| ModelError::Data(format!("{}: {why}", dir.display()));
         if !c.members.is_empty() {
             return Err(bad("it has members already; combine its parts instead"));
@@ -241,9 +234,16 @@ pub fn combine_models(primary: &Path, members: &[PathBuf], out: &Path) -> Result
         if !dir.join(WEIGHTS_FILE).is_file() {
             return Err(bad("no weights (model.bpk)"));
         }
-        if dir == primary {
-            continue;
-        }
+        Ok(c)
+    };
+    let mut config = part(primary)?;
+    let split = |c: &ModelConfig| {
+        ["seed", "val_share", "near_duplicates"].map(|k| c.recipe.get(k).cloned())
+    };
+    let mut names: Vec<String> = Vec::new();
+    for dir in members {
+        let c = part(dir)?;
+        let bad = |why: &str| ModelError::Data(format!("{}: {why}", dir.display()));
         if c.bins != config.bins {
             return Err(bad("its year bins differ from the first model's"));
         }
@@ -360,6 +360,30 @@ fn hash_files(dir: &Path, hasher: &mut sha2::Sha256) -> Result<()> {
 impl EraModel {
     /// Loads the model in `dir` onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let mut model = Self::load_network(dir, device)?;
+        for name in &model.config.members {
+            let sub = dir.join(name);
+            let bad = |why: &str| ModelError::Config {
+                path: sub.join(CONFIG_FILE).display().to_string(),
+                message: format!("member {name:?}: {why}"),
+            };
+            let member = Self::load_network(&sub, device)?;
+            if !member.config.members.is_empty() {
+                return Err(bad("a member cannot have members of its own"));
+            }
+            if member.config.bins != model.config.bins {
+                return Err(bad("its year bins differ from the model's"));
+            }
+            model.members.push(member);
+        }
+        // Over the members' files too: each file is hashed once, here.
+        model.fingerprint = fingerprint(dir)?;
+        Ok(model)
+    }
+
+    /// The network in `dir` alone: its members are not loaded, and its fingerprint is
+    /// left empty.
+    fn load_network(dir: &Path, device: &Device) -> Result<Self> {
         if !dir.join(CONFIG_FILE).is_file() {
             return Err(ModelError::Config {
                 path: dir.join(CONFIG_FILE).display().to_string(),
@@ -368,31 +392,14 @@ impl EraModel {
         }
         let config = ModelConfig::load(dir)?;
         let net = load_net(dir, &config, device)?.valid();
-        let mut members = Vec::with_capacity(config.members.len());
-        for name in &config.members {
-            let sub = dir.join(name);
-            let bad = |why: &str| ModelError::Config {
-                path: sub.join(CONFIG_FILE).display().to_string(),
-                message: format!("member {name:?}: {why}"),
-            };
-            // Checked before loading it, so that no folder is read twice.
-            if !ModelConfig::load(&sub)?.members.is_empty() {
-                return Err(bad("a member cannot have members of its own"));
-            }
-            let member = Self::load(&sub, device)?;
-            if member.config.bins != config.bins {
-                return Err(bad("its year bins differ from the model's"));
-            }
-            members.push(member);
-        }
         Ok(Self {
             net,
             config,
             device: device.clone(),
             flip_average: true,
             source: dir.to_path_buf(),
-            fingerprint: fingerprint(dir)?,
-            members,
+            fingerprint: String::new(),
+            members: Vec::new(),
         })
     }
 
@@ -501,16 +508,11 @@ impl EraModel {
         if probs.len() != n * k || emb.len() != n * c {
             return Err(ModelError::Inference("unexpected output sizes".into()));
         }
-        let mut probs = self
-            .config
-            .corrected(probs.chunks(k).map(<[f32]>::to_vec).collect());
-        if !self.members.is_empty() {
-            let mut parts = vec![probs];
-            for m in &self.members {
-                parts.push(m.network_probs(posters)?);
-            }
-            probs = mean_probs(&parts);
-        }
+        let probs = self.with_members(
+            self.config
+                .corrected(probs.chunks(k).map(<[f32]>::to_vec).collect()),
+            posters,
+        )?;
         Ok(probs
             .into_iter()
             .zip(emb.chunks(c))
@@ -549,7 +551,15 @@ impl EraModel {
 
     /// The model's bin probabilities for posters: the mean of its networks'.
     pub fn poster_probs(&self, posters: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
-        let mut parts = vec![self.network_probs(posters)?];
+        self.with_members(self.network_probs(posters)?, posters)
+    }
+
+    /// `own` (this network's probabilities for `posters`) averaged with its members'.
+    fn with_members(&self, own: Vec<Vec<f32>>, posters: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        if self.members.is_empty() {
+            return Ok(own);
+        }
+        let mut parts = vec![own];
         for m in &self.members {
             parts.push(m.network_probs(posters)?);
         }
